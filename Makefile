@@ -1,0 +1,36 @@
+# The README's two commands: `make demo` (the main job on the local lab) and `make test` (the suite).
+# Each installs what it needs (Debian packages, a virtualenv) and starts the services it needs.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint unit clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@python3 -c 'import ensurepip, venv' 2>/dev/null || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv; }
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+## The main job on the local lab: lab up, host bootstrap, images, services, verify. The lab stays up
+## afterwards for you to use; `.venv/bin/archfleet lab down` removes it.
+demo: setup
+	$(BIN)/archfleet demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+## Tests that need no lab (facts, operations, schema, builders).
+unit: setup
+	$(BIN)/pytest -m 'not lab'
+
+## Everything: lint, then the whole suite against a lab it starts, then the lab is taken down.
+test: lint
+	trap '$(BIN)/archfleet lab down' EXIT; $(BIN)/archfleet lab up && $(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

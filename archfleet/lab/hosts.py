@@ -1,0 +1,150 @@
+"""Lab hosts: one container each, with its own hostname, sshd and Docker engine."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from archfleet.errors import OperationFailed
+from archfleet.lab.state import LabHost, LabPaths
+from archfleet.run import run, succeeds
+
+LAB_LABEL = "archfleet.lab"
+# Named capabilities instead of --privileged (the kernel's bounding set lacks CAP_SYS_RESOURCE here).
+HOST_CONTAINER_FLAGS = (
+    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "MKNOD", "--cap-add", "SYS_PTRACE",
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "--device-cgroup-rule", "a *:* rwm",
+    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--init",
+)
+# Address offsets inside the lab subnet, so each host keeps its address across `lab up`s.
+ADDRESS_OFFSET = {"amd64": 10, "arm64": 130}
+MAX_HOSTS_PER_ARCH = 100
+
+
+def container_name(network: str, host_name: str) -> str:
+    return f"{network}-{host_name}"
+
+
+def volume_name(network: str, host_name: str) -> str:
+    return f"{network}-{host_name}-docker"
+
+
+def planned_hosts(network: str, subnet: str, counts: dict[str, int]) -> list[LabHost]:
+    net = ipaddress.ip_network(subnet)
+    hosts = []
+    for arch, count in counts.items():
+        for index in range(1, count + 1):
+            name = f"{arch}-{index}"
+            address = str(net.network_address + ADDRESS_OFFSET[arch] + index - 1)
+            hosts.append(LabHost(name, arch, address, container_name(network, name)))
+    return hosts
+
+
+def existing_containers(network: str) -> dict[str, dict[str, object]]:
+    """The lab's host containers by name, with their state."""
+    result = run([
+        "docker", "ps", "-a", "--filter", f"label={LAB_LABEL}={network}", "--format", "{{.Names}}",
+    ])
+    names = result.stdout.split()
+    if not names:
+        return {}
+    inspected = json.loads(run(["docker", "inspect", *names]).stdout)
+    return {c["Name"].lstrip("/"): c for c in inspected}
+
+
+def ensure_network(network: str, subnet: str, gateway: str) -> None:
+    if succeeds(["docker", "network", "inspect", network]):
+        return
+    run([
+        "docker", "network", "create", "--driver", "bridge", "--subnet", subnet, "--gateway", gateway,
+        "--label", f"{LAB_LABEL}={network}", network,
+    ])
+
+
+def start_host(host: LabHost, network: str, image: str, paths: LabPaths, gateway: str, existing: dict) -> bool:
+    """Create or start the host's container. Returns True when something changed."""
+    container = existing.get(host.container)
+    if container is not None:
+        config_image = container["Config"]["Image"]
+        state = container["State"]
+        if config_image == image and container["Image"] == run(
+            ["docker", "image", "inspect", "--format", "{{.Id}}", image]
+        ).stdout.strip():
+            if state["Running"]:
+                return False
+            run(["docker", "start", host.container])
+            return True
+        # The host image was rebuilt: replace the container (its engine's volume stays).
+        run(["docker", "rm", "-f", host.container])
+    run([
+        "docker", "run", "-d", "--name", host.container, "--hostname", host.name,
+        "--network", network, "--ip", host.address, "--platform", f"linux/{host.arch}",
+        "--label", f"{LAB_LABEL}={network}", "--label", f"{LAB_LABEL}.arch={host.arch}",
+        *HOST_CONTAINER_FLAGS,
+        "-v", f"{volume_name(network, host.name)}:/var/lib/docker",
+        "-v", f"{paths.authorized_keys}:/root/.ssh/authorized_keys:ro",
+        image,
+    ])
+    return True
+
+
+def host_key(host: LabHost, timeout: float = 120) -> str:
+    """The host's ed25519 public key, generated on its first boot."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = subprocess.run(
+            ["docker", "exec", host.container, "cat", "/etc/ssh/ssh_host_ed25519_key.pub"],
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode == 0 and result.stdout.startswith("ssh-ed25519 "):
+            key_type, key = result.stdout.split()[:2]
+            return f"{host.address} {key_type} {key}"
+        if time.monotonic() > deadline:
+            raise OperationFailed(f"{host.name}: no SSH host key after {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+def ssh_argv(paths: LabPaths, user: str, address: str, *command: str) -> list[str]:
+    return [
+        "ssh", "-i", str(paths.ssh_key), "-o", f"UserKnownHostsFile={paths.known_hosts}",
+        "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+        f"{user}@{address}", *command,
+    ]
+
+
+def wait_for_ssh(hosts: list[LabHost], paths: LabPaths, user: str, timeout: float = 120) -> None:
+    def wait(host: LabHost) -> None:
+        deadline = time.monotonic() + timeout
+        while not succeeds(ssh_argv(paths, user, host.address, "true"), timeout=15):
+            if time.monotonic() > deadline:
+                raise OperationFailed(f"{host.name} ({host.address}): sshd did not answer in {timeout:.0f}s")
+            time.sleep(0.5)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(wait, hosts))
+
+
+def probe(host: LabHost, paths: LabPaths, user: str) -> dict[str, str]:
+    """What `lab status` shows: does SSH answer, and does the host's engine answer."""
+    result = subprocess.run(
+        ssh_argv(
+            paths, user, host.address,
+            "uname -m; docker version --format '{{.Server.Version}} {{.Server.Arch}}' 2>/dev/null || echo down",
+        ),
+        capture_output=True, text=True, check=False, timeout=30,
+    )
+    if result.returncode not in (0, 1) or not result.stdout:
+        return {"ssh": "down", "machine": "?", "engine": "?"}
+    lines = result.stdout.split("\n")
+    return {"ssh": "up", "machine": lines[0].strip(), "engine": (lines[1].strip() if len(lines) > 1 else "down")}
+
+
+def remove_hosts(network: str, names: list[str]) -> None:
+    if not names:
+        return
+    run(["docker", "rm", "-f", *names])

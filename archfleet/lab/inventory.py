@@ -1,0 +1,34 @@
+"""The running lab as pyinfra inventory groups (used by ``inventories/lab.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from archfleet.lab.state import ARCHES, LabHost, LabState, load
+
+HostEntry = tuple[str, dict[str, Any]]
+
+
+def host_data(state: LabState, host: LabHost) -> dict[str, Any]:
+    """Connection data for pyinfra (host key checking on) and where the registry's trust comes from."""
+    return {
+        "ssh_hostname": host.address,
+        "ssh_user": state.ssh_user,
+        "ssh_key": state.ssh_key,
+        "ssh_known_hosts_file": state.known_hosts,
+        "ssh_strict_host_key_checking": "yes",
+        "ssh_look_for_keys": False,
+        "ssh_allow_agent": False,
+        "lab_arch": host.arch,
+        "lab_container": host.container,
+        "registry_address": state.registry.address,
+        "registry_username": state.registry.username,
+        "registry_password_file": state.registry.password_file,
+        "registry_ca_file": state.registry.ca_cert,
+    }
+
+
+def lab_groups(state: LabState | None = None) -> dict[str, list[HostEntry]]:
+    """``{"amd64": [(name, data), ...], "arm64": [...]}`` for the lab that is up."""
+    state = state or load()
+    return {arch: [(h.name, host_data(state, h)) for h in state.hosts_of(arch)] for arch in ARCHES}

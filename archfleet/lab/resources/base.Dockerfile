@@ -1,0 +1,4 @@
+# Debian 12 from a debootstrap rootfs; built with --platform so the image records its architecture.
+FROM scratch
+ADD rootfs.tar /
+CMD ["bash"]

@@ -1,0 +1,160 @@
+"""Where the lab keeps its files, and the record of what is running (``lab.json``, root-only)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from archfleet.errors import InputError
+
+ARCHES = ("amd64", "arm64")
+
+
+def state_dir() -> Path:
+    """Secrets and runtime state: CA, registry password, SSH key, lab.json. Mode 0700."""
+    return Path(os.environ.get("ARCHFLEET_LAB_DIR", "/var/lib/archfleet/lab"))
+
+
+def cache_dir() -> Path:
+    """Slow things built once: rootfs tarballs."""
+    return Path(os.environ.get("ARCHFLEET_CACHE_DIR", "/var/cache/archfleet"))
+
+
+@dataclass(frozen=True)
+class LabPaths:
+    root: Path
+
+    @property
+    def lab_json(self) -> Path:
+        return self.root / "lab.json"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.root / "pki" / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.root / "pki" / "ca.key"
+
+    @property
+    def registry_cert(self) -> Path:
+        return self.root / "pki" / "registry.crt"
+
+    @property
+    def registry_key(self) -> Path:
+        return self.root / "pki" / "registry.key"
+
+    @property
+    def registry_password(self) -> Path:
+        return self.root / "registry" / "password"
+
+    @property
+    def htpasswd(self) -> Path:
+        return self.root / "registry" / "htpasswd"
+
+    @property
+    def registry_config(self) -> Path:
+        return self.root / "registry" / "config.yml"
+
+    @property
+    def registry_data(self) -> Path:
+        return self.root / "registry" / "data"
+
+    @property
+    def registry_pid(self) -> Path:
+        return self.root / "registry" / "registry.pid"
+
+    @property
+    def registry_log(self) -> Path:
+        return self.root / "registry" / "registry.log"
+
+    @property
+    def ssh_key(self) -> Path:
+        return self.root / "ssh" / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.root / "ssh" / "known_hosts"
+
+    @property
+    def authorized_keys(self) -> Path:
+        return self.root / "ssh" / "authorized_keys"
+
+
+@dataclass
+class LabHost:
+    name: str
+    arch: str
+    address: str
+    container: str
+
+
+@dataclass
+class RegistryInfo:
+    address: str
+    username: str
+    password_file: str
+    ca_cert: str
+
+
+@dataclass
+class LabState:
+    network: str
+    subnet: str
+    gateway: str
+    registry: RegistryInfo
+    ssh_user: str
+    ssh_key: str
+    known_hosts: str
+    counts: dict[str, int]
+    hosts: list[LabHost] = field(default_factory=list)
+
+    def hosts_of(self, arch: str) -> list[LabHost]:
+        return [h for h in self.hosts if h.arch == arch]
+
+    def host(self, name: str) -> LabHost:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise InputError(f"lab: no host named {name!r} (hosts: {', '.join(h.name for h in self.hosts)})")
+
+    def registry_password(self) -> str:
+        return Path(self.registry.password_file).read_text().strip()
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only root can read, creating its directory 0700."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def save(state: LabState, paths: LabPaths) -> None:
+    write_private(paths.lab_json, json.dumps(asdict(state), indent=2) + "\n")
+
+
+def load(paths: LabPaths | None = None) -> LabState:
+    """The running lab's record. Raises InputError when the lab is not up."""
+    paths = paths or LabPaths(state_dir())
+    try:
+        raw = json.loads(paths.lab_json.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{paths.lab_json}: the lab is not up (run `archfleet lab up`)") from None
+    except PermissionError:
+        raise InputError(f"{paths.lab_json}: not readable (the lab's files are root-only)") from None
+    return LabState(
+        network=raw["network"],
+        subnet=raw["subnet"],
+        gateway=raw["gateway"],
+        registry=RegistryInfo(**raw["registry"]),
+        ssh_user=raw["ssh_user"],
+        ssh_key=raw["ssh_key"],
+        known_hosts=raw["known_hosts"],
+        counts=raw["counts"],
+        hosts=[LabHost(**h) for h in raw["hosts"]],
+    )

@@ -1,0 +1,35 @@
+"""
+Host bootstrap for Debian/Ubuntu hosts of either architecture:
+
+- the Docker engine installed (Debian's package when missing), running, enabled at boot where there is
+  an init system;
+- the private registry's CA trusted by Docker, and Docker logged in to the registry.
+
+    pyinfra inventories/lab.py deploys/host.py
+
+Registry settings come from host data: ``registry_address``, ``registry_username``,
+``registry_password_file`` (a local file; the password never appears in a command line or in output)
+and ``registry_ca_file`` (a local file; optional for registries with a public certificate). A host
+without ``registry_address`` gets the engine only.
+
+A no-op run costs two commands per host: the DockerEngine and RegistryAccess facts.
+"""
+
+from pathlib import Path
+
+from pyinfra import host
+
+from tasks import docker_engine
+
+docker_engine.engine_running(name="Docker engine installed, running and enabled at boot")
+
+registry_address = host.data.get("registry_address")
+if registry_address:
+    ca_file = host.data.get("registry_ca_file")
+    docker_engine.registry_access(
+        name=f"Docker trusts and is logged in to {registry_address}",
+        address=registry_address,
+        username=host.data.get("registry_username"),
+        password=Path(host.data.get("registry_password_file")).read_text().strip(),
+        ca_certificate=Path(ca_file).read_bytes() if ca_file else None,
+    )

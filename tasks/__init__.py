@@ -1,0 +1,1 @@
+"""Reusable operations (they decide) and pure command builders (they only build text)."""

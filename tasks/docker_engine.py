@@ -1,0 +1,78 @@
+"""Operations for a host's Docker engine and its access to a private registry."""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from collections.abc import Generator
+from io import BytesIO
+
+from pyinfra import host
+from pyinfra.api import FileUploadCommand, StringCommand, operation
+from pyinfra.facts.server import Which
+
+from archfleet.errors import OperationFailed
+from facts.docker import DockerEngine
+from facts.registry import CREDENTIALS_DIR, RegistryAccess, ca_path, password_path
+from tasks import docker_commands
+
+DEBIAN_ENGINE_PACKAGE = "docker.io"
+
+
+@operation()
+def engine_running(enabled: bool = True) -> Generator[StringCommand, None, None]:
+    """
+    The Docker engine is installed (Debian's ``docker.io`` when missing), running and, where there is
+    an init system, enabled at boot.
+    """
+    engine = host.get_fact(DockerEngine)
+    if not engine["installed"]:
+        if not host.get_fact(Which, command="apt-get"):
+            raise OperationFailed(f"{host.name}: Docker is not installed and this is not a Debian/Ubuntu host")
+        yield StringCommand("apt-get update -q")
+        yield StringCommand(
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends",
+            '-o Dpkg::Options::="--force-confdef" -o Dpkg::Options::="--force-confold"',
+            DEBIAN_ENGINE_PACKAGE,
+        )
+    if not engine["daemon_running"]:
+        init = engine["init_system"]
+        if not engine["installed"] and init == "none":
+            # The package brings its init script; look again after installing.
+            init = "sysvinit"
+        yield docker_commands.start_engine(init)
+        yield docker_commands.wait_for_engine()
+    else:
+        host.noop(f"Docker engine {engine['server_version']} is running")
+    if enabled and engine["installed"] and engine["init_system"] != "none" and not engine["enabled_at_boot"]:
+        yield docker_commands.enable_engine(engine["init_system"])
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@operation()
+def registry_access(
+    address: str, username: str, password: str, ca_certificate: bytes | None = None
+) -> Generator[StringCommand | FileUploadCommand, None, None]:
+    """
+    Docker on the host trusts ``ca_certificate`` for the registry at ``address`` and is logged in to it.
+    The password is uploaded to a root-only file and fed to `docker login` on stdin.
+    """
+    state = host.get_fact(RegistryAccess, address=address)
+    if ca_certificate is not None and state["ca_sha256"] != sha256(ca_certificate):
+        dest = ca_path(address)
+        yield docker_commands.public_directory(posixpath.dirname(dest))
+        yield FileUploadCommand(BytesIO(ca_certificate), dest)
+        yield docker_commands.chmod("0644", dest)
+    secret = password.encode()
+    password_changed = state["password_sha256"] != sha256(secret)
+    if password_changed:
+        yield docker_commands.private_directory(CREDENTIALS_DIR)
+        yield FileUploadCommand(BytesIO(secret), password_path(address))
+        yield docker_commands.chmod("0600", password_path(address))
+    if password_changed or not state["logged_in"]:
+        yield docker_commands.login(address, username, password_path(address))
+    else:
+        host.noop(f"logged in to {address}")

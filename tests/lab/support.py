@@ -1,0 +1,68 @@
+"""Running pyinfra, archfleet and commands on lab hosts, the way a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from archfleet.lab.hosts import ssh_argv
+from archfleet.lab.state import LabHost, LabPaths, state_dir
+
+PROJECT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+LAB_INVENTORY = str(PROJECT / "inventories" / "lab.py")
+
+
+@dataclass
+class PyinfraResult:
+    returncode: int
+    output: str
+
+    def grand_total(self) -> dict[str, int]:
+        """The `Grand total` row of pyinfra's results table: hosts-ops, success (changed), error, no change."""
+        match = re.search(r"Grand total\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", self.output)
+        assert match, f"no results table in pyinfra output:\n{self.output[-3000:]}"
+        values = [0 if v == "-" else int(v) for v in match.groups()]
+        return dict(zip(("operations", "changed", "errors", "unchanged"), values, strict=True))
+
+    def facts(self) -> dict[str, object]:
+        """The JSON pyinfra prints for `pyinfra INVENTORY fact X`."""
+        start = self.output.index("--> Fact data for:")
+        body = self.output[self.output.index("{", start):]
+        depth = 0
+        for index, char in enumerate(body):
+            depth += {"{": 1, "}": -1}.get(char, 0)
+            if depth == 0:
+                return json.loads(body[: index + 1])
+        raise AssertionError("unterminated fact JSON")
+
+
+def pyinfra(*args: str, inventory: str = LAB_INVENTORY, timeout: float = 900) -> PyinfraResult:
+    result = subprocess.run(
+        [str(BIN / "pyinfra"), "-y", inventory, *args],
+        cwd=PROJECT, capture_output=True, text=True, timeout=timeout, check=False,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    return PyinfraResult(result.returncode, result.stdout + result.stderr)
+
+
+def archfleet(*args: str, timeout: float = 1800, check: bool = False) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(BIN / "archfleet"), *args], cwd=PROJECT, capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    if check:
+        assert result.returncode == 0, f"archfleet {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def on_host(host: LabHost, command: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run a shell command on a lab host over SSH (host key checked)."""
+    paths = LabPaths(state_dir())
+    return subprocess.run(
+        ssh_argv(paths, "root", host.address, command), capture_output=True, text=True, timeout=timeout, check=False,
+    )
