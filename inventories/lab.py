@@ -1,4 +1,5 @@
-"""pyinfra inventory of the running local lab, hosts grouped by architecture.
+"""pyinfra inventory of the running local lab. Groups: ``amd64`` and ``arm64`` (the fleet's servers, by
+architecture), ``workstation`` (bare Debian for the laptop profile) and ``spot`` (hosts playing spot instances).
 
     pyinfra inventories/lab.py fact server.Arch
 
@@ -11,3 +12,5 @@ _groups = lab_groups()
 
 amd64 = _groups["amd64"]
 arm64 = _groups["arm64"]
+workstation = _groups["workstation"]
+spot = _groups["spot"]

@@ -13,8 +13,13 @@ def register(subparsers: Any) -> None:
     actions = parser.add_subparsers(dest="lab_action", metavar="ACTION", parser_class=type(parser))
     actions.required = True
     up = actions.add_parser("up", help="start the lab (idempotent); slow parts are cached")
-    up.add_argument("--amd64", type=int, metavar="N", help="number of amd64 hosts (default: as before, else 1)")
-    up.add_argument("--arm64", type=int, metavar="N", help="number of arm64 hosts (default: as before, else 1)")
+    for kind, help_text in (
+        ("amd64", "amd64 fleet hosts (bare Debian; default: as before, else 1)"),
+        ("arm64", "arm64 fleet hosts (arm64 userland and engine under QEMU; default: as before, else 1)"),
+        ("workstation", "bare amd64 Debian hosts for the laptop profile (default: as before, else 0)"),
+        ("spot", "amd64 hosts playing spot instances (default: as before, else 0)"),
+    ):
+        up.add_argument(f"--{kind}", type=int, metavar="N", help=help_text)
     up.set_defaults(handler=run_up)
     actions.add_parser("status", help="each host, its arch and address, and whether SSH and its engine answer")\
         .set_defaults(handler=run_status)
@@ -26,9 +31,9 @@ def register(subparsers: Any) -> None:
 
 
 def run_up(args: argparse.Namespace) -> int:
-    state = lab.up(amd64=args.amd64, arm64=args.arm64)
+    state = lab.up(amd64=args.amd64, arm64=args.arm64, workstation=args.workstation, spot=args.spot)
     for host in state.hosts:
-        print(f"{host.name}\t{host.arch}\t{host.address}")
+        print(f"{host.name}\t{host.kind}\t{host.arch}\t{host.address}")
     print(f"registry\t{state.registry.address}")
     return 0
 

@@ -9,7 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from archfleet.errors import OperationFailed
-from archfleet.lab.state import LabHost, LabPaths
+from archfleet.lab.state import HOST_KINDS, LabHost, LabPaths
 from archfleet.run import run, succeeds
 
 LAB_LABEL = "archfleet.lab"
@@ -22,8 +22,8 @@ HOST_CONTAINER_FLAGS = (
     "--init",
 )
 # Address offsets inside the lab subnet, so each host keeps its address across `lab up`s.
-ADDRESS_OFFSET = {"amd64": 10, "arm64": 130}
-MAX_HOSTS_PER_ARCH = 100
+ADDRESS_OFFSET = {"amd64": 10, "arm64": 130, "workstation": 230, "spot": 240}
+MAX_HOSTS = {"amd64": 100, "arm64": 100, "workstation": 10, "spot": 10}
 
 
 def container_name(network: str, host_name: str) -> str:
@@ -37,11 +37,11 @@ def volume_name(network: str, host_name: str) -> str:
 def planned_hosts(network: str, subnet: str, counts: dict[str, int]) -> list[LabHost]:
     net = ipaddress.ip_network(subnet)
     hosts = []
-    for arch, count in counts.items():
+    for kind, count in counts.items():
         for index in range(1, count + 1):
-            name = f"{arch}-{index}"
-            address = str(net.network_address + ADDRESS_OFFSET[arch] + index - 1)
-            hosts.append(LabHost(name, arch, address, container_name(network, name)))
+            name = f"{kind}-{index}"
+            address = str(net.network_address + ADDRESS_OFFSET[kind] + index - 1)
+            hosts.append(LabHost(name, HOST_KINDS[kind], address, container_name(network, name), kind))
     return hosts
 
 
@@ -84,7 +84,7 @@ def start_host(host: LabHost, network: str, image: str, paths: LabPaths, gateway
     run([
         "docker", "run", "-d", "--name", host.container, "--hostname", host.name,
         "--network", network, "--ip", host.address, "--platform", f"linux/{host.arch}",
-        "--label", f"{LAB_LABEL}={network}", "--label", f"{LAB_LABEL}.arch={host.arch}",
+        "--label", f"{LAB_LABEL}={network}", "--label", f"{LAB_LABEL}.kind={host.kind}",
         *HOST_CONTAINER_FLAGS,
         "-v", f"{volume_name(network, host.name)}:/var/lib/docker",
         "-v", f"{paths.authorized_keys}:/root/.ssh/authorized_keys:ro",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from archfleet.lab.state import ARCHES, LabHost, LabState, load
+from archfleet.lab.state import HOST_KINDS, LabHost, LabState, load
 
 HostEntry = tuple[str, dict[str, Any]]
 
@@ -20,6 +20,7 @@ def host_data(state: LabState, host: LabHost) -> dict[str, Any]:
         "ssh_look_for_keys": False,
         "ssh_allow_agent": False,
         "lab_arch": host.arch,
+        "lab_kind": host.kind,
         "lab_container": host.container,
         "registry_address": state.registry.address,
         "registry_username": state.registry.username,
@@ -29,6 +30,6 @@ def host_data(state: LabState, host: LabHost) -> dict[str, Any]:
 
 
 def lab_groups(state: LabState | None = None) -> dict[str, list[HostEntry]]:
-    """``{"amd64": [(name, data), ...], "arm64": [...]}`` for the lab that is up."""
+    """Groups by host kind: ``{"amd64": [(name, data), ...], "arm64": [...], ...}`` for the lab that is up."""
     state = state or load()
-    return {arch: [(h.name, host_data(state, h)) for h in state.hosts_of(arch)] for arch in ARCHES}
+    return {kind: [(h.name, host_data(state, h)) for h in state.hosts_of(kind)] for kind in HOST_KINDS}

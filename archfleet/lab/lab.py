@@ -13,7 +13,7 @@ from pathlib import Path
 from archfleet.errors import InputError
 from archfleet.lab import hosts as lab_hosts
 from archfleet.lab import images, pki, registry, system
-from archfleet.lab.state import ARCHES, LabPaths, LabState, RegistryInfo, load, save, state_dir, write_private
+from archfleet.lab.state import DEFAULT_COUNTS, LabPaths, LabState, RegistryInfo, load, save, state_dir, write_private
 from archfleet.run import run, say, succeeds
 
 DEFAULT_NETWORK = "archfleet-lab"
@@ -59,31 +59,30 @@ def trust_registry_locally(paths: LabPaths, address: str) -> None:
     )
 
 
-def desired_counts(paths: LabPaths, amd64: int | None, arm64: int | None) -> dict[str, int]:
-    counts = {"amd64": 1, "arm64": 1}
+def desired_counts(paths: LabPaths, requested: dict[str, int | None]) -> dict[str, int]:
+    """Counts per host kind: as requested, else as the running lab has them, else the defaults."""
+    counts = dict(DEFAULT_COUNTS)
     if paths.lab_json.exists():
         counts.update(load(paths).counts)
-    if amd64 is not None:
-        counts["amd64"] = amd64
-    if arm64 is not None:
-        counts["arm64"] = arm64
-    for arch, count in counts.items():
-        if not 0 <= count <= lab_hosts.MAX_HOSTS_PER_ARCH:
-            raise InputError(f"lab up: --{arch} must be between 0 and {lab_hosts.MAX_HOSTS_PER_ARCH}, not {count}")
+    counts.update({kind: count for kind, count in requested.items() if count is not None})
+    for kind, count in counts.items():
+        if not 0 <= count <= lab_hosts.MAX_HOSTS[kind]:
+            raise InputError(f"lab up: --{kind} must be between 0 and {lab_hosts.MAX_HOSTS[kind]}, not {count}")
     return counts
 
 
-def up(amd64: int | None = None, arm64: int | None = None) -> LabState:
+def up(**requested: int | None) -> LabState:
+    """Start the lab, or reconcile it with ``requested`` host counts per kind (amd64=, arm64=, workstation=, spot=)."""
     started = time.monotonic()
     paths = LabPaths(state_dir())
     network, subnet, gateway = lab_network()
-    counts = desired_counts(paths, amd64, arm64)
+    counts = desired_counts(paths, requested)
     paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     paths.root.chmod(0o700)
 
     system.ensure_packages()
     system.ensure_dockerd()
-    if counts["arm64"]:
+    if any(h.arch == "arm64" for h in lab_hosts.planned_hosts(network, subnet, counts)):
         system.ensure_binfmt()
 
     address = f"{gateway}:{REGISTRY_PORT}"

@@ -10,6 +10,11 @@ from pathlib import Path
 from archfleet.errors import InputError
 
 ARCHES = ("amd64", "arm64")
+# Kinds of lab host -> their architecture. Each kind is also a pyinfra inventory group.
+#   amd64, arm64: fleet servers; workstation: a bare Debian for the laptop profile; spot: a host playing
+#   a spot instance (with a metadata endpoint of the test's own).
+HOST_KINDS = {"amd64": "amd64", "arm64": "arm64", "workstation": "amd64", "spot": "amd64"}
+DEFAULT_COUNTS = {"amd64": 1, "arm64": 1, "workstation": 0, "spot": 0}
 
 
 def state_dir() -> Path:
@@ -89,6 +94,10 @@ class LabHost:
     arch: str
     address: str
     container: str
+    kind: str = ""
+
+    def __post_init__(self) -> None:
+        self.kind = self.kind or self.arch
 
 
 @dataclass
@@ -111,8 +120,9 @@ class LabState:
     counts: dict[str, int]
     hosts: list[LabHost] = field(default_factory=list)
 
-    def hosts_of(self, arch: str) -> list[LabHost]:
-        return [h for h in self.hosts if h.arch == arch]
+    def hosts_of(self, kind: str) -> list[LabHost]:
+        """The hosts of one kind (``amd64``, ``arm64``, ``workstation``, ``spot``)."""
+        return [h for h in self.hosts if h.kind == kind]
 
     def host(self, name: str) -> LabHost:
         for h in self.hosts:
