@@ -65,3 +65,15 @@ def load_fleet(path: Path | None = None) -> Fleet:
     fleet.laptop = laptop.parse_laptop(top.mapping("laptop"), fleet)
     top.done()
     return fleet
+
+
+_LOADED: dict[Path, Fleet] = {}
+
+
+def fleet_for_deploy(path: str | Path | None = None) -> Fleet:
+    """The fleet file for a pyinfra deploy: loaded once per process (deploy code runs once per host)."""
+    resolved = Path(path) if path else default_fleet_path()
+    key = resolved.resolve()
+    if key not in _LOADED:
+        _LOADED[key] = load_fleet(resolved)
+    return _LOADED[key]

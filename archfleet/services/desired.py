@@ -1,0 +1,183 @@
+"""The container a host should run for a service: pure, computed from the spec, the host and the registry.
+
+Rendered files and secrets are content-addressed on the host (``/etc/archfleet/services/<service>/<sha16>/<name>``),
+so a new version never overwrites what the running container mounts: a failed rollout can put the previous
+container back with its own files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from dataclasses import dataclass, field
+
+import jinja2
+
+from archfleet.errors import InputError
+from archfleet.fleet.services import ServiceSpec
+from facts.services import FILES_ROOT, ContainerState
+
+HOST_FILES_MODE = "0600"
+
+
+@dataclass(frozen=True)
+class ManagedFile:
+    """A file archfleet puts on the host (root-only) and mounts read-only into the container."""
+
+    host_path: str
+    mount: str
+    content: bytes = field(repr=False)
+    sha256: str
+    secret: bool
+
+
+@dataclass(frozen=True)
+class DesiredContainer:
+    service: str
+    name: str
+    tag: str  # the multi-arch tag the service declares
+    digest: str  # this host's platform's image manifest digest
+    image: str  # REPO@DIGEST: what the host pulls and runs
+    create_args: list[str]  # everything `docker create` needs after the name and labels, before the image
+    command: list[str]
+    files: list[ManagedFile]
+    spec_hash: str
+    healthcheck: bool
+    wait_seconds: int  # how long a rollout waits for the container to become healthy
+    stop_order: int
+
+    @property
+    def previous_name(self) -> str:
+        return f"{self.name}-previous"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def managed_file(service: str, basename: str, mount: str, content: bytes, secret: bool) -> ManagedFile:
+    digest = sha256_hex(content)
+    return ManagedFile(
+        host_path=f"{FILES_ROOT}/{service}/{digest[:16]}/{basename}",
+        mount=mount,
+        content=content,
+        sha256=digest,
+        secret=secret,
+    )
+
+
+def render_template(spec: ServiceSpec, index: int, variables: dict[str, object]) -> bytes:
+    file_spec = spec.files[index]
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(file_spec.template.parent)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    try:
+        return environment.get_template(file_spec.template.name).render(**variables).encode()
+    except jinja2.TemplateError as error:
+        line = getattr(error, "lineno", None)
+        where = f"{file_spec.template}:{line}" if line else str(file_spec.template)
+        raise InputError(f"{where}: cannot render for service {spec.name!r}: {error}") from None
+
+
+def desired_container(
+    spec: ServiceSpec,
+    *,
+    tag: str,
+    repository: str,
+    digest: str,
+    host_name: str,
+    platform: str,
+    secret_values: dict[str, str],
+) -> DesiredContainer:
+    files: list[ManagedFile] = []
+    for secret in spec.secrets:
+        files.append(managed_file(spec.name, secret.name, secret.mount, secret_values[secret.name].encode(), True))
+    variables: dict[str, object] = {
+        "vars": spec.vars,
+        **spec.vars,
+        "secrets": secret_values,
+        "host": {"name": host_name, "platform": platform},
+        "service": {"name": spec.name},
+    }
+    for index, file_spec in enumerate(spec.files):
+        content = render_template(spec, index, variables)
+        files.append(managed_file(spec.name, posixpath.basename(file_spec.mount), file_spec.mount, content, False))
+
+    args = ["--network", spec.network, "--restart", spec.restart]
+    if spec.network == "bridge":
+        for port in spec.ports:
+            args += ["--publish", f"{port.host_port}:{port.container_port}/{port.protocol}"]
+    for key, value in sorted(spec.environment.items()):
+        args += ["--env", f"{key}={value}"]
+    for volume in spec.volumes:
+        args += ["--volume", volume]
+    for managed in files:
+        args += ["--volume", f"{managed.host_path}:{managed.mount}:ro"]
+    if spec.entrypoint is not None:
+        args += ["--entrypoint", spec.entrypoint[0]]
+    if spec.healthcheck:
+        check = spec.healthcheck
+        args += [
+            "--health-cmd", check.command,
+            "--health-interval", f"{check.interval}s",
+            "--health-retries", str(check.retries),
+            "--health-timeout", f"{check.timeout}s",
+            "--health-start-period", f"{check.start_period}s",
+        ]
+    command = (spec.entrypoint[1:] if spec.entrypoint else []) + (spec.command or [])
+    spec_hash = sha256_hex(
+        json.dumps({"args": args, "command": command, "files": [f.sha256 for f in files]}, sort_keys=True).encode()
+    )[:16]
+    return DesiredContainer(
+        service=spec.name,
+        name=spec.container_name,
+        tag=tag,
+        digest=digest,
+        image=f"{repository}@{digest}",
+        create_args=args,
+        command=command,
+        files=files,
+        spec_hash=spec_hash,
+        healthcheck=spec.healthcheck is not None,
+        wait_seconds=wait_seconds(spec),
+        stop_order=spec.stop_order,
+    )
+
+
+def wait_seconds(spec: ServiceSpec) -> int:
+    check = spec.healthcheck
+    if check is None:
+        return 15
+    return check.start_period + (check.interval + check.timeout) * (check.retries + 1) + 5
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # "create", "recreate", "start" or "none"
+    reason: str
+
+
+def decide(desired: DesiredContainer, current: ContainerState | None) -> Decision:
+    """Create when missing; recreate when the spec or the image digest changed; start when stopped."""
+    if current is None:
+        return Decision("create", f"no container {desired.name}")
+    changes = []
+    if current.get("spec") != desired.spec_hash:
+        changes.append(f"spec {current.get('spec') or '-'} -> {desired.spec_hash}")
+    if current.get("digest") != desired.digest:
+        changes.append(f"image digest {short(current.get('digest'))} -> {short(desired.digest)}")
+    if changes:
+        return Decision("recreate", "; ".join(changes))
+    if current.get("status") != "running":
+        return Decision("start", f"container is {current.get('status')}")
+    return Decision("none", f"{desired.name} runs {short(desired.digest)} with spec {desired.spec_hash}")
+
+
+def short(digest: str | None) -> str:
+    if not digest:
+        return "-"
+    return digest.split(":", 1)[-1][:12]

@@ -1,0 +1,47 @@
+"""
+Services: every host runs its declared services from their multi-arch tags, each pulling the image built for
+its own platform (pinned by digest), proven by the registry pre-flight before anything is touched.
+
+    pyinfra inventories/lab.py deploys/services.py            # fleet file: $ARCHFLEET_FLEET or ./fleet.yaml
+    archfleet sync [--dry] [--limit HOST|GROUP]             # the same, with a per-host summary
+
+Per host, a no-op run costs one command (the ServicesState fact). Decisions, per service:
+create (missing), recreate (spec or image digest changed), start (stopped), or nothing; each is logged with
+its reason, also under --dry.
+"""
+
+from pyinfra import host, inventory
+
+from archfleet.fleet import fleet_for_deploy
+from archfleet.fleet.services import check_placement
+from archfleet.platforms import from_uname
+from archfleet.services import preflight
+from archfleet.services.desired import desired_container
+from facts.services import ServicesState
+from tasks import services
+
+fleet = fleet_for_deploy(host.data.get("archfleet_fleet"))
+groups = {name: [member.name for member in members] for name, members in inventory.groups.items()}
+specs = check_placement(fleet.services, groups).get(host.name, [])
+
+state = host.get_fact(ServicesState)
+kernel, _, machine = (state["platform"] or "unknown unknown").partition(" ")
+platform = from_uname(kernel, machine)
+
+# Start order: highest stop_order first, so that what stops first (a CI runner) starts last.
+for spec in sorted(specs, key=lambda s: (-s.stop_order, s.name)):
+    pinned = preflight.pin_image(fleet, spec, host.name, platform)
+    desired = desired_container(
+        spec,
+        tag=pinned.tag,
+        repository=pinned.repository,
+        digest=pinned.digest,
+        host_name=host.name,
+        platform=str(platform),
+        secret_values=preflight.secret_values(fleet, spec),
+    )
+    services.service_running(name=f"Service {spec.name} runs its image for this host's platform", desired=desired)
+
+services.undeclared_services_removed(
+    name="Containers of undeclared services removed", keep=[spec.name for spec in specs]
+)

@@ -1,0 +1,70 @@
+"""What a host runs of archfleet's services, in one command: platform, managed containers, managed files."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from pyinfra.api import FactBase
+
+SERVICE_LABEL = "archfleet.service"
+SPEC_LABEL = "archfleet.spec"
+DIGEST_LABEL = "archfleet.digest"
+TAG_LABEL = "archfleet.tag"
+FILES_ROOT = "/etc/archfleet/services"
+
+SERVICES_STATE_COMMAND = (
+    "echo \"platform=$(uname -s) $(uname -m)\"; "
+    "if ! docker version >/dev/null 2>&1; then echo 'engine=down'; exit 0; fi; "
+    "echo 'engine=up'; "
+    f"ids=$(docker ps -aq --filter label={SERVICE_LABEL}); "
+    "if [ -n \"$ids\" ]; then docker inspect --format "
+    f"'container={{{{.Name}}}} {{{{.State.Status}}}} {{{{index .Config.Labels \"{SERVICE_LABEL}\"}}}} "
+    f"{{{{index .Config.Labels \"{SPEC_LABEL}\"}}}} {{{{index .Config.Labels \"{DIGEST_LABEL}\"}}}}' $ids; fi; "
+    f"find {FILES_ROOT} -mindepth 3 -maxdepth 3 -type f -exec sha256sum {{}} + 2>/dev/null | sed 's/^/file=/'; true"
+)
+
+
+class ContainerState(TypedDict):
+    name: str
+    status: str  # created, running, exited, ...
+    service: str
+    spec: str
+    digest: str
+
+
+class ServicesStateValue(TypedDict):
+    platform: str | None  # "Linux aarch64" (uname -s, -m)
+    engine_running: bool
+    containers: dict[str, ContainerState]  # by container name
+    files: dict[str, str]  # host path -> sha256
+
+
+class ServicesState(FactBase[ServicesStateValue]):
+    """
+    One command for everything the services deploy decides on: the host's `uname -sm`, whether the Docker
+    engine answers, each archfleet-managed container (by the ``archfleet.service`` label) with its status,
+    spec hash and image digest labels, and the sha256 of every file archfleet put under /etc/archfleet/services.
+    """
+
+    def command(self) -> str:
+        return SERVICES_STATE_COMMAND
+
+    def process(self, output: list[str]) -> ServicesStateValue:
+        value: ServicesStateValue = {"platform": None, "engine_running": False, "containers": {}, "files": {}}
+        for line in output:
+            key, _, rest = line.strip().partition("=")
+            if key == "platform":
+                value["platform"] = rest.strip() or None
+            elif key == "engine":
+                value["engine_running"] = rest == "up"
+            elif key == "container":
+                words = rest.split(" ")
+                words += [""] * (5 - len(words))
+                name = words[0].lstrip("/")
+                value["containers"][name] = {
+                    "name": name, "status": words[1], "service": words[2], "spec": words[3], "digest": words[4],
+                }
+            elif key == "file":
+                digest, _, path = rest.partition("  ")
+                value["files"][path.strip()] = digest.strip()
+        return value

@@ -1,0 +1,68 @@
+"""Operations that make a host run its services' containers, deciding from the ServicesState fact."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from io import BytesIO
+
+from pyinfra import host, logger
+from pyinfra.api import FileUploadCommand, StringCommand, operation
+
+from archfleet.services.desired import DesiredContainer, decide
+from facts.services import FILES_ROOT, ServicesState
+from tasks import docker_commands, service_commands
+
+
+def engine_down_command() -> StringCommand:
+    return StringCommand("echo 'the Docker engine does not answer: run deploys/host.py first' >&2; exit 1")
+
+
+@operation()
+def service_running(desired: DesiredContainer) -> Generator[StringCommand | FileUploadCommand, None, None]:
+    """
+    The service's container runs the host platform's image of its tag (pinned by digest) with the declared
+    spec; its files and secrets are on the host, root-only, mounted read-only. Recreated only when the spec
+    or the image digest changed, started when stopped, left alone otherwise.
+    """
+    state = host.get_fact(ServicesState)
+    if not state["engine_running"]:
+        yield engine_down_command()
+        return
+    decision = decide(desired, state["containers"].get(desired.name))
+    if decision.action == "none":
+        host.noop(f"{desired.service}: up to date ({decision.reason})")
+        return
+    logger.info(f"{host.print_prefix}{desired.service}: {decision.action} ({decision.reason})")
+    missing = [f for f in desired.files if state["files"].get(f.host_path) != f.sha256]
+    if missing:
+        yield service_commands.private_directory(FILES_ROOT)
+        yield service_commands.private_directory(f"{FILES_ROOT}/{desired.service}")
+    for managed in missing:
+        yield service_commands.private_directory(managed.host_path.rsplit("/", 1)[0])
+        yield FileUploadCommand(BytesIO(managed.content), managed.host_path)
+        yield docker_commands.chmod("0600", managed.host_path)
+    if decision.action == "start":
+        yield service_commands.start_container(desired)
+    else:
+        yield service_commands.replace_container(desired)
+
+
+@operation()
+def undeclared_services_removed(keep: list[str]) -> Generator[StringCommand, None, None]:
+    """Containers archfleet made for services no longer declared on this host (and leftovers of an
+    interrupted rollout) are removed, with their files."""
+    state = host.get_fact(ServicesState)
+    if not state["engine_running"]:
+        return
+    wanted = {f"archfleet-{name}" for name in keep}
+    stale = sorted(c for c in state["containers"] if c not in wanted)
+    if not stale:
+        host.noop("no undeclared service containers")
+        return
+    for name in stale:
+        service = state["containers"][name]["service"]
+        logger.info(f"{host.print_prefix}{service}: remove {name} (not declared for this host)")
+        if service in keep:
+            yield StringCommand("docker", "rm", "-f", name)
+        else:
+            yield service_commands.remove_service(name, service)
