@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pyinfra.api.exceptions import PyinfraError
 
-class ArchfleetError(Exception):
-    """A failure reported as one line on stderr."""
+
+class ArchfleetError(PyinfraError):
+    """A failure reported as one line on stderr (by `archfleet`, and by pyinfra when raised in a deploy)."""
 
     exit_code = 1
 

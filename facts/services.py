@@ -68,3 +68,60 @@ class ServicesState(FactBase[ServicesStateValue]):
                 digest, _, path = rest.partition("  ")
                 value["files"][path.strip()] = digest.strip()
         return value
+
+
+SERVICE_PROOF_COMMAND = (
+    "echo \"platform=$(uname -s) $(uname -m)\"; "
+    "docker version >/dev/null 2>&1 || { echo 'engine=down'; exit 0; }; "
+    f"for c in $(docker ps -a --filter label={SERVICE_LABEL} --format '{{{{.Names}}}}'); do "
+    f"set -- $(docker inspect --format '{{{{index .Config.Labels \"{SERVICE_LABEL}\"}}}} {{{{.State.Status}}}} "
+    f"{{{{index .Config.Labels \"{DIGEST_LABEL}\"}}}} {{{{.Image}}}}' \"$c\"); "
+    "platform=$(docker image inspect --format '{{.Os}}/{{.Architecture}}{{if .Variant}}/{{.Variant}}{{end}}' \"$4\"); "
+    "digests=$(docker image inspect --format '{{range .RepoDigests}}{{.}},{{end}}' \"$4\"); "
+    "inner=-; [ \"$2\" = running ] && inner=$(docker exec \"$c\" uname -m 2>/dev/null || echo -); "
+    "echo \"container=$c $1 $2 $3 $platform $inner $digests\"; done"
+)
+
+
+class ContainerProof(TypedDict):
+    name: str
+    service: str
+    status: str
+    digest: str  # the digest archfleet pinned (label)
+    image_platform: str  # the image's os/architecture[/variant] as the engine records it
+    inner_machine: str  # `uname -m` inside the container ("-" when it is not running)
+    repo_digests: list[str]  # the image's REPO@DIGEST names: the pinned digest must be among them
+
+
+class ServiceProofValue(TypedDict):
+    platform: str | None
+    engine_running: bool
+    containers: dict[str, ContainerProof]
+
+
+class ServiceProof(FactBase[ServiceProofValue]):
+    """
+    Proof of what each archfleet container really runs: its image's platform as the engine records it, the
+    image's repository digests, and what `uname -m` says inside the container. Read-only.
+    """
+
+    def command(self) -> str:
+        return SERVICE_PROOF_COMMAND
+
+    def process(self, output: list[str]) -> ServiceProofValue:
+        value: ServiceProofValue = {"platform": None, "engine_running": True, "containers": {}}
+        for line in output:
+            key, _, rest = line.strip().partition("=")
+            if key == "platform":
+                value["platform"] = rest.strip() or None
+            elif key == "engine":
+                value["engine_running"] = False
+            elif key == "container":
+                words = rest.split(" ")
+                words += [""] * (7 - len(words))
+                value["containers"][words[0]] = {
+                    "name": words[0], "service": words[1], "status": words[2], "digest": words[3],
+                    "image_platform": words[4], "inner_machine": words[5],
+                    "repo_digests": [d for d in words[6].split(",") if d],
+                }
+        return value

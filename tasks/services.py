@@ -6,9 +6,10 @@ from collections.abc import Generator
 from io import BytesIO
 
 from pyinfra import host, logger
-from pyinfra.api import FileUploadCommand, StringCommand, operation
+from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 
 from archfleet.services.desired import DesiredContainer, decide
+from archfleet.services.proof import OK, ProofRow
 from facts.services import FILES_ROOT, ServicesState
 from tasks import docker_commands, service_commands
 
@@ -66,3 +67,12 @@ def undeclared_services_removed(keep: list[str]) -> Generator[StringCommand, Non
             yield StringCommand("docker", "rm", "-f", name)
         else:
             yield service_commands.remove_service(name, service)
+
+
+@operation(is_idempotent=True)
+def proven(row: ProofRow) -> Generator[StringCommand, None, None]:
+    """Read-only: a no-op when the proof holds, else a command that fails the host with the reason."""
+    if row.verdict == OK:
+        host.noop(f"{row.service}: {row.image_platform} image, uname -m {row.inner_machine}, digest {row.digest}")
+        return
+    yield StringCommand("echo", QuoteString(f"{row.service}: {row.reason or row.state}"), ">&2;", "exit 1")
