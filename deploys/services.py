@@ -22,7 +22,15 @@ from tasks import services
 
 fleet = fleet_for_deploy(host.data.get("archfleet_fleet"))
 groups = {name: [member.name for member in members] for name, members in inventory.groups.items()}
-specs = check_placement(fleet.services, groups).get(host.name, [])
+placement = check_placement(fleet.services, groups)
+specs = placement.get(host.name, [])
+fleet_context: dict[str, object] = {
+    "hosts": {h.name: {"address": h.data.get("ssh_hostname") or h.name} for h in inventory},
+    "service_hosts": {
+        name: sorted(h for h, host_specs in placement.items() if any(s.name == name for s in host_specs))
+        for name in fleet.services
+    },
+}
 
 state = host.get_fact(ServicesState)
 kernel, _, machine = (state["platform"] or "unknown unknown").partition(" ")
@@ -39,6 +47,7 @@ for spec in sorted(specs, key=lambda s: (-s.stop_order, s.name)):
         host_name=host.name,
         platform=str(platform),
         secret_values=preflight.secret_values(fleet, spec),
+        fleet_context=fleet_context,
     )
     services.service_running(name=f"Service {spec.name} runs its image for this host's platform", desired=desired)
 

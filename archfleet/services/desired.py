@@ -83,6 +83,16 @@ def render_template(spec: ServiceSpec, index: int, variables: dict[str, object])
         raise InputError(f"{where}: cannot render for service {spec.name!r}: {error}") from None
 
 
+def render_text(spec: ServiceSpec, where: str, text: str, variables: dict[str, object]) -> str:
+    """Environment values may use the template variables too (``{{ hosts['amd64-1'].address }}``)."""
+    if "{{" not in text and "{%" not in text:
+        return text
+    try:
+        return jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(text).render(**variables)
+    except jinja2.TemplateError as error:
+        raise InputError(f"{spec.node.file}:{spec.node.line}: services.{spec.name}.{where}: {error}") from None
+
+
 def desired_container(
     spec: ServiceSpec,
     *,
@@ -92,11 +102,15 @@ def desired_container(
     host_name: str,
     platform: str,
     secret_values: dict[str, str],
+    fleet_context: dict[str, object] | None = None,
 ) -> DesiredContainer:
+    """``fleet_context`` adds template variables about the whole fleet: ``hosts`` (name -> {address}) and
+    ``service_hosts`` (service -> host names)."""
     files: list[ManagedFile] = []
     for secret in spec.secrets:
         files.append(managed_file(spec.name, secret.name, secret.mount, secret_values[secret.name].encode(), True))
     variables: dict[str, object] = {
+        **(fleet_context or {}),
         "vars": spec.vars,
         **spec.vars,
         "secrets": secret_values,
@@ -112,7 +126,7 @@ def desired_container(
         for port in spec.ports:
             args += ["--publish", f"{port.host_port}:{port.container_port}/{port.protocol}"]
     for key, value in sorted(spec.environment.items()):
-        args += ["--env", f"{key}={value}"]
+        args += ["--env", f"{key}={render_text(spec, f'environment.{key}', value, variables)}"]
     for volume in spec.volumes:
         args += ["--volume", volume]
     for managed in files:

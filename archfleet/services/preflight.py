@@ -28,9 +28,9 @@ class PinnedImage:
 
 def service_reference(fleet: Fleet, spec: ServiceSpec) -> str:
     """The full multi-arch tag a service runs: a declared image's published tag, or the reference as written."""
-    image = fleet.images.get(spec.image)
-    text = str(image.reference) if image is not None else spec.image
     registry = fleet.registry.resolve().address
+    image = fleet.images.get(spec.image)
+    text = image.ref(registry) if image is not None else spec.image
     return str(parse_reference(text, registry))
 
 
