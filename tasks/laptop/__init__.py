@@ -1,0 +1,1 @@
+"""The laptop profile: operations (they decide), command builders (they build text), per-OS vars, the plan."""

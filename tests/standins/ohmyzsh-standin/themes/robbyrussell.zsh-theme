@@ -1,0 +1,1 @@
+PROMPT="%~ %# "  # robbyrussell STAND-IN
