@@ -77,3 +77,97 @@ def format_rows(rows: list[InstanceRow], address: str = "auto") -> list[str]:
             f"{r.state:<9} {r.address(address) or '-'}"
         )
     return lines
+
+
+# --- pyinfra inventory (inventories/ec2.py) ---------------------------------------------------------------------
+
+HostEntry = tuple[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class InventorySettings:
+    """``inventories/ec2.py`` is configured by environment variables (pyinfra passes no arguments to inventories)."""
+
+    fleet: str
+    region: str | None = None
+    address: str = "auto"  # auto | public_ip | private_ip | public_dns | private_dns | tag:NAME
+    ssh_user: str | None = None
+    ssh_key: str | None = None
+    metadata_url: str | None = None  # for the spot interruption watcher; default http://169.254.169.254
+
+    @classmethod
+    def from_environment(cls, environ: dict[str, str]) -> InventorySettings:
+        from archfleet.errors import InputError
+
+        fleet = environ.get("ARCHFLEET_EC2_FLEET", "").strip()
+        if not fleet:
+            raise InputError("inventories/ec2.py: set ARCHFLEET_EC2_FLEET to the spot fleet's name")
+        address = environ.get("ARCHFLEET_EC2_ADDRESS", "auto").strip() or "auto"
+        if address not in ("auto", *ADDRESS_KINDS) and not (address.startswith("tag:") and len(address) > 4):
+            raise InputError(f"ARCHFLEET_EC2_ADDRESS={address!r}: expected auto, "
+                             f"{', '.join(ADDRESS_KINDS)} or tag:NAME")
+        return cls(
+            fleet=fleet, region=environ.get("ARCHFLEET_EC2_REGION") or None, address=address,
+            ssh_user=environ.get("ARCHFLEET_EC2_SSH_USER") or None,
+            ssh_key=environ.get("ARCHFLEET_EC2_SSH_KEY") or None,
+            metadata_url=environ.get("ARCHFLEET_EC2_METADATA_URL") or None,
+        )
+
+
+def host_data(row: InstanceRow, settings: InventorySettings, address: str) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "ssh_hostname": address,
+        "ec2_instance_id": row.instance_id,
+        "ec2_instance_type": row.instance_type,
+        "ec2_availability_zone": row.availability_zone,
+        "ec2_lifecycle": row.lifecycle,
+        "ec2_arch": row.arch,
+        "ec2_fleet": settings.fleet,
+        "lifecycle": row.lifecycle,
+        "spot": row.lifecycle == "spot",
+    }
+    if row.role:
+        data["role"] = row.role
+    if settings.ssh_user:
+        data["ssh_user"] = settings.ssh_user
+    if settings.ssh_key:
+        data["ssh_key"] = settings.ssh_key
+    if settings.metadata_url and row.lifecycle == "spot":
+        data["spot_metadata_url"] = settings.metadata_url
+    return data
+
+
+def inventory_groups(rows: list[InstanceRow], settings: InventorySettings) -> tuple[dict[str, list[HostEntry]],
+                                                                                      list[str]]:
+    """Running instances as pyinfra groups: by architecture (arm64, amd64), lifecycle (spot, on_demand) and role.
+
+    Hosts are named by instance id; instances without the chosen address are left out (and named in the
+    second return value, for a warning).
+    """
+    groups: dict[str, list[HostEntry]] = {"arm64": [], "amd64": [], "spot": [], "on_demand": []}
+    skipped = []
+    for row in rows:
+        if row.state != "running":
+            continue
+        address = row.address(settings.address)
+        if not address:
+            skipped.append(f"{row.instance_id} has no {settings.address} address")
+            continue
+        entry = (row.instance_id, host_data(row, settings, address))
+        for group in (row.arch, row.lifecycle, row.role):
+            if group:
+                groups.setdefault(group, []).append(entry)
+    return groups, skipped
+
+
+def ec2_inventory(environ: dict[str, str]) -> dict[str, list[HostEntry]]:
+    import sys
+
+    from archfleet.spot.connection import connect
+
+    settings = InventorySettings.from_environment(environ)
+    rows = tagged_instances(connect(settings.region), settings.fleet, ("running",))
+    groups, skipped = inventory_groups(rows, settings)
+    for line in skipped:
+        print(f"archfleet: inventories/ec2.py: {line}, left out", file=sys.stderr)
+    return groups

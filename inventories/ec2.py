@@ -1,0 +1,31 @@
+"""pyinfra inventory of an EC2 spot fleet's running instances, found with boto3 by the tag archfleet:fleet=NAME.
+
+    ARCHFLEET_EC2_FLEET=ci-arm pyinfra inventories/ec2.py deploys/host.py
+
+Groups: ``arm64`` / ``amd64`` (architecture), ``spot`` / ``on_demand`` (lifecycle), and one per role tag
+(``archfleet:role``, e.g. ``ci-runner``). Hosts are named by instance id; host data carries ``ec2_instance_id``,
+``ec2_instance_type``, ``ec2_availability_zone``, ``ec2_lifecycle``, ``ec2_arch``, ``role``, and ``spot: True``
+on spot instances (the host deploy installs the interruption watcher there).
+
+Settings (environment):
+    ARCHFLEET_EC2_FLEET       the spot fleet's name (required)
+    ARCHFLEET_EC2_REGION      default: AWS_REGION, else boto3's default region
+    ARCHFLEET_EC2_ADDRESS     which address to connect to: auto (public IP, else private IP), public_ip, private_ip,
+                              public_dns, private_dns, or tag:NAME (a tag holding the address, e.g. behind a bastion)
+    ARCHFLEET_EC2_SSH_USER    e.g. admin (Debian AMIs); ARCHFLEET_EC2_SSH_KEY: a private key file
+    ARCHFLEET_EC2_METADATA_URL  the metadata endpoint the watcher polls (default http://169.254.169.254)
+Credentials and endpoint come from boto3's own configuration (AWS_PROFILE, AWS_ENDPOINT_URL, ...).
+"""
+
+import os
+
+from archfleet.spot.discovery import ec2_inventory
+
+_groups = ec2_inventory(dict(os.environ))
+
+arm64 = _groups.pop("arm64")
+amd64 = _groups.pop("amd64")
+spot = _groups.pop("spot")
+on_demand = _groups.pop("on_demand")
+# One group per role tag (names are the tag's values).
+globals().update(_groups)
