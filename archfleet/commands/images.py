@@ -1,0 +1,139 @@
+"""`archfleet images build [NAME...] [--dry]` and `archfleet images verify REF [--platforms ...]`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from archfleet.errors import InputError, OperationFailed
+from archfleet.fleet import Fleet, default_fleet_path, load_fleet
+from archfleet.fleet.images import ImageSpec
+from archfleet.fleet.registry import RegistrySpec
+from archfleet.images.build import ImageResult, build_image, engines, local_engine_platform, probe_builders
+from archfleet.images.plan import NATIVE_REMOTE, PUBLISH_LOCAL, inventory_hosts
+from archfleet.images.verify import DEFAULT_PLATFORMS, human_size, verify_with_client
+from archfleet.platforms import UnknownPlatform
+from archfleet.platforms import parse as parse_platform
+from archfleet.registry_client import RegistryClient, parse_reference
+from archfleet.run import say
+
+DEFAULT_INVENTORY = "inventories/lab.py"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("images", help="build, publish and verify multi-arch images")
+    commands = parser.add_subparsers(dest="images_command", metavar="SUBCOMMAND")
+    commands.required = True
+
+    build = commands.add_parser("build", help="build every platform of the fleet's images and publish one tag each")
+    build.add_argument("names", nargs="*", metavar="NAME", help="images to build (default: all, in file order)")
+    build.add_argument("--dry", action="store_true", help="print what would be built where and pushed; change nothing")
+    build.add_argument("-f", "--fleet", type=Path, help="fleet file (default fleet.yaml or $ARCHFLEET_FLEET)")
+    build.add_argument("-i", "--inventory", help=f"pyinfra inventory of builder hosts (default: the fleet file's "
+                                                 f"`inventory`, else {DEFAULT_INVENTORY})")
+    build.set_defaults(handler=build_command)
+
+    verify = commands.add_parser("verify", help="check that a tag has every platform, each really that platform")
+    verify.add_argument("ref", metavar="REF", help="[REGISTRY/]REPOSITORY[:TAG] (registry: the fleet's)")
+    verify.add_argument("--platforms", nargs="+", metavar="PLATFORM",
+                        help="required platforms, e.g. linux/amd64 linux/arm64 (or comma-separated; default: the "
+                             "fleet image's platforms, else linux/amd64 linux/arm64)")
+    verify.add_argument("-f", "--fleet", type=Path, help="fleet file (default fleet.yaml or $ARCHFLEET_FLEET)")
+    verify.set_defaults(handler=verify_command)
+
+
+def inventory_path(fleet: Fleet, option: str | None) -> Path | None:
+    if option:
+        path = Path(option)
+        if not path.is_file():
+            raise InputError(f"{option}: no such inventory file")
+        return path
+    path = fleet.base_dir / (fleet.inventory or DEFAULT_INVENTORY)
+    return path if path.is_file() else None
+
+
+def selected_images(fleet: Fleet, names: list[str]) -> list[ImageSpec]:
+    images: dict[str, ImageSpec] = fleet.images
+    unknown = [n for n in names if n not in images]
+    if unknown:
+        raise InputError(f"{fleet.path}: images: no image named {', '.join(unknown)} "
+                         f"(images: {', '.join(images) or 'none'})")
+    if not images:
+        raise InputError(f"{fleet.path}: images: no images declared")
+    return [images[n] for n in (names or list(images))]
+
+
+def results_table(results: list[ImageResult]) -> str:
+    rows = [("IMAGE", "PLATFORM", "PATH", "RESULT", "SIZE", "TIME", "DIGEST")]
+    for image in results:
+        for r in image.platforms:
+            path = r.path.where.removeprefix("natively on ") if r.path.path == NATIVE_REMOTE else r.path.path
+            if r.path.path == PUBLISH_LOCAL:
+                path = "local image"
+            rows.append((image.spec.name, str(r.platform), path, r.action, human_size(r.size) if r.size else "-",
+                         f"{r.seconds:.0f}s" if r.seconds else "-", r.digest or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def build_command(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    fleet = load_fleet(args.fleet or default_fleet_path())
+    specs = selected_images(fleet, args.names)
+    client = RegistryClient.for_spec(fleet.registry.resolve())
+    inventory = inventory_path(fleet, args.inventory)
+    needs_builders = any(s.local_image is None for s in specs)
+    builders = []
+    if needs_builders and inventory is not None:
+        builders = probe_builders(inventory_hosts(inventory))
+        found = ", ".join(f"{b.name} ({b.platform})" for b in builders) or "none"
+        say(f"builder hosts from {inventory}: {found}")
+    elif needs_builders:
+        say("no builder inventory: every platform builds on the local engine")
+    local = local_engine_platform()
+    results = []
+    with engines() as pool:
+        for spec in specs:
+            results.append(build_image(spec, client, builders, local, pool, dry=args.dry))
+    print(results_table(results))
+    if args.dry:
+        print("dry run: nothing built or pushed")
+    else:
+        published = [r.ref for r in results if r.published]
+        print(f"published: {', '.join(published)}" if published else "all images up to date")
+    print(f"total {time.monotonic() - started:.0f}s")
+    return 0
+
+
+def parse_platform_args(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    texts = [t for v in values for t in v.split(",") if t.strip()]
+    try:
+        return [str(parse_platform(t)) for t in texts]
+    except UnknownPlatform as error:
+        raise InputError(f"--platforms: {error}") from None
+
+
+def verify_command(args: argparse.Namespace) -> int:
+    fleet_path = args.fleet or default_fleet_path()
+    if args.fleet is None and not fleet_path.exists():
+        registry, images = RegistrySpec(lab=True), {}
+    else:
+        fleet = load_fleet(fleet_path)
+        registry, images = fleet.registry, fleet.images
+    client = RegistryClient.for_spec(registry.resolve())
+    reference = parse_reference(args.ref, client.address)
+    if reference.registry != client.address:
+        raise InputError(f"{args.ref}: not in the fleet's registry {client.address}")
+    platforms = parse_platform_args(args.platforms)
+    if platforms is None:
+        matching = [s for s in images.values() if s.repository == reference.repository]
+        platforms = [str(p) for p in matching[0].platforms] if matching else list(DEFAULT_PLATFORMS)
+    report = verify_with_client(client, reference, platforms)
+    print(f"{report.reference}  index {report.index_digest or '-'}")
+    print(report.table())
+    if not report.ok:
+        raise OperationFailed(report.summary())
+    return 0
