@@ -182,3 +182,8 @@ def docker_context(name: str, endpoint: str) -> StringCommand:
 
 def docker_context_remove(name: str) -> StringCommand:
     return StringCommand("docker", "context", "rm", "-f", QuoteString(name))
+
+
+def link_cli_plugin(binary: str, plugins_dir: str) -> StringCommand:
+    return StringCommand("mkdir", "-p", QuoteString(plugins_dir), "&&", "ln", "-sfn", QuoteString(binary),
+                         QuoteString(f"{plugins_dir}/{binary.rsplit('/', 1)[-1]}"))

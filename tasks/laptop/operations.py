@@ -40,6 +40,10 @@ def expand(path: str, home: str) -> str:
     return posixpath.join(home, path[2:]) if path.startswith("~/") else path
 
 
+def count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -86,7 +90,8 @@ def brew_packages(fact_args: dict[str, Any], brew: str, taps: list[str], formula
     for cask in missing_casks:
         yield commands.brew_install_cask(brew, cask)
     if not (missing_taps or missing or missing_casks):
-        host.noop(f"{len(taps)} taps, {len(formulae)} formulae and {len(casks)} casks are installed")
+        host.noop(f"{count(len(taps), 'tap')}, {count(len(formulae), 'formula')} and {count(len(casks), 'cask')}"
+                  " are installed")
 
 
 @operation()
@@ -95,7 +100,7 @@ def apt_packages(fact_args: dict[str, Any], packages: list[str], root: bool = Tr
     facts = current(fact_args)
     missing = [p for p in packages if p not in facts["debs"]]
     if not missing:
-        host.noop(f"{len(packages)} apt packages are installed")
+        host.noop(f"{count(len(packages), 'apt package')} installed")
         return
     yield commands.apt_update(root)
     yield commands.apt_install(missing, root)
@@ -219,14 +224,17 @@ def docker_running(fact_args: dict[str, Any], how: str, brew_prefix: str | None 
 
 @operation()
 def buildx_builder(fact_args: dict[str, Any], mode: str, builder: str, platforms: list[str],
-                   nodes: list[dict[str, str]], shell_prefix: str = "") -> Commands:
+                   nodes: list[dict[str, str]], shell_prefix: str = "", plugin: str | None = None) -> Commands:
     """The buildx builder ``builder`` covers ``platforms``, with the remote native ``nodes`` (name, endpoint,
     platform). mode ``append``: one docker-container builder, nodes appended. mode ``contexts``: the docker
     driver (Debian's engine without Docker Hub): context ``name`` on the local engine is the builder, and each
-    remote node is the context-backed builder ``builder-node``."""
+    remote node is the context-backed builder ``builder-node``. ``plugin``: a buildx binary to link into
+    ~/.docker/cli-plugins when docker has no buildx (Homebrew's docker-buildx, for colima)."""
     facts = current(fact_args)
     name = builder
     todo = []
+    if plugin and facts["buildx_version"] is None:
+        todo.append(commands.link_cli_plugin(plugin, posixpath.join(facts["home"], ".docker", "cli-plugins")))
     if mode == "append":
         present = {n["name"] for n in facts["builder_nodes"]}
         if facts["builder_driver"] is None:
@@ -245,5 +253,5 @@ def buildx_builder(fact_args: dict[str, Any], mode: str, builder: str, platforms
                 todo.append(commands.docker_context_remove(context))
                 todo.append(commands.docker_context(context, endpoint))
     if not todo:
-        host.noop(f"buildx builder {name} is set up ({len(nodes)} remote nodes)")
+        host.noop(f"buildx builder {name} is set up ({count(len(nodes), 'remote node')})")
     yield from todo

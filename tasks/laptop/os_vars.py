@@ -42,6 +42,7 @@ class OsVars:
     buildx_suite: str | None  # Debian: the suite docker-buildx comes from (None: the distribution's own)
     docker_start: str  # "engine" (init system), "colima", or "desktop" (the user opens Docker Desktop)
     shell_prefix: str  # prepended to docker commands (Homebrew's bin on PATH on macOS)
+    buildx_plugin: str | None = None  # a buildx binary docker must be shown (Homebrew's, with colima)
 
 
 def conda_platform(facts: LaptopFacts) -> str:
@@ -69,6 +70,7 @@ def os_vars(profile: LaptopProfile, facts: LaptopFacts) -> OsVars:
             packages=formulae, casks=casks, conda_platform=platform, conda_installer_url=url,
             buildx_mode="append", buildx_suite=None, docker_start="colima" if colima else "desktop",
             shell_prefix=f'PATH="{prefix}/bin:$PATH"',
+            buildx_plugin=f"{prefix}/opt/docker-buildx/bin/docker-buildx" if colima else None,
         )
     if facts["kernel"] != "Linux" or "dpkg" not in facts["debs"]:
         raise OperationFailed(f"the laptop deploy supports macOS and Debian/Ubuntu, not this {facts['kernel']} host")

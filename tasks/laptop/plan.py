@@ -109,5 +109,5 @@ def plan(profile: LaptopProfile, facts: LaptopFacts, lookup: HostLookup,
         step(f"buildx builder {builder} covers {', '.join(profile['docker_buildx_platforms'])}",
              operations.buildx_builder, mode=v.buildx_mode, builder=builder,
              platforms=profile["docker_buildx_platforms"], nodes=resolve_nodes(profile.remote_nodes, lookup),
-             shell_prefix=v.shell_prefix)
+             shell_prefix=v.shell_prefix, plugin=v.buildx_plugin)
     return steps
