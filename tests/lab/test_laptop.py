@@ -179,6 +179,12 @@ def test_laptop_converges_on_a_fresh_debian_workstation(
         assert re.search(r"Platforms:\s+linux/arm64", native), native
         platforms = set(re.findall(r"linux/\w+", builder + native))
         assert {"linux/amd64", "linux/arm64"} <= platforms
+        # And they build: linux/amd64 on the local engine, linux/arm64 natively on the arm64 node over SSH.
+        for context, platform in (("archfleet", "linux/amd64"), (f"archfleet-{arm64.name}", "linux/arm64")):
+            sh(host, "d=$(mktemp -d) && echo hi > $d/hello"
+               " && printf 'FROM scratch\\nCOPY hello /hello\\n' > $d/Dockerfile"
+               f" && docker --context {context} buildx build --platform {platform} --output type=tar,dest=/dev/null $d"
+               " && rm -rf $d")
 
         # Second converge: nothing changes.
         second, output, totals = timed_pyinfra("-v", *env_args)
