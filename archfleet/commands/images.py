@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.set_defaults(handler=build_command)
 
     verify = commands.add_parser("verify", help="check that a tag has every platform, each really that platform")
-    verify.add_argument("ref", metavar="REF", help="[REGISTRY/]REPOSITORY[:TAG] (registry: the fleet's)")
+    verify.add_argument("ref", metavar="REF", help="an image NAME from the fleet file (its published tag), or "
+                                                   "[REGISTRY/]REPOSITORY[:TAG] (registry: the fleet's)")
     verify.add_argument("--platforms", nargs="+", metavar="PLATFORM",
                         help="required platforms, e.g. linux/amd64 linux/arm64 (or comma-separated; default: the "
                              "fleet image's platforms, else linux/amd64 linux/arm64)")
@@ -70,7 +71,7 @@ def results_table(results: list[ImageResult]) -> str:
         for r in image.platforms:
             path = r.path.where.removeprefix("natively on ") if r.path.path == NATIVE_REMOTE else r.path.path
             if r.path.path == PUBLISH_LOCAL:
-                path = "local image"
+                path = "local-image"
             rows.append((image.spec.name, str(r.platform), path, r.action, human_size(r.size) if r.size else "-",
                          f"{r.seconds:.0f}s" if r.seconds else "-", r.digest or "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -119,17 +120,18 @@ def parse_platform_args(values: list[str] | None) -> list[str] | None:
 def verify_command(args: argparse.Namespace) -> int:
     fleet_path = args.fleet or default_fleet_path()
     if args.fleet is None and not fleet_path.exists():
-        registry, images = RegistrySpec(lab=True), {}
+        registry, images = RegistrySpec(lab=True), dict[str, ImageSpec]()
     else:
         fleet = load_fleet(fleet_path)
         registry, images = fleet.registry, fleet.images
     client = RegistryClient.for_spec(registry.resolve())
-    reference = parse_reference(args.ref, client.address)
+    named: ImageSpec | None = images.get(args.ref)
+    reference = parse_reference(named.ref(client.address) if named else args.ref, client.address)
     if reference.registry != client.address:
         raise InputError(f"{args.ref}: not in the fleet's registry {client.address}")
     platforms = parse_platform_args(args.platforms)
     if platforms is None:
-        matching = [s for s in images.values() if s.repository == reference.repository]
+        matching = [named] if named else [s for s in images.values() if s.repository == reference.repository]
         platforms = [str(p) for p in matching[0].platforms] if matching else list(DEFAULT_PLATFORMS)
     report = verify_with_client(client, reference, platforms)
     print(f"{report.reference}  index {report.index_digest or '-'}")
