@@ -33,3 +33,15 @@ if registry_address:
         password=Path(host.data.get("registry_password_file")).read_text().strip(),
         ca_certificate=Path(ca_file).read_bytes() if ca_file else None,
     )
+
+# Spot instances (host data ``spot: true`` or ``lifecycle: spot``, as inventories/ec2.py sets): the interruption
+# watcher (tasks/spot_watcher.py). It polls ``spot_metadata_url`` (default http://169.254.169.254) and, on a notice,
+# stops the containers in ``spot_stop_order`` in that order (the CI runner first; container names archfleet-<service>).
+if host.data.get("spot") or host.data.get("lifecycle") == "spot":
+    from tasks import spot_watcher
+
+    spot_watcher.interruption_watcher(
+        name="Spot interruption watcher installed, enabled at boot and running",
+        metadata_url=host.data.get("spot_metadata_url") or spot_watcher.DEFAULT_METADATA_URL,
+        stop_order=spot_watcher.stop_order_from(host.data.get("spot_stop_order")),
+    )

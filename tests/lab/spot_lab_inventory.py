@@ -1,0 +1,16 @@
+"""The lab's spot-kind hosts as spot instances, for tests/lab/test_spot_watcher.py: the lab inventory's ``spot``
+group with the host data inventories/ec2.py gives a real spot instance (``spot: True``), plus the test's own
+metadata endpoint (ARCHFLEET_TEST_METADATA_URL) and stop order (ARCHFLEET_TEST_STOP_ORDER, comma-separated)."""
+
+import os
+
+from archfleet.lab.inventory import lab_groups
+
+_extra = {
+    "spot": True,
+    "lifecycle": "spot",
+    "spot_metadata_url": os.environ["ARCHFLEET_TEST_METADATA_URL"],
+    "spot_stop_order": os.environ["ARCHFLEET_TEST_STOP_ORDER"],
+}
+
+spot = [(name, {**data, **_extra}) for name, data in lab_groups()["spot"]]
