@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import tarfile
 import time
 import uuid
@@ -216,3 +217,32 @@ def test_verify_catches_an_amd64_image_under_the_arm64_entry(first_build: tuple[
 
     report = verify_tag(RegistrySpec(lab=True), f"{repository}:4.34", ["linux/amd64", "linux/arm64", "linux/arm/v7"])
     assert not report.ok and [c.verdict for c in report.checks] == ["ok", "ok", "missing"]
+
+
+def test_without_an_arm64_builder_arm64_builds_emulated_on_the_local_engine(
+    first_build: tuple[str, str], lab: LabState, client: RegistryClient, tmp_path: Path,
+) -> None:
+    inventory = tmp_path / "amd64_only.py"
+    inventory.write_text("from archfleet.lab.inventory import lab_groups\n\namd64 = lab_groups()['amd64']\n")
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(f"""registry: {{lab: true}}
+inventory: {inventory}
+images:
+  v2ray:
+    context: {PROJECT / "images" / "v2ray"}
+    platforms: [linux/arm64]
+    build_args: {{BASE_IMAGE: "{{registry}}/archfleet-test/debian:bookworm", ARCHFLEET_TEST_RUN: "{uuid.uuid4().hex}"}}
+    repository: archfleet-test/v2ray-emulated
+""")
+    tag = f"{client.address}/archfleet-test/v2ray-emulated:latest-arm64"
+    try:
+        result = archfleet("images", "build", "-f", str(fleet), timeout=1800)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert rows(result.stdout)[("v2ray", "linux/arm64")][:2] == ["emulated", "built"], result.stdout
+        assert "v2ray linux/arm64: building emulated (QEMU) on the local engine (no builder host is linux/arm64" \
+               in result.stderr
+        digest = resolve_platform_digests(client, "archfleet-test/v2ray-emulated:latest")["linux/arm64"]
+        head = file_head(client, "archfleet-test/v2ray-emulated", digest, MAIN_BINARY["v2ray"])
+        assert int.from_bytes(head[18:20], "little") == E_MACHINE["linux/arm64"]
+    finally:
+        subprocess.run(["docker", "rmi", tag], capture_output=True, check=False)
