@@ -13,25 +13,12 @@ per host. The steps and their OS-specific choices are in tasks/laptop/plan.py an
 """
 
 import os
-from pathlib import Path
 
 from pyinfra import host, inventory
 
-from archfleet.fleet import default_fleet_path, load_fleet
-from archfleet.fleet.laptop import LaptopProfile, default_profile, load_profile
+from archfleet.fleet.laptop import find_profile
 from tasks.laptop.operations import current
 from tasks.laptop.plan import fact_args, plan
-
-
-def laptop_profile() -> LaptopProfile:
-    path = os.environ.get("ARCHFLEET_LAPTOP_PROFILE") or host.data.get("laptop_profile")
-    if path:
-        return load_profile(Path(path))
-    if default_fleet_path().is_file():
-        fleet = load_fleet()
-        if fleet.laptop is not None:
-            return fleet.laptop
-    return default_profile()
 
 
 def ssh_of(name: str) -> tuple[str, str] | None:
@@ -41,7 +28,7 @@ def ssh_of(name: str) -> tuple[str, str] | None:
     return (other.data.get("ssh_user") or "root", other.data.get("ssh_hostname") or name)
 
 
-profile = laptop_profile()
+profile = find_profile(os.environ.get("ARCHFLEET_LAPTOP_PROFILE") or host.data.get("laptop_profile"))
 facts = current(fact_args(profile))
 for step in plan(profile, facts, ssh_of):
     step.operation(name=step.name, **step.kwargs)

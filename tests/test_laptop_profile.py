@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -79,3 +80,13 @@ def test_archfleet_laptop_rejects_a_bad_profile_with_exit_2_before_touching_anyt
                             capture_output=True, text=True, check=False, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == f"archfleet: error: {bad}:1: ohmyzsh_plugin: unknown key"
+
+
+def test_archfleet_laptop_checks_the_fleet_files_laptop_section_first(tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text("registry: {lab: true}\nlaptop:\n  ohmyzsh_theme: agnoster\n  conda_prefx: ~/conda\n")
+    result = subprocess.run([str(Path(sys.executable).parent / "archfleet"), "laptop", "--dry"],
+                            capture_output=True, text=True, check=False, timeout=60,
+                            env={**os.environ, "ARCHFLEET_FLEET": str(fleet)})
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"archfleet: error: {fleet}:4: laptop.conda_prefx: unknown key"

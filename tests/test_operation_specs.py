@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,7 @@ SPEC_ROOT = Path(__file__).parent / "operations"
 CASES = sorted(SPEC_ROOT.glob("*/*.json"))
 
 
-def load_operation(folder: str):  # type: ignore[no-untyped-def]
+def load_operation(folder: str) -> Any:
     module_name, operation_name = folder.rsplit(".", 1)
     return getattr(importlib.import_module(f"tasks.{module_name}"), operation_name)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from archfleet.errors import OperationFailed
-from archfleet.fleet.laptop import load_profile
+from archfleet.fleet.laptop import find_profile
 from archfleet.run import say
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploys" / "laptop.py"
@@ -37,8 +37,8 @@ def pyinfra_argv(args: argparse.Namespace) -> list[str]:
 
 def run_laptop(args: argparse.Namespace) -> int:
     env = dict(os.environ)
+    find_profile(args.profile)  # bad input: exit 2 here, before any host is touched
     if args.profile:
-        load_profile(Path(args.profile))  # bad input: exit 2 here, before any host is touched
         env["ARCHFLEET_LAPTOP_PROFILE"] = str(Path(args.profile).resolve())
     say(f"laptop: {'planning' if args.dry else 'converging'} {args.limit or args.target}")
     result = subprocess.run(pyinfra_argv(args), env=env, check=False)

@@ -130,6 +130,21 @@ def load_profile(path: Path) -> LaptopProfile:
     return parse_profile(Mapping(node), path.resolve().parent)
 
 
+def find_profile(path: str | None = None) -> LaptopProfile:
+    """The profile a run uses: the file ``path`` if given, else the fleet file's ``laptop:`` section (when the
+    fleet file exists and has one), else the defaults. Bad input raises InputError before any host is touched."""
+    from archfleet.fleet import default_fleet_path, load_fleet
+
+    if path:
+        return load_profile(Path(path))
+    if default_fleet_path().is_file():
+        fleet = load_fleet()
+        if fleet.laptop is not None:
+            assert isinstance(fleet.laptop, LaptopProfile)
+            return fleet.laptop
+    return default_profile()
+
+
 def parse_laptop(section: Mapping | None, fleet: Fleet) -> LaptopProfile | None:
     if section is None:
         return None

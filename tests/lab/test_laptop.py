@@ -126,8 +126,9 @@ def timed_pyinfra(*args: str) -> tuple[float, str, dict[str, int]]:
 
 
 @pytest.fixture(scope="module")
-def fresh_workstation(lab: LabState) -> LabHost:
-    """workstation-1 as at first boot (added to the lab if missing), with the user's own .zshrc and SSH key."""
+def fresh_workstation(lab: LabState) -> Iterator[LabHost]:
+    """workstation-1 as at first boot (added to the lab if missing), with the user's own .zshrc and SSH key
+    (removed again afterwards; the converged host stays for inspection, the next run resets it)."""
     from archfleet.lab import lab as lab_module
 
     if not lab.hosts_of("workstation"):
@@ -136,7 +137,8 @@ def fresh_workstation(lab: LabState) -> LabHost:
     host = load().host(HOST)
     give_ssh_identity(lab, host)
     sh(host, f"printf '%s' {shlex.quote(USER_LINES)} > ~/.zshrc")
-    return host
+    yield host
+    on_host(host, "rm -f ~/.ssh/id_ed25519")
 
 
 def test_laptop_converges_on_a_fresh_debian_workstation(
@@ -160,8 +162,9 @@ def test_laptop_converges_on_a_fresh_debian_workstation(
     # First converge.
     os.environ["ARCHFLEET_LAPTOP_PROFILE"] = str(profile)
     try:
-        first, output, totals = timed_pyinfra(*env_args)
+        first, output, totals = timed_pyinfra("-vv", *env_args)
         assert totals["errors"] == 0 and totals["changed"] > 0, output[-3000:]
+        first_commands = output.count("] >>> ")  # -vv shows each command pyinfra runs on the host
 
         assert sh(host, "getent passwd root | cut -d: -f7").strip() in ("/usr/bin/zsh", "/bin/zsh")
         zshrc = sh(host, "cat ~/.zshrc")
@@ -187,9 +190,10 @@ def test_laptop_converges_on_a_fresh_debian_workstation(
                " && rm -rf $d")
 
         # Second converge: nothing changes.
-        second, output, totals = timed_pyinfra("-v", *env_args)
+        second, output, totals = timed_pyinfra("-vv", *env_args)
         assert totals["changed"] == 0 and totals["errors"] == 0, output[-3000:]
-        facts_loaded = output.count("Loaded fact")
+        second_commands = output.count("] >>> ")
+        assert second_commands == 1, "a no-op run is one command: the LaptopState fact"
 
         # The environment file changes: only that environment is updated.
         (served.root / "envs" / "data.yml").write_text(ENV_FILE + "  - pip\n")
@@ -198,8 +202,8 @@ def test_laptop_converges_on_a_fresh_debian_workstation(
         assert totals["changed"] == 1, output[-3000:]
         assert "pip" in sh(host, "cat ~/miniforge3/envs/data/environment.yml")
         (served.root / "envs" / "data.yml").write_text(ENV_FILE)
-        print(f"\nlaptop on {HOST}: first converge {first:.1f}s; no-op converge {second:.1f}s, "
-              f"{facts_loaded} fact command(s)", file=sys.stderr)
+        print(f"\nlaptop on {HOST}: first converge {first:.1f}s, {first_commands} commands; "
+              f"no-op converge {second:.1f}s, {second_commands} command", file=sys.stderr)
     finally:
         os.environ.pop("ARCHFLEET_LAPTOP_PROFILE", None)
 
