@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from pyinfra.api import FactBase
 
@@ -210,7 +210,3 @@ def _buildx_version(line: str | None) -> str | None:
     words = (line or "").split()
     return words[1].lstrip("v") if len(words) > 1 else None
 
-
-def empty_facts() -> dict[str, Any]:
-    """The fact of a machine that answers nothing (for tests and docs)."""
-    return dict(LaptopState().process([]))

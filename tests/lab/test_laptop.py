@@ -44,11 +44,6 @@ class Served:
     installer_sha256: str
 
 
-def gateway(lab: LabState) -> str:
-    """The lab network's gateway address: lab hosts reach this machine there."""
-    return lab.registry.address.rsplit(":", 1)[0]
-
-
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -68,7 +63,7 @@ def served(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     (root / "not-the-installer.sh").write_text("#!/bin/sh\necho 'this must never run' > /tmp/archfleet-ran\n")
     (root / "envs").mkdir()
     (root / "envs" / "data.yml").write_text(ENV_FILE)
-    address = gateway(lab)
+    address = lab.gateway  # lab hosts reach this machine there
     handler = lambda *a, **k: QuietHandler(*a, directory=str(root), **k)  # noqa: E731
     server = http.server.ThreadingHTTPServer((address, 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
