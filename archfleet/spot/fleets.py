@@ -82,6 +82,20 @@ def resolve_ami(ec2: Ec2, fleet: str, arch: str, source: AmiSource) -> str:
     return str(image["ImageId"])
 
 
+def check_max_price(ec2: Ec2, spec: SpotFleetSpec) -> None:
+    """With a max price under every pool's current price EC2 would launch nothing: say so before creating anything."""
+    from archfleet.spot.prices import cheapest, current_prices, fetch_history, subnet_zones
+
+    types = list(spec.instance_types)
+    prices = current_prices(fetch_history(ec2, types), types, subnet_zones(ec2, spec.subnets))
+    if prices and cheapest(prices, types, spec.max_price) is None:
+        low = prices[0]
+        raise OperationFailed(
+            f"{spec.where}: spot fleet {spec.name}: insufficient spot capacity at max_price {spec.max_price:g}: "
+            f"the cheapest pool is {low.instance_type} in {low.availability_zone} at {low.price:g} USD/hour"
+        )
+
+
 # --- finding what belongs to a fleet ---------------------------------------------------------------------------
 
 
@@ -105,8 +119,10 @@ def find_templates(ec2: Ec2, name: str) -> list[dict[str, Any]]:
 
 def find_requests(ec2: Ec2, name: str, instance_ids: list[str]) -> list[dict[str, Any]]:
     """Open or active spot requests of the fleet: tagged with it, or holding one of its instances."""
+    requests: list[Any] = []
     with ec2_errors(f"spot fleet {name}: listing spot requests"):
-        requests = ec2.client.describe_spot_instance_requests()["SpotInstanceRequests"]
+        for page in ec2.client.get_paginator("describe_spot_instance_requests").paginate():
+            requests.extend(page["SpotInstanceRequests"])
     return [
         dict(r) for r in requests
         if r.get("State") in plan.OPEN_REQUEST_STATES
@@ -182,6 +198,8 @@ def up(spec: SpotFleetSpec, wait_seconds: float = 600, dry: bool = False) -> UpR
     type_arch = instance_type_architectures(ec2, spec)
     arches = sorted(set(type_arch.values()))
     images = {arch: resolve_ami(ec2, spec.name, arch, spec.amis[arch]) for arch in arches}
+    if spec.max_price is not None and spec.target_capacity > 0:
+        check_max_price(ec2, spec)
     fleets = find_fleets(ec2, spec.name)
     if len(fleets) > 1:
         ids = ", ".join(f["FleetId"] for f in fleets)
@@ -275,16 +293,13 @@ class Status:
 
     @property
     def leftovers(self) -> list[str]:
-        """Things tagged with (or belonging to) the fleet that no live EC2 fleet accounts for."""
-        live = [f for f in self.fleets if f["FleetState"] not in plan.GONE_FLEET_STATES]
-        items = [f"fleet {f['FleetId']} ({f['FleetState']})" for f in self.fleets
-                 if f["FleetState"] not in plan.GONE_FLEET_STATES and f is not (live[0] if live else None)]
+        """Things that belong to the fleet but that its one live EC2 fleet does not account for."""
+        items = [f"fleet {f['FleetId']} ({f['FleetState']}, a second one)" for f in self.fleets[1:]]
         items += [f"instance {r.instance_id} ({r.state}, not in the fleet)" for r in self.instances
                   if r.instance_id not in self.fleet_instance_ids]
-        owned = self.fleet_instance_ids
         items += [f"spot request {r['SpotInstanceRequestId']} ({r['State']})" for r in self.requests
-                  if r.get("InstanceId") not in owned]
-        if not live:
+                  if r.get("InstanceId") not in self.fleet_instance_ids]
+        if not self.fleets:
             items += [f"launch template {t['LaunchTemplateName']} ({t['LaunchTemplateId']})" for t in self.templates]
         return items
 

@@ -211,3 +211,26 @@ spot_fleets:
     result = endpoint.archfleet("spot", "up", "-f", str(fleet))
     assert result.returncode == 2
     assert f"{fleet}:2: spot_fleets.noami.ami: no amd64 AMI for t3.small" in one_error_line(result.stderr)
+
+
+def test_a_max_price_under_every_pool_fails_before_anything_is_created(tmp_path: Path, endpoint: Endpoint) -> None:
+    name = "toocheap"
+    fleet = write_fleet(tmp_path, endpoint, name, 1, extra="    max_price: 0.000001\n")
+    result = endpoint.archfleet("spot", "up", "-f", str(fleet))
+    assert result.returncode == 1
+    line = one_error_line(result.stderr)
+    assert f"{fleet}:3: spot fleet {name}: insufficient spot capacity at max_price 1e-06" in line
+    assert tagged(endpoint, name) == {"fleets": [], "instances": [], "requests": [], "templates": []}
+
+
+def test_a_service_specific_endpoint_variable_is_honoured(tmp_path: Path, endpoint: Endpoint) -> None:
+    """AWS_ENDPOINT_URL_EC2 (boto3's per-service setting) wins over AWS_ENDPOINT_URL, here a closed local port
+    (so a client that ignored it would fail locally, never reach out)."""
+    env = {**endpoint.env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ENDPOINT_URL_EC2": endpoint.url}
+    saved, endpoint.env = endpoint.env, env
+    try:
+        result = endpoint.archfleet("spot", "prices", "-f", str(write_fleet(tmp_path, endpoint, "perservice", 1)))
+    finally:
+        endpoint.env = saved
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].startswith("cheapest: t4g.small in ")
