@@ -169,15 +169,21 @@ def image_size(manifest: dict[str, Any]) -> int:
         "layers") or [])
 
 
+def index_media_type(entries: list[tuple[Platform, str, int, str]]) -> str:
+    """A Docker manifest list for Docker image manifests (what `docker manifest create` pushes), an OCI index as
+    soon as one entry is an OCI image manifest (what engines with the containerd image store push)."""
+    return OCI_INDEX if any(media_type == OCI_MANIFEST for *_, media_type in entries) else DOCKER_MANIFEST_LIST
+
+
 def manifest_list(entries: list[tuple[Platform, str, int, str]]) -> bytes:
-    """A Docker manifest list (what `docker manifest create` pushes) of (platform, digest, size, media type)."""
+    """The index of (platform, digest, manifest size, manifest media type) entries, of type index_media_type()."""
     manifests = []
     for platform, digest, size, media_type in entries:
         plat: dict[str, str] = {"architecture": platform.architecture, "os": platform.os}
         if platform.variant:
             plat["variant"] = platform.variant
         manifests.append({"mediaType": media_type, "size": size, "digest": digest, "platform": plat})
-    body = {"schemaVersion": 2, "mediaType": DOCKER_MANIFEST_LIST, "manifests": manifests}
+    body = {"schemaVersion": 2, "mediaType": index_media_type(entries), "manifests": manifests}
     return json.dumps(body, indent=3).encode()
 
 

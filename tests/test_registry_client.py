@@ -12,10 +12,12 @@ from archfleet.platforms import Platform
 from archfleet.registry_client import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
+    OCI_INDEX,
     Manifest,
     config_labels,
     config_platform,
     image_size,
+    index_media_type,
     manifest_list,
     parse_index,
     parse_reference,
@@ -95,6 +97,13 @@ def test_published_manifest_list_parses_back() -> None:
     assert manifest.is_index and manifest.size == len(body)
     assert [(str(e.platform), e.digest, e.size) for e in parse_index(json.loads(body))] == [
         ("linux/amd64", AMD64, 528), ("linux/arm/v7", ARM64, 529)]
+
+
+def test_an_oci_image_makes_the_published_list_an_oci_index() -> None:
+    entries = [(Platform("linux", "amd64"), AMD64, 528, DOCKER_MANIFEST),
+               (Platform("linux", "arm64"), ARM64, 529, "application/vnd.oci.image.manifest.v1+json")]
+    assert index_media_type(entries) == json.loads(manifest_list(entries))["mediaType"] == OCI_INDEX
+    assert index_media_type(entries[:1]) == DOCKER_MANIFEST_LIST
 
 
 def test_config_platform_and_labels() -> None:

@@ -41,12 +41,12 @@ from archfleet.images.plan import (
 )
 from archfleet.platforms import Platform, UnknownPlatform, from_uname
 from archfleet.registry_client import (
-    DOCKER_MANIFEST_LIST,
     NotFound,
     RegistryClient,
     config_labels,
     config_platform,
     image_size,
+    index_media_type,
     manifest_list,
     parse_index,
     parse_reference,
@@ -376,7 +376,8 @@ def build_image(spec: ImageSpec, client: RegistryClient, builders: Sequence[Buil
         say(f"{spec.name}: {image.ref} up to date")
         return image
     entries = [(r.platform, r.digest or "", r.manifest_size, r.media_type) for r in image.platforms]
-    image.index_digest = client.put_manifest(spec.repository, spec.tag, manifest_list(entries), DOCKER_MANIFEST_LIST)
+    image.index_digest = client.put_manifest(spec.repository, spec.tag, manifest_list(entries),
+                                             index_media_type(entries))
     image.published = True
     say(f"{spec.name}: published {image.ref} ({', '.join(str(p) for p in spec.platforms)})")
     return image
