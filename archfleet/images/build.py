@@ -39,6 +39,7 @@ from archfleet.images.plan import (
     parse_probe,
     platform_build_args,
 )
+from archfleet.images.verify import verify_with_client
 from archfleet.platforms import Platform, UnknownPlatform, from_uname
 from archfleet.registry_client import (
     NotFound,
@@ -127,6 +128,7 @@ class Engines:
         os.chmod(self._dir, 0o700)
         self._forwards: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
         self._lock = threading.Lock()
+        self._builder_locks: dict[str, threading.Lock] = {}
 
     def env(self, path: BuildPath) -> dict[str, str]:
         """The environment for docker commands on this path's engine."""
@@ -137,7 +139,9 @@ class Engines:
         return env
 
     def _socket(self, builder: Builder) -> Path:
-        with self._lock:
+        with self._lock:  # one forward per builder; forwards to different builders open concurrently
+            lock = self._builder_locks.setdefault(builder.name, threading.Lock())
+        with lock:
             if builder.name in self._forwards:
                 return self._forwards[builder.name][1]
             socket = self._dir / f"{builder.name}.sock"
@@ -153,7 +157,8 @@ class Engines:
                     raise OperationFailed(f"{builder.name}: cannot forward its Docker socket over SSH: "
                                           f"{error.splitlines()[-1] if error else 'timed out'}")
                 time.sleep(0.1)
-            self._forwards[builder.name] = (process, socket)
+            with self._lock:
+                self._forwards[builder.name] = (process, socket)
             return socket
 
     def close(self) -> None:
@@ -379,6 +384,9 @@ def build_image(spec: ImageSpec, client: RegistryClient, builders: Sequence[Buil
     image.index_digest = client.put_manifest(spec.repository, spec.tag, manifest_list(entries),
                                              index_media_type(entries))
     image.published = True
-    say(f"{spec.name}: published {image.ref} ({', '.join(str(p) for p in spec.platforms)})")
+    report = verify_with_client(client, image.ref, spec.platforms)  # prove it: read back what the tag now holds
+    if not report.ok:
+        raise OperationFailed(f"{spec.name}: published, but verify failed: {report.summary()}")
+    say(f"{spec.name}: published {image.ref} ({', '.join(str(p) for p in spec.platforms)}), verified")
     return image
 
