@@ -21,6 +21,7 @@ import pytest
 PROJECT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 REGION = "eu-west-1"
+SCARCE_TYPE = "t3.nano"  # the test server lets only one of these run at a time (an exhausted spot pool)
 
 
 def free_port() -> int:
@@ -60,7 +61,8 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("moto") / "moto_server.log"
-    server_env = {**os.environ, "MOTO_ENABLE_KEYPAIR_VALIDATION": "true", "MOTO_ENABLE_AMI_VALIDATION": "true"}
+    server_env = {**os.environ, "MOTO_ENABLE_KEYPAIR_VALIDATION": "true", "MOTO_ENABLE_AMI_VALIDATION": "true",
+                  "ARCHFLEET_STANDIN_POOL_CAPACITY": f"{SCARCE_TYPE}=1"}
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "tests.spot.moto_fleet_upkeep_standin", "-H", "127.0.0.1", "-p", str(port)],

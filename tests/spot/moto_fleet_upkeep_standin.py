@@ -6,7 +6,10 @@ The additions are a STAND-IN for what AWS does and are limited to:
 - ``ModifyFleet`` (moto answers "not implemented"): the fleet's target capacity is recorded;
 - the upkeep of a ``maintain`` fleet (AWS replaces interrupted or terminated instances, and terminates the excess
   after a capacity decrease; moto does neither): applied when the fleet is read (DescribeFleets,
-  DescribeFleetInstances) or modified, with moto's own ``create_spot_requests`` launching replacements.
+  DescribeFleetInstances) or modified, with moto's own ``create_spot_requests`` launching replacements;
+- spot pools that run out (moto's capacity is endless): ``ARCHFLEET_STANDIN_POOL_CAPACITY="t3.nano=1"`` lets at
+  most that many live instances of a type exist; a fleet asking for more stays short, as on AWS when a pool is
+  exhausted.
 
 archfleet itself only calls the public EC2 API; these additions exist so that its resize and interruption
 paths run against an endpoint over HTTP instead of being skipped.
@@ -14,6 +17,7 @@ paths run against an endpoint over HTTP instead of being skipped.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -23,6 +27,8 @@ from moto.ec2.responses.fleets import Fleets
 from moto.server import main
 
 ALIVE = ("pending", "running")
+_POOLS = os.environ.get("ARCHFLEET_STANDIN_POOL_CAPACITY", "")
+POOL_CAPACITY = {name: int(count) for name, _, count in (item.partition("=") for item in _POOLS.split(",")) if name}
 
 
 def upkeep(fleet: Fleet) -> None:
@@ -61,6 +67,24 @@ def modify_fleet(self: Any) -> ActionResult:
     return ActionResult({"Return": True})
 
 
+_launch_spec_counts = Fleet.get_launch_spec_counts
+
+
+def get_launch_spec_counts(self: Fleet, weight_to_add: float) -> tuple[dict[Any, int], float]:
+    """moto's choice of how many instances of which spec, capped by the pools' capacity."""
+    weight_map, weight = _launch_spec_counts(self, weight_to_add)
+    for spec, count in list(weight_map.items()):
+        capacity = POOL_CAPACITY.get(spec.instance_type)
+        if capacity is None:
+            continue
+        used = sum(1 for i in self.ec2_backend.all_instances()
+                   if i.instance_type == spec.instance_type and i.state in ALIVE)
+        allowed = max(0, min(count, capacity - used))
+        weight -= (count - allowed) * spec.weighted_capacity
+        weight_map[spec] = allowed
+    return weight_map, weight
+
+
 _describe_fleets = FleetsBackend.describe_fleets
 _describe_fleet_instances = FleetsBackend.describe_fleet_instances
 
@@ -80,6 +104,7 @@ def describe_fleet_instances(self: FleetsBackend, fleet_id: str) -> list[Any]:
 
 
 Fleets.modify_fleet = modify_fleet  # type: ignore[attr-defined]
+Fleet.get_launch_spec_counts = get_launch_spec_counts  # type: ignore[method-assign]
 FleetsBackend.describe_fleets = describe_fleets  # type: ignore[method-assign]
 FleetsBackend.describe_fleet_instances = describe_fleet_instances  # type: ignore[method-assign]
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.spot.conftest import Endpoint
+from tests.spot.conftest import SCARCE_TYPE, Endpoint
 
 ARM_SSM = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
 X86_FILTER = '{filter: {name: "al2023-ami-2023.*-x86_64", owner: amazon}}'
@@ -234,3 +234,15 @@ def test_a_service_specific_endpoint_variable_is_honoured(tmp_path: Path, endpoi
         endpoint.env = saved
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].startswith("cheapest: t4g.small in ")
+
+
+def test_insufficient_capacity_fails_and_removes_what_the_run_created(tmp_path: Path, endpoint: Endpoint) -> None:
+    """The test server's t3.nano pool holds one instance: a fleet of two stays short until --wait runs out."""
+    name = "scarce"
+    fleet = write_fleet(tmp_path, endpoint, name, 2, types=f"[{SCARCE_TYPE}]")
+    result = endpoint.archfleet("spot", "up", "--wait", "3", "-f", str(fleet))
+    assert result.returncode == 1, result.stderr
+    line = one_error_line(result.stderr)
+    assert f"spot fleet {name}: insufficient spot capacity: 1 of 2 instances running after 3s" in line
+    assert "removing fleet" in result.stderr and "removing launch template" in result.stderr
+    assert tagged(endpoint, name) == {"fleets": [], "instances": [], "requests": [], "templates": []}
