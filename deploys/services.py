@@ -33,11 +33,11 @@ fleet_context: dict[str, object] = {
 }
 
 state = host.get_fact(ServicesState)
-kernel, _, machine = (state["platform"] or "unknown unknown").partition(" ")
-platform = from_uname(kernel, machine)
+kernel, _, machine = ((state or {}).get("platform") or "unknown unknown").partition(" ")
+platform = from_uname(kernel, machine) if state else None
 
 # Start order: highest stop_order first, so that what stops first (a CI runner) starts last.
-for spec in sorted(specs, key=lambda s: (-s.stop_order, s.name)):
+for spec in sorted(specs, key=lambda s: (-s.stop_order, s.name)) if platform else []:
     pinned = preflight.pin_image(fleet, spec, host.name, platform)
     desired = desired_container(
         spec,
@@ -49,8 +49,10 @@ for spec in sorted(specs, key=lambda s: (-s.stop_order, s.name)):
         secret_values=preflight.secret_values(fleet, spec),
         fleet_context=fleet_context,
     )
-    services.service_running(name=f"Service {spec.name} runs its image for this host's platform", desired=desired)
+    services.service_running(
+        name=f"Service {spec.name} runs its image for this host's platform", desired=desired, state=state
+    )
 
 services.undeclared_services_removed(
-    name="Containers of undeclared services removed", keep=[spec.name for spec in specs]
+    name="Containers of undeclared services removed", keep=[spec.name for spec in specs], state=state
 )

@@ -10,7 +10,7 @@ from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 
 from archfleet.services.desired import DesiredContainer, decide
 from archfleet.services.proof import OK, ProofRow
-from facts.services import FILES_ROOT, ServicesState
+from facts.services import FILES_ROOT, ServicesStateValue
 from tasks import docker_commands, service_commands
 
 
@@ -18,14 +18,24 @@ def engine_down_command() -> StringCommand:
     return StringCommand("echo 'the Docker engine does not answer: run deploys/host.py first' >&2; exit 1")
 
 
+def unreadable_state_command() -> StringCommand:
+    """The fact could not be read (the connection dropped): fail this host only."""
+    return StringCommand("echo 'could not read the services state of this host' >&2; exit 1")
+
+
 @operation()
-def service_running(desired: DesiredContainer) -> Generator[StringCommand | FileUploadCommand, None, None]:
+def service_running(
+    desired: DesiredContainer, state: ServicesStateValue | None
+) -> Generator[StringCommand | FileUploadCommand, None, None]:
     """
     The service's container runs the host platform's image of its tag (pinned by digest) with the declared
     spec; its files and secrets are on the host, root-only, mounted read-only. Recreated only when the spec
-    or the image digest changed, started when stopped, left alone otherwise.
+    or the image digest changed, started when stopped, left alone otherwise. ``state`` is the host's
+    ServicesState fact, read once by the deploy for all its operations.
     """
-    state = host.get_fact(ServicesState)
+    if state is None:
+        yield unreadable_state_command()
+        return
     if not state["engine_running"]:
         yield engine_down_command()
         return
@@ -49,11 +59,16 @@ def service_running(desired: DesiredContainer) -> Generator[StringCommand | File
 
 
 @operation()
-def undeclared_services_removed(keep: list[str]) -> Generator[StringCommand, None, None]:
+def undeclared_services_removed(
+    keep: list[str], state: ServicesStateValue | None
+) -> Generator[StringCommand, None, None]:
     """Containers archfleet made for services no longer declared on this host (and leftovers of an
     interrupted rollout) are removed, with their files."""
-    state = host.get_fact(ServicesState)
+    if state is None:
+        yield unreadable_state_command()
+        return
     if not state["engine_running"]:
+        host.noop("the Docker engine does not answer: no containers to look at")
         return
     wanted = {f"archfleet-{name}" for name in keep}
     stale = sorted(c for c in state["containers"] if c not in wanted)

@@ -47,7 +47,8 @@ def test_a_good_service_loads_with_typed_values(tmp_path: Path) -> None:
     ("change", "expected"),
     [
         (("    ports: [8080]\n", "    portz: [8080]\n"), "fleet.yaml:6: services.web.portz: unknown key"),
-        (("    groups: [amd64]\n", "    groups: {a: 1}\n"), "fleet.yaml:5: services.web.groups: expected a list of strings"),
+        (("    groups: [amd64]\n", "    groups: {a: 1}\n"),
+         "fleet.yaml:5: services.web.groups: expected a list of strings"),
         (("    ports: [8080]\n", "    ports: [http]\n"), "fleet.yaml:6: services.web.ports[0]: expected a port"),
         (("image: registry.example.com:5000/web:1", "image: nginx"), "fleet.yaml:4: services.web.image: 'nginx' is"),
         (("    ports: [8080]\n", "    network: overlay\n"), "fleet.yaml:6: services.web.network: expected one of"),
@@ -74,7 +75,8 @@ def test_unknown_group_and_port_used_twice_on_a_host(tmp_path: Path) -> None:
     ports: ["8080/tcp"]
 """)
     )
-    with pytest.raises(SchemaError, match=r"fleet.yaml:11: services.api.ports\[0\]: port 8080/tcp on amd64-1 is used by"):
+    used_twice = r"fleet.yaml:11: services.api.ports\[0\]: port 8080/tcp on amd64-1 is used by"
+    with pytest.raises(SchemaError, match=used_twice):
         check_placement(fleet.services, {"amd64": ["amd64-1", "amd64-2"], "all": ["amd64-1", "amd64-2"]})
     placement = check_placement(fleet.services, {"amd64": ["amd64-2"], "arm64": ["amd64-1"]})
     assert [s.name for s in placement["amd64-1"]] == ["api"]

@@ -25,7 +25,9 @@ services:
 """
 
 
-def desired(tmp_path: Path, port: str = "1080", secret: str = "s3cret", digest: str = "sha256:aaaa") -> DesiredContainer:
+def desired(
+    tmp_path: Path, port: str = "1080", secret: str = "s3cret", digest: str = "sha256:aaaa"
+) -> DesiredContainer:
     (tmp_path / "proxy.json.j2").write_text('{"port": {{ port }}, "id": "{{ secrets.id }}", "on": "{{ host.name }}"}')
     (tmp_path / "fleet.yaml").write_text(FLEET.replace("port: 1080", f"port: {port}"))
     spec = load_fleet(tmp_path / "fleet.yaml").services["proxy"]

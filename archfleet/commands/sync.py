@@ -44,6 +44,6 @@ def run_sync(args: argparse.Namespace) -> int:
         env={"ARCHFLEET_FLEET": str(Path(path).resolve())},
     )
     if result.returncode != 0 and not result.hosts:
-        raise OperationFailed("sync stopped before any operation ran (see the reason above); no host was changed")
+        raise OperationFailed("sync: pyinfra stopped without results (the reason is above)")
     print_summary(result, "sync")
     return 0 if result.returncode == 0 and not result.failed_hosts else 1

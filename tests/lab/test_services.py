@@ -1,0 +1,281 @@
+"""End to end on the lab: services from multi-arch tags, each host running its own platform's image.
+
+One module-scoped fleet (v2ray from the project's images, and `mover`, a tag these tests move between builds)
+goes through a first sync, a no-op sync, a moved tag, a failed health check with rollback, a config change,
+a dry run, a pre-flight failure, and the proof.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from archfleet.lab.images import base_image
+from archfleet.lab.state import LabState
+from archfleet.services.v2ray_client import client_config_text
+from tests.lab.support import LAB_INVENTORY, PROJECT, archfleet, on_host, pyinfra
+
+pytestmark = pytest.mark.lab
+
+MOVER = "archfleet-test/mover"
+V2RAY_TEMPLATE = """{
+  "log": {"loglevel": "{{ loglevel }}"},
+  "inbounds": [{"listen": "0.0.0.0", "port": {{ port }}, "protocol": "vmess",
+                "settings": {"clients": [{"id": "{{ secrets.vmess_id }}", "alterId": 0}]}}],
+  "outbounds": [{"protocol": "freedom"}]
+}
+"""
+FLEET = """\
+registry: {{lab: true}}
+inventory: {inventory}
+images:
+  v2ray:
+    context: {project}/images/v2ray
+    build_args: {{BASE_IMAGE: "{{registry}}/archfleet/debian:bookworm"}}
+    repository: archfleet/v2ray
+    tag: "4.34"
+services:
+  v2ray:
+    image: v2ray
+    groups: [amd64, arm64]
+    ports: [10086]
+    files: [{{template: v2ray.json.j2, mount: /etc/v2ray/config.json}}]
+    vars: {{port: 10086, loglevel: {loglevel}}}
+    secrets: {{vmess_id: {{file: vmess-id, generate: uuid}}}}
+    healthcheck: {{command: "bash -c 'echo > /dev/tcp/127.0.0.1/10086'", interval: 2, retries: 20}}
+  mover:
+    image: {registry}/{mover}:live
+    groups: [amd64, arm64]
+    command: [sleep, infinity]
+    secrets: {{token: {{file: mover-token, generate: token}}}}
+    # Healthy everywhere, except the build called "bad" on arm64: a failure on one host only.
+    healthcheck:
+      command: "[ \\"$MOVER_BUILD\\" != bad ] || [ \\"$(uname -m)\\" != aarch64 ]"
+      interval: 1
+      retries: 3
+"""
+
+
+class Fleet:
+    def __init__(self, directory: Path, lab: LabState):
+        self.directory = directory
+        self.lab = lab
+        (directory / "v2ray.json.j2").write_text(V2RAY_TEMPLATE)
+        self.path = directory / "fleet.yaml"
+        self.write(loglevel="warning")
+
+    def write(self, loglevel: str, mover: str = "live") -> None:
+        self.path.write_text(FLEET.format(
+            inventory=LAB_INVENTORY, project=PROJECT, loglevel=loglevel, registry=self.lab.registry.address,
+            mover=MOVER,
+        ).replace(f"{MOVER}:live", f"{MOVER}:{mover}"))
+
+    def sync(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return archfleet("sync", "-f", str(self.path), *args)
+
+    def secret(self, name: str) -> str:
+        return (self.directory / name).read_text().strip()
+
+
+def publish_mover(lab: LabState, build: str, tag: str = "live", arches: tuple[str, ...] = ("amd64", "arm64")) -> None:
+    """Build the `mover` image for each arch from the lab's base (no RUN step: no emulation needed) and move
+    the multi-arch tag to it."""
+    ref = f"{lab.registry.address}/{MOVER}:{tag}"
+    for arch in arches:
+        dockerfile = f"FROM {base_image(arch)}\nENV MOVER_BUILD={build}\nLABEL archfleet.test.build={build}\n"
+        subprocess.run(["docker", "build", "-q", "--platform", f"linux/{arch}", "-t", f"{ref}-{arch}", "-"],
+                       input=dockerfile, text=True, check=True, capture_output=True)
+        subprocess.run(["docker", "push", "-q", f"{ref}-{arch}"], check=True, capture_output=True)
+    subprocess.run(["docker", "manifest", "rm", ref], capture_output=True, check=False)
+    subprocess.run(["docker", "manifest", "create", ref, *(f"{ref}-{a}" for a in arches)], check=True,
+                   capture_output=True)
+    subprocess.run(["docker", "manifest", "push", "--purge", ref], check=True, capture_output=True)
+
+
+def containers(lab: LabState) -> dict[tuple[str, str], dict[str, str]]:
+    """(host, container) -> id, digest label and status, for the archfleet containers on every fleet host."""
+    found = {}
+    for host in lab.hosts_of("amd64") + lab.hosts_of("arm64"):
+        out = on_host(host, "docker ps -a --filter label=archfleet.service --format "
+                            "'{{.Names}} {{.ID}} {{.Label \"archfleet.digest\"}} {{.State}}'").stdout
+        for line in out.split("\n"):
+            if line.strip():
+                name, cid, digest, status = line.split()
+                found[(host.name, name)] = {"id": cid, "digest": digest, "status": status}
+    return found
+
+
+def changed_lines(output: str) -> dict[str, str]:
+    return {line.split("\t")[1]: line.split("\t")[2] for line in output.splitlines() if line.startswith("sync\t")}
+
+
+@pytest.fixture(scope="module")
+def fleet(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    bootstrap = pyinfra("deploys/host.py", "--limit", "amd64", "--limit", "arm64")
+    assert bootstrap.returncode == 0, bootstrap.output[-3000:]
+    archfleet("images", "build", "debian", "v2ray", check=True)
+    publish_mover(lab, "1")
+    yield Fleet(tmp_path_factory.mktemp("fleet"), lab)
+    # Leave the lab's hosts without this module's services.
+    empty = tmp_path_factory.mktemp("empty") / "fleet.yaml"
+    empty.write_text(f"registry: {{lab: true}}\ninventory: {LAB_INVENTORY}\n")
+    archfleet("sync", "-f", str(empty))
+
+
+def test_first_sync_runs_every_service_and_the_second_changes_nothing(fleet: Fleet, lab: LabState) -> None:
+    first = fleet.sync()
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = fleet.sync()
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert all(status == "no changes" for status in changed_lines(second.stdout).values()), second.stdout
+    running = containers(lab)
+    for host in ("amd64-1", "arm64-1"):
+        for service in ("archfleet-v2ray", "archfleet-mover"):
+            assert running[(host, service)]["status"] == "running", (host, service)
+    proof = archfleet("verify", "-f", str(fleet.path))
+    assert proof.returncode == 0, proof.stdout + proof.stderr
+    assert "arm64-1  linux/arm64  mover    running" in proof.stdout
+    assert "aarch64" in proof.stdout and "x86_64" in proof.stdout
+
+
+class RecordingHandler(http.server.BaseHTTPRequestHandler):
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        RecordingHandler.seen.append(self.client_address[0])
+        body = b"reached through the proxy\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_v2ray_on_each_host_proxies_a_local_client(fleet: Fleet, lab: LabState, tmp_path: Path) -> None:
+    from archfleet.lab.system import ensure_packages
+
+    ensure_packages(("v2ray", "curl"))
+    server = http.server.ThreadingHTTPServer((lab.gateway, 0), RecordingHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for host in lab.hosts_of("amd64") + lab.hosts_of("arm64"):
+            socks = free_port()
+            config = tmp_path / f"client-{host.name}.json"
+            config.write_text(client_config_text(host.address, 10086, fleet.secret("vmess-id"), socks))
+            client = subprocess.Popen(["v2ray", "-config", str(config)], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+            try:
+                RecordingHandler.seen.clear()
+                for _ in range(30):
+                    fetched = subprocess.run(
+                        ["curl", "-s", "--max-time", "10", "--socks5-hostname", f"127.0.0.1:{socks}",
+                         f"http://{lab.gateway}:{server.server_port}/"], capture_output=True, text=True, check=False)
+                    if fetched.returncode == 0:
+                        break
+                    time.sleep(0.5)
+                assert fetched.stdout == "reached through the proxy\n", (host.name, fetched.stderr)
+                assert RecordingHandler.seen == [host.address], "the page must be fetched by the host's proxy"
+            finally:
+                client.terminate()
+                client.wait()
+    finally:
+        server.shutdown()
+
+
+def test_moving_a_tag_recreates_exactly_its_containers_with_the_new_digest(fleet: Fleet, lab: LabState) -> None:
+    before = containers(lab)
+    publish_mover(lab, "2")
+    result = fleet.sync()
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = containers(lab)
+    for host in ("amd64-1", "arm64-1"):
+        assert after[(host, "archfleet-v2ray")]["id"] == before[(host, "archfleet-v2ray")]["id"], "v2ray untouched"
+        assert after[(host, "archfleet-mover")]["id"] != before[(host, "archfleet-mover")]["id"]
+        assert after[(host, "archfleet-mover")]["digest"] != before[(host, "archfleet-mover")]["digest"]
+        assert changed_lines(result.stdout)[host].startswith("changed: Service mover"), result.stdout
+    digests = {after[(h, "archfleet-mover")]["digest"] for h in ("amd64-1", "arm64-1")}
+    assert len(digests) == 2, "each platform runs its own image"
+    assert "mover: recreate (image digest" in result.stderr
+
+
+def test_a_failed_health_check_puts_the_previous_container_back(fleet: Fleet, lab: LabState) -> None:
+    before = containers(lab)
+    publish_mover(lab, "bad")
+    result = fleet.sync()
+    assert result.returncode == 1
+    lines = changed_lines(result.stdout)
+    assert lines["arm64-1"].startswith("FAILED"), result.stdout
+    assert lines["amd64-1"].startswith("changed"), "the other host's result stands"
+    assert "archfleet-mover did not become healthy" in result.stderr
+    assert "put the previous archfleet-mover back" in result.stderr
+    after = containers(lab)
+    assert after[("arm64-1", "archfleet-mover")]["digest"] == before[("arm64-1", "archfleet-mover")]["digest"]
+    assert after[("arm64-1", "archfleet-mover")]["status"] == "running"
+    assert ("arm64-1", "archfleet-mover-previous") not in after
+    publish_mover(lab, "3")
+    assert fleet.sync().returncode == 0
+
+
+def test_a_config_change_recreates_v2ray_and_dry_run_only_plans(fleet: Fleet, lab: LabState) -> None:
+    before = containers(lab)
+    fleet.write(loglevel="error")
+    dry = fleet.sync("--dry")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "v2ray: recreate (spec" in dry.stderr
+    assert containers(lab) == before, "--dry changes nothing"
+    assert fleet.sync().returncode == 0
+    after = containers(lab)
+    for host in ("amd64-1", "arm64-1"):
+        assert after[(host, "archfleet-v2ray")]["id"] != before[(host, "archfleet-v2ray")]["id"]
+        assert after[(host, "archfleet-mover")]["id"] == before[(host, "archfleet-mover")]["id"]
+    again = fleet.sync()
+    assert all(s == "no changes" for s in changed_lines(again.stdout).values()), again.stdout
+
+
+def test_preflight_stops_a_tag_missing_a_platform_before_touching_any_host(fleet: Fleet, lab: LabState) -> None:
+    publish_mover(lab, "4", tag="amd64-only", arches=("amd64",))
+    before = containers(lab)
+    fleet.write(loglevel="error", mover="amd64-only")
+    try:
+        result = fleet.sync()
+    finally:
+        fleet.write(loglevel="error")
+    assert result.returncode == 1
+    message = f"{lab.registry.address}/{MOVER}:amd64-only has no verified linux/arm64 image for host arm64-1"
+    assert message in result.stderr and "the tag has: linux/amd64" in result.stderr
+    assert containers(lab) == before, "no running container was stopped or replaced"
+
+
+def test_secrets_are_root_only_files_and_appear_nowhere_else(fleet: Fleet, lab: LabState) -> None:
+    outputs = fleet.sync()
+    assert outputs.returncode == 0, outputs.stderr[-3000:]
+    secrets = [fleet.secret("vmess-id"), fleet.secret("mover-token")]
+    for text in (outputs.stdout, outputs.stderr):
+        assert not any(s in text for s in secrets)
+    for host in lab.hosts_of("amd64") + lab.hosts_of("arm64"):
+        listing = on_host(host, "ps auxww; docker inspect archfleet-v2ray archfleet-mover; "
+                                "find /etc/archfleet/services -type f -printf 'file %u %m %p\\n'").stdout
+        assert not any(s in listing for s in secrets), host.name
+        files = [line.split()[1:] for line in listing.splitlines() if line.startswith("file ")]
+        assert files and all(owner == "root" and mode == "600" for owner, mode, _ in files), files
+        mounts = json.loads(on_host(host, "docker inspect archfleet-mover").stdout)[0]["Mounts"]
+        assert any(m["Destination"] == "/run/secrets/token" and not m["RW"] for m in mounts)
+    assert oct(os.stat(fleet.directory / "vmess-id").st_mode & 0o777) == "0o600"
