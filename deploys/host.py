@@ -37,7 +37,7 @@ if registry_address:
 # Spot instances (host data ``spot: true`` or ``lifecycle: spot``, as inventories/ec2.py sets): the interruption
 # watcher (tasks/spot_watcher.py). It polls ``spot_metadata_url`` (default http://169.254.169.254) and, on a notice,
 # stops the containers in ``spot_stop_order`` in that order (the CI runner first; container names archfleet-<service>).
-if host.data.get("spot") or host.data.get("lifecycle") == "spot":
+if str(host.data.get("spot")).lower() in ("true", "yes", "1") or host.data.get("lifecycle") == "spot":
     from tasks import spot_watcher
 
     spot_watcher.interruption_watcher(

@@ -30,10 +30,10 @@ URL = re.compile(r"^https?://[A-Za-z0-9.:\[\]-]+/?$")
 
 def watcher_config(metadata_url: str, stop_order: Sequence[str], interval: int = 5, stop_timeout: int = 30) -> str:
     """The config file: ``key=value`` lines, one ``stop=`` per container in the order they are stopped."""
-    if not URL.match(metadata_url):
+    if not URL.fullmatch(metadata_url):
         raise InputError(f"spot watcher: metadata address {metadata_url!r} is not an http(s)://host[:port] URL")
     for name in stop_order:
-        if not CONTAINER_NAME.match(name):
+        if not CONTAINER_NAME.fullmatch(name):
             raise InputError(f"spot watcher: {name!r} is not a container name")
     lines = [
         "# Written by archfleet (tasks/spot_watcher.py); containers are stopped in the order of the stop= lines.",

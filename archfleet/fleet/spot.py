@@ -86,7 +86,7 @@ def _where(node: Node) -> str:
 
 def _ami(node: Node) -> AmiSource:
     if isinstance(node.value, str):
-        if not AMI_PATTERN.match(node.value):
+        if not AMI_PATTERN.fullmatch(node.value):
             node.fail("expected an AMI id (ami-...), or a mapping with `ssm` or `filter`")
         return AmiSource(image_id=node.value, where=_where(node))
     source = Mapping(node)
@@ -111,7 +111,7 @@ def _ami(node: Node) -> AmiSource:
 
 
 def parse_fleet(name: str, node: Node) -> SpotFleetSpec:
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         node.fail("a spot fleet's name is lowercase letters, digits and dashes (it names tags and templates)")
     entry = Mapping(node)
     region = entry.string("region", None)

@@ -6,6 +6,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import boto3
+import botocore.exceptions
+
 from archfleet.errors import InputError, OperationFailed
 from archfleet.fleet.spot import AmiSource, SpotFleetSpec
 from archfleet.run import say
@@ -21,8 +24,6 @@ POLL_SECONDS = 2.0
 
 def instance_type_architectures(ec2: Ec2, spec: SpotFleetSpec) -> dict[str, str]:
     """Each declared type's architecture (arm64/amd64); a type EC2 does not know is an InputError."""
-    import botocore.exceptions
-
     try:
         answer = ec2.client.describe_instance_types(InstanceTypes=list(spec.instance_types))
     except botocore.exceptions.ClientError as error:
@@ -59,8 +60,6 @@ def resolve_ami(ec2: Ec2, fleet: str, arch: str, source: AmiSource) -> str:
     action = f"{source.where}: spot_fleets.{fleet}.ami.{arch} ({source.describe()})"
     image_id = source.image_id
     if source.ssm_parameter:
-        import boto3
-
         ssm = boto3.session.Session().client("ssm", region_name=ec2.region)
         with ec2_errors(action):
             image_id = ssm.get_parameter(Name=source.ssm_parameter)["Parameter"]["Value"]
