@@ -40,14 +40,14 @@ class DeployResult:
 
 
 def run_deploy(
-    inventory: Path, deploy: Path, *, dry: bool = False, limit: str | None = None,
+    inventory: Path, deploy: Path, *, dry: bool = False, limit: str | list[str] | None = None,
     env: dict[str, str] | None = None, extra_args: Sequence[str] = (),
 ) -> DeployResult:
     """Run ``pyinfra INVENTORY DEPLOY`` with --json; pyinfra's progress goes straight to our stderr."""
     argv = [str(Path(sys.executable).parent / "pyinfra"), "--json", str(inventory), str(deploy), *extra_args]
     argv.insert(1, "--dry" if dry else "-y")
-    if limit:
-        argv += ["--limit", limit]
+    for name in [limit] if isinstance(limit, str) else (limit or []):
+        argv += ["--limit", name]
     result = subprocess.run(
         argv, stdout=subprocess.PIPE, text=True, check=False, cwd=PROJECT_ROOT,
         env={**os.environ, **(env or {})},
@@ -77,7 +77,7 @@ def print_summary(result: DeployResult, title: str) -> None:
     for name in sorted(set(result.hosts) | set(result.failed_hosts)):
         host = result.hosts.get(name, HostResult())
         if name in result.failed_hosts or host.failed:
-            status = f"FAILED ({', '.join(host.failed) or 'connection or command error'})"
+            status = f"FAILED ({', '.join(dict.fromkeys(host.failed)) or 'connection or command error'})"
         elif host.changed:
             status = f"{verb}: {', '.join(host.changed)}"
         else:

@@ -36,8 +36,14 @@ state = host.get_fact(ServicesState)
 kernel, _, machine = ((state or {}).get("platform") or "unknown unknown").partition(" ")
 platform = from_uname(kernel, machine) if state else None
 
-# Start order: highest stop_order first, so that what stops first (a CI runner) starts last.
-for spec in sorted(specs, key=lambda s: (-s.stop_order, s.name)) if platform else []:
+# Every host walks every service in the same order (so each operation is one service on all hosts); start
+# order: highest stop_order first, so that what stops first (a CI runner) starts last.
+for spec in sorted(fleet.services.values(), key=lambda s: (-s.stop_order, s.name)):
+    if spec.name not in {s.name for s in specs} or platform is None:
+        services.service_running(
+            name=f"Service {spec.name} runs its image for this host's platform", desired=None, state=state
+        )
+        continue
     pinned = preflight.pin_image(fleet, spec, host.name, platform)
     desired = desired_container(
         spec,

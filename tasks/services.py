@@ -25,14 +25,18 @@ def unreadable_state_command() -> StringCommand:
 
 @operation()
 def service_running(
-    desired: DesiredContainer, state: ServicesStateValue | None
+    desired: DesiredContainer | None, state: ServicesStateValue | None
 ) -> Generator[StringCommand | FileUploadCommand, None, None]:
     """
     The service's container runs the host platform's image of its tag (pinned by digest) with the declared
     spec; its files and secrets are on the host, root-only, mounted read-only. Recreated only when the spec
     or the image digest changed, started when stopped, left alone otherwise. ``state`` is the host's
-    ServicesState fact, read once by the deploy for all its operations.
+    ServicesState fact, read once by the deploy for all its operations. ``desired`` is None for a service
+    this host does not run (a no-op, so that each operation is the same service on every host).
     """
+    if desired is None:
+        host.noop("not declared for this host")
+        return
     if state is None:
         yield unreadable_state_command()
         return

@@ -7,22 +7,17 @@ a dry run, a pre-flight failure, and the proof.
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 
 from archfleet.lab.images import base_image
 from archfleet.lab.state import LabState
-from archfleet.services.v2ray_client import client_config_text
+from archfleet.services.v2ray_client import fetch_through_proxy
 from tests.lab.support import LAB_INVENTORY, PROJECT, archfleet, on_host, pyinfra
 
 pytestmark = pytest.mark.lab
@@ -148,56 +143,15 @@ def test_first_sync_runs_every_service_and_the_second_changes_nothing(fleet: Fle
     assert "aarch64" in proof.stdout and "x86_64" in proof.stdout
 
 
-class RecordingHandler(http.server.BaseHTTPRequestHandler):
-    seen: ClassVar[list[str]] = []
-
-    def do_GET(self) -> None:
-        RecordingHandler.seen.append(self.client_address[0])
-        body = b"reached through the proxy\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_v2ray_on_each_host_proxies_a_local_client(fleet: Fleet, lab: LabState, tmp_path: Path) -> None:
     from archfleet.lab.system import ensure_packages
 
     ensure_packages(("v2ray", "curl"))
-    server = http.server.ThreadingHTTPServer((lab.gateway, 0), RecordingHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        for host in lab.hosts_of("amd64") + lab.hosts_of("arm64"):
-            socks = free_port()
-            config = tmp_path / f"client-{host.name}.json"
-            config.write_text(client_config_text(host.address, 10086, fleet.secret("vmess-id"), socks))
-            client = subprocess.Popen(["v2ray", "-config", str(config)], stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL)
-            try:
-                RecordingHandler.seen.clear()
-                for _ in range(30):
-                    fetched = subprocess.run(
-                        ["curl", "-s", "--max-time", "10", "--socks5-hostname", f"127.0.0.1:{socks}",
-                         f"http://{lab.gateway}:{server.server_port}/"], capture_output=True, text=True, check=False)
-                    if fetched.returncode == 0:
-                        break
-                    time.sleep(0.5)
-                assert fetched.stdout == "reached through the proxy\n", (host.name, fetched.stderr)
-                assert RecordingHandler.seen == [host.address], "the page must be fetched by the host's proxy"
-            finally:
-                client.terminate()
-                client.wait()
-    finally:
-        server.shutdown()
+    for host in lab.hosts_of("amd64") + lab.hosts_of("arm64"):
+        probe = fetch_through_proxy(host.address, 10086, fleet.secret("vmess-id"), lab.gateway, tmp_path)
+        assert probe.body == "reached through the proxy\n", host.name
+        assert probe.seen_from == [host.address], "the page must be fetched by the host's proxy"
+        assert probe.ok
 
 
 def test_moving_a_tag_recreates_exactly_its_containers_with_the_new_digest(fleet: Fleet, lab: LabState) -> None:

@@ -1,0 +1,151 @@
+"""`archfleet demo`: the whole main job on the local lab, start to finish, each step a re-runnable sync.
+
+lab up -> host bootstrap -> images built for every platform and verified -> services synced -> proof per host
+-> a CI build on every runner -> the v2ray proxy on each host reached from this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from archfleet.errors import OperationFailed
+from archfleet.fleet import load_fleet
+from archfleet.lab import lab
+from archfleet.lab.hosts import ssh_argv
+from archfleet.lab.state import LabPaths, LabState, state_dir
+from archfleet.lab.system import ensure_packages
+from archfleet.pyinfra_run import print_summary, project_path, run_deploy
+from archfleet.run import say
+from archfleet.services.ci import BUILD_RESULTS, send_change_script
+from archfleet.services.v2ray_client import client_config_text, fetch_through_proxy
+
+STEPS = 8
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("demo", help="run the whole main job on the local lab (the README's demo)")
+    parser.add_argument("-f", "--fleet", type=Path, default=None, help="fleet file (default: the project's fleet.yaml)")
+    parser.set_defaults(handler=run_demo)
+
+
+def step(number: int, title: str) -> None:
+    print(f"\n== {number}/{STEPS} {title}", flush=True)
+
+
+def archfleet(*args: str) -> None:
+    """Run an archfleet subcommand as a user would, its output going straight to the terminal."""
+    result = subprocess.run([str(Path(sys.executable).parent / "archfleet"), *args], check=False)
+    if result.returncode != 0:
+        raise OperationFailed(f"`archfleet {' '.join(args)}` failed (exit {result.returncode}); see above")
+
+
+def in_container(state: LabState, host_address: str, container: str, script: str) -> str:
+    argv = ssh_argv(LabPaths(state_dir()), state.ssh_user, host_address, f"docker exec -i {container} python3 -")
+    return subprocess.run(argv, input=script, capture_output=True, text=True, timeout=120, check=False).stdout
+
+
+def ci_build_on_every_runner(state: LabState, fleet_path: Path) -> None:
+    fleet = load_fleet(fleet_path)
+    if "ci-master" not in fleet.services:
+        print("no ci-master service declared: skipped")
+        return
+    master = next(h for h in state.hosts if h.name in (fleet.services["ci-master"].hosts or [state.hosts[0].name]))
+    runners = [h for h in state.hosts if h.kind in fleet.services["ci-runner"].groups]
+    expected = {f"uname-{h.name}" for h in runners}
+    revision = f"demo-{time.time_ns()}"
+    before = {tuple(r[:2]) for r in json.loads(in_container(state, master.address, "archfleet-ci-master",
+                                                             BUILD_RESULTS) or "[]")}
+    deadline = time.monotonic() + 300
+    sent = False
+    results: list[list[Any]] = []
+    while time.monotonic() < deadline:
+        if not sent:
+            answer = in_container(state, master.address, "archfleet-ci-master", send_change_script(revision))
+            sent = answer.strip() == "sent"
+        else:
+            rows = json.loads(in_container(state, master.address, "archfleet-ci-master", BUILD_RESULTS) or "[]")
+            results = [r for r in rows if tuple(r[:2]) not in before]
+            if {r[0] for r in results} >= expected:
+                break
+        time.sleep(2)
+    print(f"{'BUILDER':<24}{'BUILD':<7}{'RESULT':<9}UNAME -M")
+    for name, number, outcome, machine in results:
+        print(f"{name:<24}{number:<7}{'success' if outcome == 0 else 'failure':<9}{machine}")
+    if {r[0] for r in results if r[2] == 0} < expected:
+        raise OperationFailed(f"CI: not every runner built ({sorted(expected)}); see the table above")
+
+
+def reach_v2ray(state: LabState, fleet_path: Path) -> None:
+    fleet = load_fleet(fleet_path)
+    if "v2ray" not in fleet.services:
+        print("no v2ray service declared: skipped")
+        return
+    spec = fleet.services["v2ray"]
+    port = int(spec.vars.get("port", "10086"))
+    vmess_id = next(s for s in spec.secrets if s.name == "vmess_id").read()
+    ensure_packages(("v2ray", "curl"))
+    client_dir = Path.home() / ".config" / "archfleet"
+    hosts = [h for h in state.hosts if h.kind in spec.groups or h.name in spec.hosts]
+    failed = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for index, host in enumerate(hosts):
+            probe = fetch_through_proxy(host.address, port, vmess_id, state.gateway, Path(workdir))
+            config = client_dir / f"v2ray-client-{host.name}.json"
+            config.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            config.touch(mode=0o600)
+            config.write_text(client_config_text(host.address, port, vmess_id, 1080 + index))
+            verdict = "ok: a local page fetched through it" if probe.ok else f"FAILED ({probe.body or 'no answer'})"
+            print(f"{host.name} ({host.arch}) vmess://{host.address}:{port}  {verdict}")
+            print(f"    v2ray -config {config}   # then SOCKS5 on 127.0.0.1:{1080 + index}")
+            if not probe.ok:
+                failed.append(host.name)
+    if failed:
+        raise OperationFailed(f"v2ray: the proxy on {', '.join(failed)} did not answer")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    fleet_path = (args.fleet or project_path("fleet.yaml")).resolve()
+    load_fleet(fleet_path)  # bad input stops here, before anything changes
+    started = time.monotonic()
+
+    step(1, "the local lab: an amd64 host, an arm64 host (QEMU), a private registry with TLS and auth")
+    state = lab.up()
+    lab.print_status_table(lab.status()[1])
+
+    step(2, "host bootstrap (deploys/host.py): Docker engine, registry CA and login")
+    bootstrap = run_deploy(project_path("inventories/lab.py"), project_path("deploys/host.py"),
+                           limit=["amd64", "arm64"])
+    print_summary(bootstrap, "host")
+    if bootstrap.returncode != 0:
+        raise OperationFailed("host bootstrap failed; see above")
+
+    step(3, "images: every platform built (natively where a host of that architecture exists) and published")
+    archfleet("images", "build", "-f", str(fleet_path))
+
+    step(4, "images: each published tag verified platform by platform")
+    for name in load_fleet(fleet_path).images:
+        archfleet("images", "verify", name, "-f", str(fleet_path))
+
+    step(5, "services synced on every host, each pulling its own platform's image by digest")
+    archfleet("sync", "-f", str(fleet_path))
+
+    step(6, "proof: each host runs each service from the image built for its own architecture")
+    archfleet("verify", "-f", str(fleet_path))
+
+    step(7, "CI: a change built on every runner, each reporting its own machine")
+    ci_build_on_every_runner(state, fleet_path)
+
+    step(8, "v2ray: the proxy on each host, reached from this machine")
+    reach_v2ray(state, fleet_path)
+
+    print(f"\ndemo: done in {time.monotonic() - started:.0f}s. Re-run it: nothing changes the second time. "
+          "`.venv/bin/archfleet lab down` removes the lab.")
+    say("demo finished")
+    return 0
