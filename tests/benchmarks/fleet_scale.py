@@ -1,0 +1,104 @@
+"""Benchmark: the lab and a service sync at 16 amd64 hosts. Prints figures; asserts nothing about time.
+
+    .venv/bin/python -m tests.benchmarks.fleet_scale [--amd64 16]
+
+Scales the running lab to N amd64 hosts, bootstraps them (deploys/host.py), syncs v2ray onto all of them, then
+times the no-op runs and counts the commands pyinfra runs per host in a no-op sync. Puts the lab's host counts
+back afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from archfleet.lab import lab
+from archfleet.lab.state import load
+from tests.lab.support import LAB_INVENTORY, PROJECT, archfleet, pyinfra
+
+T = TypeVar("T")
+
+FLEET = """\
+registry: {{lab: true}}
+inventory: {inventory}
+images:
+  v2ray:
+    context: {project}/images/v2ray
+    build_args: {{BASE_IMAGE: "{{registry}}/archfleet/debian:bookworm"}}
+    repository: archfleet/v2ray
+    tag: "4.34"
+services:
+  v2ray:
+    image: v2ray
+    groups: [amd64]
+    ports: [10086]
+    files: [{{template: {project}/deploys/templates/v2ray/config.json.j2, mount: /etc/v2ray/config.json}}]
+    vars: {{port: 10086}}
+    secrets: {{vmess_id: {{file: vmess-id, generate: uuid}}}}
+    healthcheck: {{command: "bash -c 'echo > /dev/tcp/127.0.0.1/10086'", interval: 2, retries: 20}}
+"""
+
+
+def timed(label: str, action: Callable[[], T]) -> T:
+    started = time.monotonic()
+    result = action()
+    print(f"{label:<48} {time.monotonic() - started:7.1f} s", flush=True)
+    return result
+
+
+def lab_memory_mib() -> float:
+    out = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}"],
+                         capture_output=True, text=True, check=True).stdout
+    total = 0.0
+    units = {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0, "B": 1 / 1024 / 1024}
+    for line in out.splitlines():
+        name, usage = line.split(" ", 1)
+        if name.startswith("archfleet-lab-"):
+            match = re.match(r"([\d.]+)([KMG]?i?B)", usage)
+            if match:
+                total += float(match[1]) * units[match[2]]
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--amd64", type=int, default=16)
+    args = parser.parse_args()
+    before = load().counts if Path("/var/lib/archfleet/lab/lab.json").exists() else None
+    timed("lab up (warm, as it is)", lab.up)
+    timed(f"lab up --amd64 {args.amd64}", lambda: lab.up(amd64=args.amd64))
+    timed(f"lab up --amd64 {args.amd64} again (no-op)", lambda: lab.up(amd64=args.amd64))
+    first = timed("host bootstrap, first run (amd64 group)", lambda: pyinfra("deploys/host.py", "--limit", "amd64"))
+    assert first.returncode == 0, first.output[-2000:]
+    timed("host bootstrap, no-op run", lambda: pyinfra("deploys/host.py", "--limit", "amd64"))
+    with tempfile.TemporaryDirectory() as tmp:
+        fleet = Path(tmp) / "fleet.yaml"
+        fleet.write_text(FLEET.format(inventory=LAB_INVENTORY, project=PROJECT))
+        archfleet("images", "build", "-f", str(fleet), check=True)
+        synced = timed(f"archfleet sync, first ({args.amd64} hosts)", lambda: archfleet("sync", "-f", str(fleet)))
+        assert synced.returncode == 0, synced.stderr[-2000:]
+        timed(f"archfleet sync, no-op ({args.amd64} hosts)", lambda: archfleet("sync", "-f", str(fleet)))
+        verbose = subprocess.run(
+            [str(PROJECT / ".venv/bin/pyinfra"), "-y", "-vv", LAB_INVENTORY, "deploys/services.py", "--limit", "amd64"],
+            cwd=PROJECT, capture_output=True, text=True, env={"ARCHFLEET_FLEET": str(fleet), "PATH": "/usr/bin:/bin"},
+            check=False,
+        )
+        commands = Counter(m[1] for m in re.finditer(r"^\[([\w-]+)\]\s+>>> ", verbose.stdout + verbose.stderr, re.M))
+        print(f"{'commands per host in a no-op sync':<48} {sorted(set(commands.values()))} over {len(commands)} hosts")
+        print(f"{'lab containers memory':<48} {lab_memory_mib():7.0f} MiB")
+        empty = Path(tmp) / "empty.yaml"
+        empty.write_text(f"registry: {{lab: true}}\ninventory: {LAB_INVENTORY}\n")
+        archfleet("sync", "-f", str(empty))
+    if before is not None:
+        timed("lab up (counts put back)", lambda: lab.up(**before))
+
+
+if __name__ == "__main__":
+    main()
