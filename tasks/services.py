@@ -47,7 +47,8 @@ def service_running(
     if decision.action == "none":
         host.noop(f"{desired.service}: up to date ({decision.reason})")
         return
-    logger.info(f"{host.print_prefix}{desired.service}: {decision.action} ({decision.reason})")
+    pull = f"; pull {desired.image}" if decision.action != "start" else ""
+    logger.info(f"{host.print_prefix}{desired.service}: {decision.action} ({decision.reason}{pull})")
     missing = [f for f in desired.files if state["files"].get(f.host_path) != f.sha256]
     if missing:
         yield service_commands.private_directory(FILES_ROOT)
