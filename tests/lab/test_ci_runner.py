@@ -21,6 +21,10 @@ FLEET = """\
 registry: {{lab: true}}
 inventory: {inventory}
 images:
+  debian:
+    local_image: archfleet-lab/debian:bookworm-{{arch}}
+    repository: archfleet/debian
+    tag: bookworm
   buildbot-worker:
     context: {project}/images/buildbot-worker
     build_args: {{BASE_IMAGE: "{{registry}}/archfleet/debian:bookworm"}}
