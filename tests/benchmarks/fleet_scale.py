@@ -53,18 +53,11 @@ def timed(label: str, action: Callable[[], T]) -> T:
     return result
 
 
-def lab_memory_mib() -> float:
-    out = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}"],
-                         capture_output=True, text=True, check=True).stdout
-    total = 0.0
-    units = {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0, "B": 1 / 1024 / 1024}
-    for line in out.splitlines():
-        name, usage = line.split(" ", 1)
-        if name.startswith("archfleet-lab-"):
-            match = re.match(r"([\d.]+)([KMG]?i?B)", usage)
-            if match:
-                total += float(match[1]) * units[match[2]]
-    return total
+def used_memory_mib() -> float:
+    """This machine's memory in use (MemTotal - MemAvailable). docker stats reads 0 here: the lab hosts share
+    the cgroup v1 hierarchy, so the lab's footprint is measured as the machine's difference."""
+    info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    return (int(info["MemTotal"].split()[0]) - int(info["MemAvailable"].split()[0])) / 1024
 
 
 def main() -> None:
@@ -73,6 +66,7 @@ def main() -> None:
     args = parser.parse_args()
     before = load().counts if Path("/var/lib/archfleet/lab/lab.json").exists() else None
     timed("lab up (warm, as it is)", lab.up)
+    memory_before = used_memory_mib()
     timed(f"lab up --amd64 {args.amd64}", lambda: lab.up(amd64=args.amd64))
     timed(f"lab up --amd64 {args.amd64} again (no-op)", lambda: lab.up(amd64=args.amd64))
     first = timed("host bootstrap, first run (amd64 group)", lambda: pyinfra("deploys/host.py", "--limit", "amd64"))
@@ -92,7 +86,7 @@ def main() -> None:
         )
         commands = Counter(m[1] for m in re.finditer(r"^\[([\w-]+)\]\s+>>> ", verbose.stdout + verbose.stderr, re.M))
         print(f"{'commands per host in a no-op sync':<48} {sorted(set(commands.values()))} over {len(commands)} hosts")
-        print(f"{'lab containers memory':<48} {lab_memory_mib():7.0f} MiB")
+        print(f"{'memory in use, added by the scaled lab + v2ray':<48} {used_memory_mib() - memory_before:7.0f} MiB")
         empty = Path(tmp) / "empty.yaml"
         empty.write_text(f"registry: {{lab: true}}\ninventory: {LAB_INVENTORY}\n")
         archfleet("sync", "-f", str(empty))
