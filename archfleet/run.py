@@ -21,7 +21,6 @@ def run(
     input_text: str | None = None,
     env: Mapping[str, str] | None = None,
     check: bool = True,
-    quiet: bool = True,
     timeout: float | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a local command; on failure raise OperationFailed with the command and its last error line.
@@ -33,8 +32,7 @@ def run(
         input=input_text,
         env=dict(env) if env is not None else None,
         text=True,
-        stdout=subprocess.PIPE if quiet else None,
-        stderr=subprocess.PIPE if quiet else None,
+        capture_output=True,
         timeout=timeout,
         check=False,
     )

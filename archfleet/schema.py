@@ -3,7 +3,7 @@
     node = load_yaml(Path("fleet.yaml"))
     top = Mapping(node)
     name = top.string("name")
-    for key, service in top.mapping("services").items():
+    for key, service in top.mapping("services").entries():
         ...
     top.done()          # any key nobody read is an error: "fleet.yaml:7: servcies: unknown key"
 
@@ -115,9 +115,6 @@ class Mapping:
         self.node = node
         self.items: dict[str, Node] = node.value
         self.read: set[str] = set()
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.items
 
     def get(self, key: str) -> Node | None:
         self.read.add(key)

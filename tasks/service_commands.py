@@ -96,6 +96,3 @@ def remove_service(container: str, service: str) -> StringCommand:
         "rm", "-rf", QuoteString(f"{FILES_ROOT}/{service}"),
     )
 
-
-def private_directory(path: str) -> StringCommand:
-    return StringCommand("install", "-d", "-m", "0700", QuoteString(path))

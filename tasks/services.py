@@ -51,10 +51,10 @@ def service_running(
     logger.info(f"{host.print_prefix}{desired.service}: {decision.action} ({decision.reason}{pull})")
     missing = [f for f in desired.files if state["files"].get(f.host_path) != f.sha256]
     if missing:
-        yield service_commands.private_directory(FILES_ROOT)
-        yield service_commands.private_directory(f"{FILES_ROOT}/{desired.service}")
+        yield docker_commands.private_directory(FILES_ROOT)
+        yield docker_commands.private_directory(f"{FILES_ROOT}/{desired.service}")
     for managed in missing:
-        yield service_commands.private_directory(managed.host_path.rsplit("/", 1)[0])
+        yield docker_commands.private_directory(managed.host_path.rsplit("/", 1)[0])
         yield FileUploadCommand(BytesIO(managed.content), managed.host_path)
         yield docker_commands.chmod("0600", managed.host_path)
     if decision.action == "start":

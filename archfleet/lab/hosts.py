@@ -66,15 +66,13 @@ def ensure_network(network: str, subnet: str, gateway: str) -> None:
     ])
 
 
-def start_host(host: LabHost, network: str, image: str, paths: LabPaths, gateway: str, existing: dict) -> bool:
-    """Create or start the host's container. Returns True when something changed."""
+def start_host(host: LabHost, network: str, image: str, image_id: str, paths: LabPaths, existing: dict) -> bool:
+    """Create or start the host's container (``image_id``: the current id of ``image``). True when it changed."""
     container = existing.get(host.container)
     if container is not None:
         config_image = container["Config"]["Image"]
         state = container["State"]
-        if config_image == image and container["Image"] == run(
-            ["docker", "image", "inspect", "--format", "{{.Id}}", image]
-        ).stdout.strip():
+        if config_image == image and container["Image"] == image_id:
             if state["Running"]:
                 return False
             run(["docker", "start", host.container])

@@ -104,13 +104,16 @@ def up(**requested: int | None) -> LabState:
         lab_hosts.remove_hosts(network, surplus)
         for name in surplus:
             subprocess.run(["docker", "volume", "rm", f"{name}-docker"], capture_output=True, check=False)
+    image_ids = {arch: images.image_id(image) for arch, image in host_images.items()}
     changed = [
-        h for h in wanted if lab_hosts.start_host(h, network, host_images[h.arch], paths, gateway, existing)
+        h for h in wanted
+        if lab_hosts.start_host(h, network, host_images[h.arch], image_ids[h.arch], paths, existing)
     ]
     if changed:
         say(f"started {len(changed)} lab host(s): {' '.join(h.name for h in changed)}")
 
-    known = sorted(set(ThreadPoolExecutor(max_workers=8).map(lab_hosts.host_key, wanted)))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        known = sorted(set(pool.map(lab_hosts.host_key, wanted)))
     known_text = "".join(line + "\n" for line in known)
     if not paths.known_hosts.exists() or paths.known_hosts.read_text() != known_text:
         write_private(paths.known_hosts, known_text)

@@ -18,8 +18,6 @@ from archfleet.errors import InputError
 from archfleet.fleet.services import ServiceSpec
 from facts.services import FILES_ROOT, ContainerState
 
-HOST_FILES_MODE = "0600"
-
 
 @dataclass(frozen=True)
 class ManagedFile:
