@@ -259,13 +259,6 @@ class RegistryClient:
         self._request("PUT", f"{repository}/manifests/{tag}", {"Content-Type": media_type}, body)
         return sha256_digest(body)
 
-    def exists(self, repository: str, reference: str) -> bool:
-        try:
-            self._request("HEAD", f"{repository}/manifests/{reference}", {"Accept": ACCEPT})
-        except NotFound:
-            return False
-        return True
-
 
 def resolve_platform_digests(client: RegistryClient, ref: str | Reference) -> dict[str, str]:
     """A tag's per-platform image manifest digests, ``{"linux/amd64": "sha256:...", ...}``.

@@ -62,7 +62,7 @@ class PlatformResult:
     platform: Platform
     path: BuildPath
     input_hash: str
-    action: str = "up to date"  # "up to date", "built", "pushed", "would build", "would push"
+    action: str = "up to date"  # "up to date", "stale" (planned), "built", "pushed", "would build", "would push"
     digest: str | None = None
     size: int = 0  # compressed image size (config + layers)
     media_type: str = ""  # of the platform's manifest

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from archfleet.platforms import Platform, UnknownPlatform, from_uname
-from archfleet.platforms import parse as parse_platform
 
 INPUT_LABEL = "archfleet.images.input"
 NAME_LABEL = "archfleet.images.name"
@@ -174,7 +173,3 @@ def platform_build_args(dockerfile: str, platform: Platform) -> dict[str, str]:
     values = {"TARGETPLATFORM": str(platform), "TARGETOS": platform.os, "TARGETARCH": platform.architecture,
               "TARGETVARIANT": platform.variant or ""}
     return {k: v for k, v in values.items() if f"ARG {k}" in dockerfile}
-
-
-def parse_platforms(texts: Iterable[str]) -> list[Platform]:
-    return [parse_platform(t) for t in texts]
