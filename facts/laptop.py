@@ -12,6 +12,10 @@ BLOCK_END = "# <<< archfleet <<<"
 # Copies of the conda environment files the host was last converged with; their sha256 says what changed.
 ENV_FILES_DIR = "~/.config/archfleet/conda-envs"
 BREW_CANDIDATES = ("/opt/homebrew/bin/brew", "/usr/local/bin/brew")
+# A shell function `h`: the sha256 of stdin on Linux (sha256sum) and macOS (shasum); the conda installer uses it too.
+SHA256_FUNCTION = (
+    "h() { if command -v sha256sum >/dev/null 2>&1; then sha256sum; else shasum -a 256; fi | cut -c1-64; }"
+)
 
 
 def shell_path(path: str) -> str:
@@ -30,7 +34,7 @@ def laptop_state_command(conda_prefix: str, ohmyzsh_dir: str, builder: str, bloc
     block = f"/^{BLOCK_BEGIN}$/,/^{BLOCK_END}$/p"
     parts = [
         'PATH="/opt/homebrew/bin:/usr/local/bin:$PATH"',
-        "h() { if command -v sha256sum >/dev/null 2>&1; then sha256sum; else shasum -a 256; fi | cut -c1-64; }",
+        SHA256_FUNCTION,
         'echo "kernel=$(uname -s)"', 'echo "machine=$(uname -m)"', 'echo "user=$(id -un)"', 'echo "uid=$(id -u)"',
         'echo "home=$HOME"',
         "[ -r /etc/os-release ] && sed -n 's/^ID=/os_id=/p; s/^VERSION_CODENAME=/os_codename=/p' /etc/os-release",

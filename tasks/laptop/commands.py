@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pyinfra.api import QuoteString, StringCommand
 
-from facts.laptop import BLOCK_BEGIN, BLOCK_END
+from facts.laptop import BLOCK_BEGIN, BLOCK_END, SHA256_FUNCTION
 
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
 APT_OPTIONS = '-o Dpkg::Options::="--force-confdef" -o Dpkg::Options::="--force-confold"'
@@ -130,7 +130,7 @@ def install_conda(installer_url: str, sha256: str, prefix: str) -> StringCommand
     """Download, check the sha256 (refuse and run nothing on a mismatch), then the batch install ``-b -p``."""
     tmp = "/tmp/archfleet-conda-installer.sh"
     script = (
-        f"h() {{ if command -v sha256sum >/dev/null 2>&1; then sha256sum; else shasum -a 256; fi | cut -c1-64; }}; "
+        f"{SHA256_FUNCTION}; "
         f"curl -fsSL \"$1\" -o {tmp} || exit 1; got=$(h < {tmp}); "
         "if [ \"$got\" != \"$2\" ]; then rm -f " + tmp + "; "
         "echo \"archfleet: refusing the conda installer $1: its sha256 is $got, the profile expects $2\" >&2; "
