@@ -39,3 +39,8 @@ def inventory_groups(path: Path) -> dict[str, list[str]]:
             groups[name] = [n for n in names if n is not None]
     groups["all"] = sorted({h for members in groups.values() for h in members})
     return groups
+
+
+def group_names(inventory: Any) -> dict[str, list[str]]:
+    """A loaded pyinfra inventory's groups as ``{group: [host names]}`` (for placement inside a deploy)."""
+    return {name: [member.name for member in members] for name, members in inventory.groups.items()}

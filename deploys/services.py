@@ -14,6 +14,7 @@ from pyinfra import host, inventory
 
 from archfleet.fleet import fleet_for_deploy
 from archfleet.fleet.services import check_placement
+from archfleet.inventory_file import group_names
 from archfleet.platforms import from_uname
 from archfleet.services import preflight
 from archfleet.services.desired import desired_container
@@ -21,7 +22,7 @@ from facts.services import ServicesState
 from tasks import services
 
 fleet = fleet_for_deploy(host.data.get("archfleet_fleet"))
-groups = {name: [member.name for member in members] for name, members in inventory.groups.items()}
+groups = group_names(inventory)
 placement = check_placement(fleet.services, groups)
 specs = placement.get(host.name, [])
 fleet_context: dict[str, object] = {
