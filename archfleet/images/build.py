@@ -190,20 +190,23 @@ class BaseNotPublished(OperationFailed):
     """The BASE_IMAGE tag is not in the registry (yet: a dry run before the base image was published)."""
 
 
-def pinned_build_args(spec: ImageSpec, client: RegistryClient, platform: Platform) -> dict[str, str]:
+def pinned_build_args(spec: ImageSpec, client: RegistryClient, platform: Platform,
+                      bases: dict[str, dict[str, str]]) -> dict[str, str]:
     """The build args with ``{registry}`` filled in and a BASE_IMAGE tag in our registry pinned to the platform's
-    digest (``REPO@sha256:...``): the build pulls exactly that variant, and its digest is an input."""
+    digest (``REPO@sha256:...``): the build pulls exactly that variant, and its digest is an input. ``bases`` keeps
+    each base tag's platform digests, so an image's platforms read the base's index once."""
     args = spec.resolved_build_args(client.address)
     base = args.get(BASE_ARG)
     if base:
         reference = parse_reference(base)
         if reference.registry == client.address and reference.digest is None:
-            try:
-                digests = resolve_platform_digests(client, reference)
-            except NotFound:
-                raise BaseNotPublished(f"{spec.name}: base image {base} is not published (list it before "
-                                       f"{spec.name} in the fleet file)") from None
-            digest = digests.get(str(platform))
+            if base not in bases:
+                try:
+                    bases[base] = resolve_platform_digests(client, reference)
+                except NotFound:
+                    raise BaseNotPublished(f"{spec.name}: base image {base} is not published (list it before "
+                                           f"{spec.name} in the fleet file)") from None
+            digest = bases[base].get(str(platform))
             if digest is None:
                 raise OperationFailed(f"{spec.name}: base image {base} has no {platform} variant")
             args[BASE_ARG] = f"{reference.registry}/{reference.repository}@{digest}"
@@ -215,7 +218,8 @@ def local_image_id(image: str) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-def expected_hash(spec: ImageSpec, client: RegistryClient, platform: Platform, context_sha: str) -> tuple[str, dict]:
+def expected_hash(spec: ImageSpec, client: RegistryClient, platform: Platform, context_sha: str,
+                  bases: dict[str, dict[str, str]]) -> tuple[str, dict]:
     """(input hash, build args) of one platform; for a local image the hash is the local image's id (its config
     digest, which is what the registry will show)."""
     if spec.local_image is not None:
@@ -225,7 +229,7 @@ def expected_hash(spec: ImageSpec, client: RegistryClient, platform: Platform, c
             raise OperationFailed(f"{spec.name}: no local image {local} (run `archfleet lab up`)")
         return image_id, {}
     assert spec.dockerfile is not None
-    args = pinned_build_args(spec, client, platform)
+    args = pinned_build_args(spec, client, platform, bases)
     return input_hash(context_sha, spec.dockerfile.read_bytes(), args, platform), args
 
 
@@ -321,13 +325,14 @@ def plan_image(spec: ImageSpec, client: RegistryClient, builders: Sequence[Build
     context_sha = context_digest(spec.context) if spec.context else ""
     listed, published = published_state(spec, client)
     results, build_args = [], {}
+    bases: dict[str, dict[str, str]] = {}  # the base image's platform digests, read once for all platforms
     for platform in spec.platforms:
         if spec.local_image is not None:
             path = BuildPath(platform, PUBLISH_LOCAL, None, f"local image {spec.local_image_for(platform)}")
         else:
             path = choose_path(platform, builders, local)
         try:
-            digest_hash, args = expected_hash(spec, client, platform, context_sha)
+            digest_hash, args = expected_hash(spec, client, platform, context_sha, bases)
         except BaseNotPublished:
             if not dry:
                 raise
