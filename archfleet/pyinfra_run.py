@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from archfleet.errors import OperationFailed
 
@@ -39,15 +40,32 @@ class DeployResult:
         return sorted(h for h, r in self.hosts.items() if r.changed)
 
 
+def pyinfra_argv(*args: str, limit: str | list[str] | None = None) -> list[str]:
+    """The venv's pyinfra with JSON results on stdout (its progress stays on stderr)."""
+    argv = [str(Path(sys.executable).parent / "pyinfra"), "--json", *args]
+    for name in [limit] if isinstance(limit, str) else (limit or []):
+        argv += ["--limit", name]
+    return argv
+
+
+def gather_fact(inventory: Path, fact: str, limit: str | None = None) -> dict[str, Any]:
+    """``{host: value}`` of one fact over an inventory (None for a host pyinfra could not read)."""
+    result = subprocess.run(pyinfra_argv(str(inventory), "fact", fact, limit=limit), capture_output=True,
+                            text=True, check=False, cwd=PROJECT_ROOT)
+    try:
+        facts: dict[str, Any] = json.loads(result.stdout).get(fact, {})
+    except json.JSONDecodeError:
+        lines = result.stderr.strip().splitlines()
+        raise OperationFailed(f"pyinfra failed: {lines[-1] if lines else result.returncode}") from None
+    return facts
+
+
 def run_deploy(
     inventory: Path, deploy: Path, *, dry: bool = False, limit: str | list[str] | None = None,
     env: dict[str, str] | None = None, extra_args: Sequence[str] = (),
 ) -> DeployResult:
     """Run ``pyinfra INVENTORY DEPLOY`` with --json; pyinfra's progress goes straight to our stderr."""
-    argv = [str(Path(sys.executable).parent / "pyinfra"), "--json", str(inventory), str(deploy), *extra_args]
-    argv.insert(1, "--dry" if dry else "-y")
-    for name in [limit] if isinstance(limit, str) else (limit or []):
-        argv += ["--limit", name]
+    argv = pyinfra_argv("--dry" if dry else "-y", str(inventory), str(deploy), *extra_args, limit=limit)
     result = subprocess.run(
         argv, stdout=subprocess.PIPE, text=True, check=False, cwd=PROJECT_ROOT,
         env={**os.environ, **(env or {})},

@@ -4,18 +4,14 @@ built for its own platform (image platform, pinned digest, `uname -m` inside the
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 from archfleet.commands.sync import add_fleet_argument, fleet_inventory
-from archfleet.errors import OperationFailed
 from archfleet.fleet import default_fleet_path, load_fleet
 from archfleet.fleet.services import check_placement
 from archfleet.inventory_file import inventory_groups
-from archfleet.pyinfra_run import PROJECT_ROOT
+from archfleet.pyinfra_run import gather_fact
 from archfleet.run import say
 from archfleet.services.proof import FAIL, ProofRow, judge, table
 
@@ -27,19 +23,6 @@ def register(subparsers: Any) -> None:
     add_fleet_argument(parser)
     parser.add_argument("--limit", metavar="HOST|GROUP", help="only these hosts (a host or group name)")
     parser.set_defaults(handler=run_verify)
-
-
-def gather_proof(inventory: Path, limit: str | None) -> dict[str, Any]:
-    argv = [str(Path(sys.executable).parent / "pyinfra"), "--json", str(inventory), "fact", PROOF_FACT]
-    if limit:
-        argv += ["--limit", limit]
-    result = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=PROJECT_ROOT)
-    try:
-        facts: dict[str, Any] = json.loads(result.stdout).get(PROOF_FACT, {})
-    except json.JSONDecodeError:
-        lines = result.stderr.strip().splitlines()
-        raise OperationFailed(f"verify: pyinfra failed: {lines[-1] if lines else result.returncode}") from None
-    return facts
 
 
 def proof_rows(placement: dict[str, list[str]], facts: dict[str, Any]) -> list[ProofRow]:
@@ -63,7 +46,7 @@ def run_verify(args: argparse.Namespace) -> int:
         for host, specs in check_placement(fleet.services, inventory_groups(inventory)).items()
     }
     say(f"verify: gathering proof from the hosts of {inventory}")
-    rows = proof_rows(placement, gather_proof(inventory, args.limit))
+    rows = proof_rows(placement, gather_fact(inventory, PROOF_FACT, args.limit))
     print(table(rows))
     failed = [r for r in rows if r.verdict == FAIL]
     if failed:
