@@ -45,8 +45,7 @@ def laptop_state_command(conda_prefix: str, ohmyzsh_dir: str, builder: str, bloc
         "if [ -d /run/systemd/system ]; then echo init=systemd; elif [ -d /etc/init.d ]; then echo init=sysvinit;"
         " else echo init=none; fi",
         "if [ \"$(uname -s)\" = Darwin ]; then"
-        " if xcode-select -p >/dev/null 2>&1; then echo clt=yes; else echo clt=no; fi;"
-        " ls /Applications | sed 's/^/app=/'; fi",
+        " if xcode-select -p >/dev/null 2>&1; then echo clt=yes; else echo clt=no; fi; fi",
         f"for b in {' '.join(BREW_CANDIDATES)}; do if [ -x \"$b\" ]; then echo \"brew=$b\";"
         " \"$b\" list --formula -1 | sed 's/^/formula=/'; \"$b\" list --cask -1 | sed 's/^/cask=/';"
         " \"$b\" tap | sed 's/^/tap=/'; break; fi; done",
@@ -60,9 +59,7 @@ def laptop_state_command(conda_prefix: str, ohmyzsh_dir: str, builder: str, bloc
         f"p={prefix}; echo \"conda_prefix=$p\"; [ -x \"$p/bin/conda\" ] && echo conda=yes",
         "for e in \"$p\"/envs/*/; do [ -d \"$e\" ] && echo \"conda_env=$(basename \"$e\")\"; done",
         f"for f in {envs_dir}/*.yml; do [ -f \"$f\" ] && echo \"env_file=$(h < \"$f\") $(basename \"$f\" .yml)\"; done",
-        "if command -v colima >/dev/null 2>&1; then"
-        " if colima status >/dev/null 2>&1; then echo colima=running; else echo colima=stopped; fi; fi",
-        "if command -v docker >/dev/null 2>&1; then echo docker=yes;"
+        "if command -v docker >/dev/null 2>&1; then"
         " docker version --format '{{.Server.Version}}' 2>/dev/null | sed 's/^/docker_server=/';"
         " docker buildx version 2>/dev/null | sed 's/^/buildx=/';"
         " docker context ls --format '{{.Name}} {{.DockerEndpoint}}' 2>/dev/null | sed 's/^/context=/';"
@@ -90,7 +87,6 @@ class LaptopFacts(TypedDict):
     sudo: bool
     init_system: str
     command_line_tools: bool | None
-    applications: list[str]
     brew: str | None
     formulae: list[str]
     casks: list[str]
@@ -104,8 +100,6 @@ class LaptopFacts(TypedDict):
     conda: bool
     conda_envs: list[str]
     env_files: dict[str, str]
-    colima: str | None
-    docker: bool
     docker_server: str | None
     buildx_version: str | None
     contexts: dict[str, str]
@@ -136,9 +130,9 @@ def _builder(lines: list[str]) -> tuple[str | None, list[BuilderNode]]:
 class LaptopState(FactBase[LaptopFacts]):
     """
     The machine as the laptop deploy sees it: OS, user, login shell, Command Line Tools, Homebrew (prefix,
-    formulae, casks, taps), apps in /Applications, Debian packages, the sha256 of archfleet's block in each
+    formulae, casks, taps), Debian packages, the sha256 of archfleet's block in each
     ``block_files`` file and of each ``managed_files`` file, oh-my-zsh, conda (prefix, environments, sha256 of
-    the environment files last applied), colima, Docker (server version, buildx, contexts) and the buildx
+    the environment files last applied), Docker (server version, buildx, contexts) and the buildx
     ``builder`` (driver, nodes and their platforms). ``~/`` paths are expanded on the host.
     """
 
@@ -183,7 +177,6 @@ class LaptopState(FactBase[LaptopFacts]):
             "sudo": single.get("sudo") == "yes",
             "init_system": single.get("init", "none"),
             "command_line_tools": (single.get("clt") == "yes") if kernel == "Darwin" else None,
-            "applications": many.get("app", []),
             "brew": single.get("brew") or None,
             "formulae": many.get("formula", []),
             "casks": many.get("cask", []),
@@ -199,8 +192,6 @@ class LaptopState(FactBase[LaptopFacts]):
             "conda": single.get("conda") == "yes",
             "conda_envs": many.get("conda_env", []),
             "env_files": pairs("env_file"),
-            "colima": single.get("colima"),
-            "docker": single.get("docker") == "yes",
             "docker_server": single.get("docker_server") or None,
             "buildx_version": _buildx_version(single.get("buildx")),
             "contexts": {name: endpoint for name, _, endpoint in
