@@ -7,7 +7,7 @@ Facts in a spec are keyed ``<module>.<FactClass>`` (``laptop.LaptopState`` for f
 ``server.Which`` for pyinfra's own). A fact called with arguments may be given per arguments as pyinfra's tests
 do: ``{"server.Which": {"command=apt-get": "/usr/bin/apt-get"}}``. When a fact's value and the fact's
 ``process([])`` (what it says for a host that answers nothing) are both mappings, the spec's keys are laid over
-that, so a spec names only the facts that matter to its case.
+that, so a spec names only the facts that matter to its case (and only keys the fact really has).
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ class FakeHost:
             value = value[arguments]
         empty = cls().process([]) if hasattr(cls, "process") else None
         if isinstance(value, dict) and isinstance(empty, dict):
+            unknown = sorted(set(value) - set(empty))
+            if unknown:
+                raise AssertionError(f"the spec gives {key} keys the fact does not have: {', '.join(unknown)}")
             value = {**empty, **value}
         return value
 
