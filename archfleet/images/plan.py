@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from archfleet import ssh
 from archfleet.platforms import Platform, UnknownPlatform, from_uname
 
 INPUT_LABEL = "archfleet.images.input"
@@ -47,13 +48,8 @@ class Builder:
 
     def ssh_argv(self, *extra: str) -> list[str]:
         """ssh with the inventory's key and known_hosts, host key checking on, no agent, no prompts."""
-        argv = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=5",
-                "-o", "IdentitiesOnly=yes", "-p", str(self.port)]
-        if self.key:
-            argv += ["-i", self.key]
-        if self.known_hosts:
-            argv += ["-o", f"UserKnownHostsFile={self.known_hosts}"]
-        return [*argv, *extra, f"{self.user}@{self.hostname}"]
+        return ssh.ssh_argv(self.user, self.hostname, key=self.key, known_hosts=self.known_hosts, port=self.port,
+                            options=extra)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from archfleet import ssh
 from archfleet.errors import OperationFailed
 from archfleet.lab.state import HOST_KINDS, LabHost, LabPaths
 from archfleet.run import run, succeeds
@@ -108,11 +109,8 @@ def host_key(host: LabHost, timeout: float = 120) -> str:
 
 
 def ssh_argv(paths: LabPaths, user: str, address: str, *command: str) -> list[str]:
-    return [
-        "ssh", "-i", str(paths.ssh_key), "-o", f"UserKnownHostsFile={paths.known_hosts}",
-        "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
-        f"{user}@{address}", *command,
-    ]
+    """ssh to a lab host with the lab's key and known_hosts."""
+    return [*ssh.ssh_argv(user, address, key=str(paths.ssh_key), known_hosts=str(paths.known_hosts)), *command]
 
 
 def wait_for_ssh(hosts: list[LabHost], paths: LabPaths, user: str, timeout: float = 120) -> None:
