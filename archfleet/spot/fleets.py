@@ -83,11 +83,10 @@ def resolve_ami(ec2: Ec2, fleet: str, arch: str, source: AmiSource) -> str:
 
 def check_max_price(ec2: Ec2, spec: SpotFleetSpec) -> None:
     """With a max price under every pool's current price EC2 would launch nothing: say so before creating anything."""
-    from archfleet.spot.prices import cheapest, current_prices, fetch_history, subnet_zones
+    from archfleet.spot.prices import pool_prices
 
-    types = list(spec.instance_types)
-    prices = current_prices(fetch_history(ec2, types), types, subnet_zones(ec2, spec.subnets))
-    if prices and cheapest(prices, types, spec.max_price) is None:
+    prices, choice = pool_prices(ec2, spec)
+    if prices and choice is None:
         low = prices[0]
         raise OperationFailed(
             f"{spec.where}: spot fleet {spec.name}: insufficient spot capacity at max_price {spec.max_price:g}: "

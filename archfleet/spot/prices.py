@@ -83,12 +83,16 @@ def subnet_zones(ec2: Ec2, subnets: tuple[str, ...]) -> list[str] | None:
     return sorted({s["AvailabilityZone"] for s in answer["Subnets"]})
 
 
-def fleet_prices(spec: SpotFleetSpec) -> tuple[list[PoolPrice], PoolPrice | None]:
-    """Current prices of the fleet's declared types (in its subnets' AZs, if it names subnets) and the cheapest."""
-    ec2 = connect(spec.region, spec.where)
+def pool_prices(ec2: Ec2, spec: SpotFleetSpec) -> tuple[list[PoolPrice], PoolPrice | None]:
+    """Current prices of the fleet's declared types (in its subnets' AZs, if it names subnets) and the cheapest
+    at or under its max price."""
     types = list(spec.instance_types)
     prices = current_prices(fetch_history(ec2, types), types, subnet_zones(ec2, spec.subnets))
     return prices, cheapest(prices, types, spec.max_price)
+
+
+def fleet_prices(spec: SpotFleetSpec) -> tuple[list[PoolPrice], PoolPrice | None]:
+    return pool_prices(connect(spec.region, spec.where), spec)
 
 
 def format_prices(prices: list[PoolPrice], choice: PoolPrice | None, max_price: float | None) -> list[str]:
