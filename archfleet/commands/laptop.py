@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from archfleet.errors import OperationFailed
+from archfleet.fleet import default_fleet_path
 from archfleet.fleet.laptop import find_profile
+from archfleet.pyinfra_run import print_summary, project_path, run_deploy
 from archfleet.run import say
-
-DEPLOY = Path(__file__).resolve().parents[2] / "deploys" / "laptop.py"
 
 
 def register(subparsers: Any) -> None:
@@ -26,22 +23,17 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run_laptop)
 
 
-def pyinfra_argv(args: argparse.Namespace) -> list[str]:
-    """pyinfra's own flags: ``--dry`` without ``-y`` prints the detected changes (the plan) and stops."""
-    argv = [str(Path(sys.executable).parent / "pyinfra"), args.target, str(DEPLOY)]
-    if args.limit:
-        argv += ["--limit", args.limit]
-    argv.append("--dry" if args.dry else "-y")
-    return argv
-
-
 def run_laptop(args: argparse.Namespace) -> int:
-    env = dict(os.environ)
     find_profile(args.profile)  # bad input: exit 2 here, before any host is touched
+    # pyinfra runs in the project's folder: paths given here are resolved against ours first.
+    env = {"ARCHFLEET_FLEET": str(default_fleet_path().resolve())}
     if args.profile:
         env["ARCHFLEET_LAPTOP_PROFILE"] = str(Path(args.profile).resolve())
-    say(f"laptop: {'planning' if args.dry else 'converging'} {args.limit or args.target}")
-    result = subprocess.run(pyinfra_argv(args), env=env, check=False)
-    if result.returncode != 0:
-        raise OperationFailed(f"laptop deploy on {args.limit or args.target} failed (pyinfra exit {result.returncode})")
-    return 0
+    target = args.target if args.target.startswith("@") else str(Path(args.target).resolve())
+    where = args.limit or args.target
+    say(f"laptop: {'planning' if args.dry else 'converging'} {where}")
+    result = run_deploy(Path(target), project_path("deploys/laptop.py"), dry=args.dry, limit=args.limit, env=env)
+    if result.returncode != 0 and not result.hosts:
+        raise OperationFailed(f"laptop: pyinfra stopped without results on {where} (the reason is above)")
+    print_summary(result, "laptop")
+    return 0 if result.returncode == 0 and not result.failed_hosts else 1
