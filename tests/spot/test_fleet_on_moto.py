@@ -103,6 +103,13 @@ def test_up_is_idempotent_resizes_in_place_and_down_leaves_nothing(tmp_path: Pat
     assert status.returncode == 0, status.stderr
     assert f"fleet {fleet_id} active maintain, target 1, 1 running in it" in status.stdout
 
+    dry_down = endpoint.archfleet("spot", "down", "--dry", "-f", str(fleet), name)
+    assert dry_down.returncode == 0, dry_down.stderr
+    assert f"{name}: would delete fleet {fleet_id}" in dry_down.stdout
+    assert f"{name}: would terminate i-" in dry_down.stdout
+    assert f"{name}: would delete launch template archfleet-{name}-arm64" in dry_down.stdout
+    assert tagged(endpoint, name)["fleets"] == [fleet_id] and len(tagged(endpoint, name)["templates"]) == 2
+
     started = time.monotonic()
     down = endpoint.archfleet("spot", "down", "-f", str(fleet), name)
     down_seconds = time.monotonic() - started
