@@ -357,16 +357,16 @@ def _terminate_and_cancel(ec2: Ec2, name: str, wait_seconds: float) -> list[str]
 
 def down(spec: SpotFleetSpec, wait_seconds: float = 600, dry: bool = False) -> list[str]:
     """Delete the fleet, terminate its instances, cancel its requests, delete its templates. Returns what it did."""
+    if dry:
+        current = status(spec)
+        plan_lines = [f"delete fleet {f['FleetId']}" for f in current.fleets]
+        plan_lines += [f"terminate {r.instance_id}" for r in current.instances]
+        plan_lines += [f"cancel {r['SpotInstanceRequestId']}" for r in current.requests]
+        plan_lines += [f"delete launch template {t['LaunchTemplateName']}" for t in current.templates]
+        return plan_lines
     ec2 = connect(spec.region, spec.where)
     fleets = find_fleets(ec2, spec.name)
     templates = find_templates(ec2, spec.name)
-    if dry:
-        current = status(spec)
-        plan_lines = [f"delete fleet {f['FleetId']}" for f in fleets]
-        plan_lines += [f"terminate {r.instance_id}" for r in current.instances]
-        plan_lines += [f"cancel {r['SpotInstanceRequestId']}" for r in current.requests]
-        plan_lines += [f"delete launch template {t['LaunchTemplateName']}" for t in templates]
-        return plan_lines
     done = []
     if fleets:
         _delete_fleets(ec2, spec.name, [f["FleetId"] for f in fleets])
