@@ -39,9 +39,11 @@ class Endpoint:
     security_group: str
     subnets: list[str]
 
-    def archfleet(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(BIN / "archfleet"), *args], cwd=PROJECT, env=self.env, capture_output=True,
-                              text=True, timeout=timeout, check=False)
+    def archfleet(self, *args: str, timeout: float = 300,
+                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """``archfleet ARGS`` with the endpoint's environment, or with ``env`` (a test's variation of it)."""
+        return subprocess.run([str(BIN / "archfleet"), *args], cwd=PROJECT, env=self.env if env is None else env,
+                              capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def aws_env(url: str) -> dict[str, str]:

@@ -11,6 +11,7 @@ from tests.spot.conftest import SCARCE_TYPE, Endpoint
 
 ARM_SSM = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
 X86_FILTER = '{filter: {name: "al2023-ami-2023.*-x86_64", owner: amazon}}'
+NOTHING_TAGGED: dict[str, list[Any]] = {"fleets": [], "instances": [], "requests": [], "templates": []}  # see tagged()
 
 
 def write_fleet(tmp_path: Path, endpoint: Endpoint, name: str, capacity: int, *,
@@ -114,7 +115,7 @@ def test_up_is_idempotent_resizes_in_place_and_down_leaves_nothing(tmp_path: Pat
     down = endpoint.archfleet("spot", "down", "-f", str(fleet), name)
     down_seconds = time.monotonic() - started
     assert down.returncode == 0, down.stderr
-    assert tagged(endpoint, name) == {"fleets": [], "instances": [], "requests": [], "templates": []}
+    assert tagged(endpoint, name) == NOTHING_TAGGED
     after = endpoint.archfleet("spot", "status", "-f", str(fleet), name)
     assert after.returncode == 0 and "no fleet" in after.stdout and "leftover" not in after.stdout
     assert endpoint.archfleet("spot", "down", "-f", str(fleet), name).stdout.strip() == f"{name}: nothing to remove"
@@ -136,7 +137,7 @@ def test_up_after_an_interruption_brings_the_fleet_back_to_its_target(tmp_path: 
     assert len(rows) == 2 and lost not in {r[0] for r in rows}
     assert len(tagged(endpoint, name)["fleets"]) == 1
     assert endpoint.archfleet("spot", "down", "-f", str(fleet), name).returncode == 0
-    assert tagged(endpoint, name) == {"fleets": [], "instances": [], "requests": [], "templates": []}
+    assert tagged(endpoint, name) == NOTHING_TAGGED
 
 
 def test_a_dry_up_creates_nothing(tmp_path: Path, endpoint: Endpoint) -> None:
@@ -145,7 +146,7 @@ def test_a_dry_up_creates_nothing(tmp_path: Path, endpoint: Endpoint) -> None:
     assert result.returncode == 0, result.stderr
     assert f"{name}: would create launch template archfleet-{name}-arm64" in result.stdout
     assert f"{name}: would create EC2 fleet (maintain, price-capacity-optimized, 2 spot)" in result.stdout
-    assert tagged(endpoint, name) == {"fleets": [], "instances": [], "requests": [], "templates": []}
+    assert tagged(endpoint, name) == NOTHING_TAGGED
 
 
 def test_prices_for_the_declared_types(tmp_path: Path, endpoint: Endpoint) -> None:
@@ -168,11 +169,7 @@ def one_error_line(stderr: str) -> str:
 def test_no_credentials_is_a_one_line_input_error(tmp_path: Path, endpoint: Endpoint) -> None:
     fleet = write_fleet(tmp_path, endpoint, "nocreds", 1)
     env = {k: v for k, v in endpoint.env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    saved, endpoint.env = endpoint.env, env
-    try:
-        result = endpoint.archfleet("spot", "up", "-f", str(fleet))
-    finally:
-        endpoint.env = saved
+    result = endpoint.archfleet("spot", "up", "-f", str(fleet), env=env)
     assert result.returncode == 2
     assert "no AWS credentials" in one_error_line(result.stderr)
 
@@ -192,7 +189,7 @@ def test_an_instance_type_that_does_not_exist_is_a_one_line_input_error(tmp_path
     assert result.returncode == 2
     line = one_error_line(result.stderr)
     assert f"{fleet}:5: spot_fleets.{name}.instance_types" in line and "t9g.huge" in line
-    assert tagged(endpoint, name) == {"fleets": [], "instances": [], "requests": [], "templates": []}
+    assert tagged(endpoint, name) == NOTHING_TAGGED
 
 
 def test_a_fleet_that_fails_to_launch_leaves_no_launch_templates(tmp_path: Path, endpoint: Endpoint) -> None:
@@ -203,7 +200,7 @@ def test_a_fleet_that_fails_to_launch_leaves_no_launch_templates(tmp_path: Path,
     assert result.returncode == 2
     assert "InvalidKeyPair.NotFound" in one_error_line(result.stderr)
     assert "removing launch template" in result.stderr
-    assert tagged(endpoint, name) == {"fleets": [], "instances": [], "requests": [], "templates": []}
+    assert tagged(endpoint, name) == NOTHING_TAGGED
 
 
 def test_an_architecture_without_an_ami_is_named(tmp_path: Path, endpoint: Endpoint) -> None:
@@ -227,18 +224,14 @@ def test_a_max_price_under_every_pool_fails_before_anything_is_created(tmp_path:
     assert result.returncode == 1
     line = one_error_line(result.stderr)
     assert f"{fleet}:3: spot fleet {name}: insufficient spot capacity at max_price 1e-06" in line
-    assert tagged(endpoint, name) == {"fleets": [], "instances": [], "requests": [], "templates": []}
+    assert tagged(endpoint, name) == NOTHING_TAGGED
 
 
 def test_a_service_specific_endpoint_variable_is_honoured(tmp_path: Path, endpoint: Endpoint) -> None:
     """AWS_ENDPOINT_URL_EC2 (boto3's per-service setting) wins over AWS_ENDPOINT_URL, here a closed local port
     (so a client that ignored it would fail locally, never reach out)."""
     env = {**endpoint.env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ENDPOINT_URL_EC2": endpoint.url}
-    saved, endpoint.env = endpoint.env, env
-    try:
-        result = endpoint.archfleet("spot", "prices", "-f", str(write_fleet(tmp_path, endpoint, "perservice", 1)))
-    finally:
-        endpoint.env = saved
+    result = endpoint.archfleet("spot", "prices", "-f", str(write_fleet(tmp_path, endpoint, "perservice", 1)), env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].startswith("cheapest: t4g.small in ")
 
@@ -252,4 +245,4 @@ def test_insufficient_capacity_fails_and_removes_what_the_run_created(tmp_path: 
     line = one_error_line(result.stderr)
     assert f"spot fleet {name}: insufficient spot capacity: 1 of 2 instances running after 3s" in line
     assert "removing fleet" in result.stderr and "removing launch template" in result.stderr
-    assert tagged(endpoint, name) == {"fleets": [], "instances": [], "requests": [], "templates": []}
+    assert tagged(endpoint, name) == NOTHING_TAGGED
