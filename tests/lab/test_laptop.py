@@ -93,10 +93,6 @@ docker_buildx_remote_nodes:
 """
 
 
-def workstation(lab: LabState) -> LabHost:
-    return lab.host(HOST)
-
-
 def sh(host: LabHost, command: str) -> str:
     result = on_host(host, command)
     assert result.returncode == 0, f"{command}: {result.stderr}"
