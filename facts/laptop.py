@@ -9,6 +9,8 @@ from pyinfra.api import FactBase
 
 BLOCK_BEGIN = "# >>> archfleet >>>"
 BLOCK_END = "# <<< archfleet <<<"
+# sed's program for archfleet's block in a file, markers included: what the fact hashes.
+BLOCK_SED = f"/^{BLOCK_BEGIN}$/,/^{BLOCK_END}$/p"
 # Copies of the conda environment files the host was last converged with; their sha256 says what changed.
 ENV_FILES_DIR = "~/.config/archfleet/conda-envs"
 BREW_CANDIDATES = ("/opt/homebrew/bin/brew", "/usr/local/bin/brew")
@@ -31,7 +33,6 @@ def laptop_state_command(conda_prefix: str, ohmyzsh_dir: str, builder: str, bloc
                          managed_files: tuple[str, ...] = ()) -> str:
     prefix = shell_path(conda_prefix)
     envs_dir = shell_path(ENV_FILES_DIR)
-    block = f"/^{BLOCK_BEGIN}$/,/^{BLOCK_END}$/p"
     parts = [
         'PATH="/opt/homebrew/bin:/usr/local/bin:$PATH"',
         SHA256_FUNCTION,
@@ -52,7 +53,7 @@ def laptop_state_command(conda_prefix: str, ohmyzsh_dir: str, builder: str, bloc
         "if command -v dpkg-query >/dev/null 2>&1; then"
         " dpkg-query -W -f='${db:Status-Abbrev} ${Package}\\n' | awk '$1==\"ii\"{print \"deb=\"$2}'; fi",
         f"for f in {' '.join(shell_path(f) for f in block_files) or '/dev/null'}; do"
-        f" echo \"block=$(sed -n '{block}' \"$f\" 2>/dev/null | h) $f\"; done",
+        f" echo \"block=$(sed -n '{BLOCK_SED}' \"$f\" 2>/dev/null | h) $f\"; done",
         f"for f in {' '.join(shell_path(f) for f in managed_files) or '/dev/null'}; do"
         " [ -f \"$f\" ] && echo \"file=$(h < \"$f\") $f\"; done",
         f"d={shell_path(ohmyzsh_dir)}; echo \"ohmyzsh_dir=$d\"; [ -f \"$d/oh-my-zsh.sh\" ] && echo ohmyzsh=yes",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from facts.laptop import BLOCK_BEGIN, BLOCK_END
+from facts.laptop import BLOCK_SED
 from tasks.laptop import commands
 
 STANDIN_INSTALLER = Path(__file__).parent / "standins" / "fake-miniforge-installer.sh"
@@ -24,7 +24,7 @@ def run(command: object) -> subprocess.CompletedProcess[str]:
 
 def block_as_the_fact_reads_it(path: Path) -> str:
     """What LaptopState hashes: the lines from the begin marker to the end marker."""
-    return subprocess.run(["sed", "-n", f"/^{BLOCK_BEGIN}$/,/^{BLOCK_END}$/p", str(path)],
+    return subprocess.run(["sed", "-n", BLOCK_SED, str(path)],
                           capture_output=True, text=True, check=True).stdout
 
 
