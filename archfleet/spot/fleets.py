@@ -334,9 +334,9 @@ def _delete_fleets(ec2: Ec2, name: str, fleet_ids: list[str]) -> None:
 def _terminate_and_cancel(ec2: Ec2, name: str, wait_seconds: float) -> list[str]:
     """Terminate the fleet's remaining instances, cancel its spot requests, wait for the instances to go."""
     done = []
-    instances = tagged_instances(ec2, name)
-    all_ids = [r.instance_id for r in tagged_instances(ec2, name, (*plan.LIVE_STATES, "terminated"))]
-    requests = find_requests(ec2, name, all_ids)
+    rows = tagged_instances(ec2, name, (*plan.LIVE_STATES, "terminated"))
+    instances = [r for r in rows if r.state in plan.LIVE_STATES]
+    requests = find_requests(ec2, name, [r.instance_id for r in rows])
     if requests:
         ids = [r["SpotInstanceRequestId"] for r in requests]
         with ec2_errors(f"spot fleet {name}: cancelling spot requests"):
