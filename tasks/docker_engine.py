@@ -14,7 +14,7 @@ from pyinfra.facts.server import Which
 from archfleet.errors import OperationFailed
 from facts.docker import DockerEngine
 from facts.registry import CREDENTIALS_DIR, RegistryAccess, ca_path, password_path
-from tasks import docker_commands
+from tasks import apt_commands, docker_commands
 
 DEBIAN_ENGINE_PACKAGE = "docker.io"
 
@@ -29,12 +29,8 @@ def engine_running(enabled: bool = True) -> Generator[StringCommand, None, None]
     if not engine["installed"]:
         if not host.get_fact(Which, command="apt-get"):
             raise OperationFailed(f"{host.name}: Docker is not installed and this is not a Debian/Ubuntu host")
-        yield StringCommand("apt-get update -q")
-        yield StringCommand(
-            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends",
-            '-o Dpkg::Options::="--force-confdef" -o Dpkg::Options::="--force-confold"',
-            DEBIAN_ENGINE_PACKAGE,
-        )
+        yield apt_commands.apt_update()
+        yield apt_commands.apt_install([DEBIAN_ENGINE_PACKAGE])
     if not engine["daemon_running"]:
         init = engine["init_system"]
         if not engine["installed"] and init == "none":

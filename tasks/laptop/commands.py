@@ -6,14 +6,7 @@ from __future__ import annotations
 from pyinfra.api import QuoteString, StringCommand
 
 from facts.laptop import BLOCK_BEGIN, BLOCK_END, SHA256_FUNCTION
-
-APT_ENV = "DEBIAN_FRONTEND=noninteractive"
-APT_OPTIONS = '-o Dpkg::Options::="--force-confdef" -o Dpkg::Options::="--force-confold"'
-
-
-def _sudo(root: bool) -> list[str]:
-    return [] if root else ["sudo", "-n"]
-
+from tasks.apt_commands import sudo_prefix as _sudo
 
 # --- macOS ------------------------------------------------------------------------------------------------
 
@@ -60,14 +53,6 @@ def colima_start(brew_prefix: str) -> StringCommand:
 # --- Debian / Ubuntu -------------------------------------------------------------------------------------
 
 
-def apt_update(root: bool = True) -> StringCommand:
-    return StringCommand(*_sudo(root), "apt-get", "update", "-q")
-
-
-def apt_install(packages: list[str], root: bool = True, suite: str | None = None) -> StringCommand:
-    target = ["-t", QuoteString(suite)] if suite else []
-    return StringCommand(*_sudo(root), "env", APT_ENV, "apt-get", "install", "-y", "-q", "--no-install-recommends",
-                         APT_OPTIONS, *target, *(QuoteString(p) for p in packages))
 
 
 def write_file(path: str, content: str, root: bool = True) -> StringCommand:

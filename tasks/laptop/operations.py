@@ -15,7 +15,7 @@ from pyinfra.api import FileUploadCommand, StringCommand, operation
 
 from archfleet.errors import OperationFailed
 from facts.laptop import ENV_FILES_DIR, LaptopFacts, LaptopState
-from tasks import docker_commands
+from tasks import apt_commands, docker_commands
 from tasks.laptop import commands
 
 Commands = Generator[StringCommand | FileUploadCommand, None, None]
@@ -102,8 +102,8 @@ def apt_packages(fact_args: dict[str, Any], packages: list[str], root: bool = Tr
     if not missing:
         host.noop(f"{count(len(packages), 'apt package')} installed")
         return
-    yield commands.apt_update(root)
-    yield commands.apt_install(missing, root)
+    yield apt_commands.apt_update(root)
+    yield apt_commands.apt_install(missing, root)
 
 
 def suite_files(suite: str) -> tuple[str, str]:
@@ -124,9 +124,9 @@ def apt_suite_packages(fact_args: dict[str, Any], mirror: str, suite: str, packa
             changed = True
     missing = [p for p in packages if p not in facts["debs"]]
     if changed or missing:
-        yield commands.apt_update(root)
+        yield apt_commands.apt_update(root)
     if missing:
-        yield commands.apt_install(missing, root, suite=suite)
+        yield apt_commands.apt_install(missing, root, suite=suite)
     if not (changed or missing):
         host.noop(f"{', '.join(packages)} from {suite} installed")
 
