@@ -33,9 +33,13 @@ class Node:
     path: str
     file: str
 
+    @property
+    def where(self) -> str:
+        """``file:line``, for errors found after load time (a missing secret file, a template error)."""
+        return f"{self.file}:{self.line}"
+
     def fail(self, message: str) -> NoReturn:
-        where = f"{self.file}:{self.line}"
-        raise SchemaError(f"{where}: {self.path or '(top)'}: {message}")
+        raise SchemaError(f"{self.where}: {self.path or '(top)'}: {message}")
 
     @property
     def kind(self) -> str:

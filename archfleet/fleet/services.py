@@ -72,7 +72,7 @@ class SecretSpec:
 
     def read(self) -> str:
         """The secret's value, from its file or environment variable (a missing file is generated if asked)."""
-        where = f"{self.node.file}:{self.node.line}: {self.node.path}"
+        where = f"{self.node.where}: {self.node.path}"
         if self.env:
             value = os.environ.get(self.env)
             if value is None:

@@ -80,15 +80,11 @@ class SpotFleetSpec:
         return tags
 
 
-def _where(node: Node) -> str:
-    return f"{node.file}:{node.line}"
-
-
 def _ami(node: Node) -> AmiSource:
     if isinstance(node.value, str):
         if not AMI_PATTERN.fullmatch(node.value):
             node.fail("expected an AMI id (ami-...), or a mapping with `ssm` or `filter`")
-        return AmiSource(image_id=node.value, where=_where(node))
+        return AmiSource(image_id=node.value, where=node.where)
     source = Mapping(node)
     ssm = source.string("ssm", None)
     filter_map = source.mapping("filter")
@@ -96,7 +92,7 @@ def _ami(node: Node) -> AmiSource:
     if (ssm is None) == (filter_map is None):
         node.fail("expected exactly one of `ssm` (a parameter name) or `filter` (name, owner)")
     if ssm is not None:
-        return AmiSource(ssm_parameter=ssm, where=_where(node))
+        return AmiSource(ssm_parameter=ssm, where=node.where)
     assert filter_map is not None
     name = filter_map.string("name")
     owner_node = filter_map.get("owner")
@@ -107,7 +103,7 @@ def _ami(node: Node) -> AmiSource:
             owner_node.fail(f"expected an account id or alias, got {owner_node.kind}")
         owner = str(owner_node.value)
     filter_map.done()
-    return AmiSource(name_filter=name, owner=owner, where=_where(node))
+    return AmiSource(name_filter=name, owner=owner, where=node.where)
 
 
 def parse_fleet(name: str, node: Node) -> SpotFleetSpec:
@@ -155,8 +151,8 @@ def parse_fleet(name: str, node: Node) -> SpotFleetSpec:
         tags=tags,
         max_price=float(max_price) if max_price is not None else None,
         role=role,
-        where=_where(node),
-        types_where=_where(types_node),
+        where=node.where,
+        types_where=types_node.where,
     )
 
 

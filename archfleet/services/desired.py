@@ -88,7 +88,7 @@ def render_text(spec: ServiceSpec, where: str, text: str, variables: dict[str, o
     try:
         return jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(text).render(**variables)
     except jinja2.TemplateError as error:
-        raise InputError(f"{spec.node.file}:{spec.node.line}: services.{spec.name}.{where}: {error}") from None
+        raise InputError(f"{spec.node.where}: services.{spec.name}.{where}: {error}") from None
 
 
 def desired_container(
