@@ -20,6 +20,7 @@ from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 
 from archfleet.errors import InputError
 from facts.spot_watcher import CONFIG_PATH, INIT_SCRIPT_PATH, NAME, SCRIPT_PATH, UNIT_PATH, SpotWatcher
+from tasks import apt_commands
 
 RESOURCES = Path(__file__).parent / "resources"
 DEFAULT_METADATA_URL = "http://169.254.169.254"
@@ -55,13 +56,6 @@ def stop_order_from(value: object) -> list[str]:
     if isinstance(value, list | tuple):
         return [str(part) for part in value]
     raise InputError(f"spot_stop_order: expected a list of container names, got {value!r}")
-
-
-def install_curl() -> StringCommand:
-    return StringCommand(
-        "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends",
-        "curl ca-certificates",
-    )
 
 
 def service(init_system: str, action: str) -> StringCommand:
@@ -106,7 +100,8 @@ def interruption_watcher(
     state = host.get_fact(SpotWatcher)
     init = state["init_system"]
     if not state["curl"]:
-        yield install_curl()
+        yield apt_commands.apt_update()
+        yield apt_commands.apt_install(["curl", "ca-certificates"])
     changed = False
     for path, (content, mode) in watcher_files(init, watcher_config(metadata_url, stop_order, interval,
                                                                      stop_timeout)).items():
