@@ -7,7 +7,6 @@ lab up -> host bootstrap -> images built for every platform and verified -> serv
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -18,12 +17,11 @@ from typing import Any
 from archfleet.errors import OperationFailed
 from archfleet.fleet import load_fleet
 from archfleet.lab import lab
-from archfleet.lab.hosts import ssh_argv
-from archfleet.lab.state import LabPaths, LabState, state_dir
+from archfleet.lab.state import LabState
 from archfleet.lab.system import ensure_packages
 from archfleet.pyinfra_run import print_summary, project_path, run_deploy
 from archfleet.run import say
-from archfleet.services.ci import BUILD_RESULTS, send_change_script
+from archfleet.services.ci import build_on_every_runner
 from archfleet.services.v2ray_client import client_config_text, fetch_through_proxy
 
 STEPS = 8
@@ -46,11 +44,6 @@ def archfleet(*args: str) -> None:
         raise OperationFailed(f"`archfleet {' '.join(args)}` failed (exit {result.returncode}); see above")
 
 
-def in_container(state: LabState, host_address: str, container: str, script: str) -> str:
-    argv = ssh_argv(LabPaths(state_dir()), state.ssh_user, host_address, f"docker exec -i {container} python3 -")
-    return subprocess.run(argv, input=script, capture_output=True, text=True, timeout=120, check=False).stdout
-
-
 def ci_build_on_every_runner(state: LabState, fleet_path: Path) -> None:
     fleet = load_fleet(fleet_path)
     if "ci-master" not in fleet.services:
@@ -59,22 +52,7 @@ def ci_build_on_every_runner(state: LabState, fleet_path: Path) -> None:
     master = next(h for h in state.hosts if h.name in (fleet.services["ci-master"].hosts or [state.hosts[0].name]))
     runners = [h for h in state.hosts if h.kind in fleet.services["ci-runner"].groups]
     expected = {f"uname-{h.name}" for h in runners}
-    revision = f"demo-{time.time_ns()}"
-    before = {tuple(r[:2]) for r in json.loads(in_container(state, master.address, "archfleet-ci-master",
-                                                             BUILD_RESULTS) or "[]")}
-    deadline = time.monotonic() + 300
-    sent = False
-    results: list[list[Any]] = []
-    while time.monotonic() < deadline:
-        if not sent:
-            answer = in_container(state, master.address, "archfleet-ci-master", send_change_script(revision))
-            sent = answer.strip() == "sent"
-        else:
-            rows = json.loads(in_container(state, master.address, "archfleet-ci-master", BUILD_RESULTS) or "[]")
-            results = [r for r in rows if tuple(r[:2]) not in before]
-            if {r[0] for r in results} >= expected:
-                break
-        time.sleep(2)
+    results = build_on_every_runner(state, master.address, expected)
     print(f"{'BUILDER':<24}{'BUILD':<7}{'RESULT':<9}UNAME -M")
     for name, number, outcome, machine in results:
         print(f"{name:<24}{number:<7}{'success' if outcome == 0 else 'failure':<9}{machine}")

@@ -21,19 +21,11 @@ from typing import TypeVar
 
 from archfleet.lab import lab
 from archfleet.lab.state import load
-from tests.lab.support import LAB_INVENTORY, PROJECT, archfleet, pyinfra
+from tests.lab.support import LAB_INVENTORY, PROJECT, archfleet, fleet_header, pyinfra
 
 T = TypeVar("T")
 
-FLEET = """\
-registry: {{lab: true}}
-inventory: {inventory}
-images:
-  v2ray:
-    context: {project}/images/v2ray
-    build_args: {{BASE_IMAGE: "{{registry}}/archfleet/debian:bookworm"}}
-    repository: archfleet/v2ray
-    tag: "4.34"
+SERVICES = """\
 services:
   v2ray:
     image: v2ray
@@ -74,7 +66,7 @@ def main() -> None:
     timed("host bootstrap, no-op run", lambda: pyinfra("deploys/host.py", "--limit", "amd64"))
     with tempfile.TemporaryDirectory() as tmp:
         fleet = Path(tmp) / "fleet.yaml"
-        fleet.write_text(FLEET.format(inventory=LAB_INVENTORY, project=PROJECT))
+        fleet.write_text(fleet_header("v2ray") + SERVICES.format(project=PROJECT))
         archfleet("images", "build", "-f", str(fleet), check=True)
         synced = timed(f"archfleet sync, first ({args.amd64} hosts)", lambda: archfleet("sync", "-f", str(fleet)))
         assert synced.returncode == 0, synced.stderr[-2000:]

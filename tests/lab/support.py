@@ -66,3 +66,27 @@ def on_host(host: LabHost, command: str, timeout: float = 300) -> subprocess.Com
     return subprocess.run(
         ssh_argv(paths, "root", host.address, command), capture_output=True, text=True, timeout=timeout, check=False,
     )
+
+
+# `images:` entries of the project's images for test fleet files: built from the project's contexts, FROM the
+# Debian base the lab publishes (listed first, so that a cold registry gets it before anything builds on it).
+PROJECT_IMAGES = {
+    "debian": "  debian: {local_image: 'archfleet-lab/debian:bookworm-{arch}', repository: archfleet/debian, "
+              "tag: bookworm}\n",
+    "v2ray": "  v2ray: {context: PROJECT/images/v2ray, repository: archfleet/v2ray, tag: '4.34',\n"
+             "          build_args: {BASE_IMAGE: '{registry}/archfleet/debian:bookworm'}}\n",
+    "buildbot-worker": "  buildbot-worker: {context: PROJECT/images/buildbot-worker,\n"
+                       "    repository: archfleet/buildbot-worker, tag: '3.7',\n"
+                       "    build_args: {BASE_IMAGE: '{registry}/archfleet/debian:bookworm'}}\n",
+    "buildbot-master": "  buildbot-master: {context: PROJECT/images/buildbot-master,\n"
+                       "    repository: archfleet/buildbot-master, tag: '3.7', platforms: [linux/amd64],\n"
+                       "    build_args: {BASE_IMAGE: '{registry}/archfleet/debian:bookworm'}}\n",
+}
+
+
+def fleet_header(*images: str) -> str:
+    """The start of a test fleet file on the lab: the lab's registry and inventory, and `images:` with the Debian
+    base and the named project images. Append a `services:` section."""
+    entries = "".join(PROJECT_IMAGES[name] for name in ("debian", *images))
+    return (f"registry: {{lab: true}}\ninventory: {LAB_INVENTORY}\nimages:\n"
+            + entries.replace("PROJECT", str(PROJECT)))

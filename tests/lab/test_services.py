@@ -18,7 +18,7 @@ import pytest
 from archfleet.lab.images import base_image
 from archfleet.lab.state import LabState
 from archfleet.services.v2ray_client import fetch_through_proxy
-from tests.lab.support import LAB_INVENTORY, PROJECT, archfleet, on_host, pyinfra
+from tests.lab.support import LAB_INVENTORY, archfleet, fleet_header, on_host, pyinfra
 
 pytestmark = pytest.mark.lab
 
@@ -30,15 +30,7 @@ V2RAY_TEMPLATE = """{
   "outbounds": [{"protocol": "freedom"}]
 }
 """
-FLEET = """\
-registry: {{lab: true}}
-inventory: {inventory}
-images:
-  v2ray:
-    context: {project}/images/v2ray
-    build_args: {{BASE_IMAGE: "{{registry}}/archfleet/debian:bookworm"}}
-    repository: archfleet/v2ray
-    tag: "4.34"
+SERVICES = """\
 services:
   v2ray:
     image: v2ray
@@ -70,10 +62,8 @@ class Fleet:
         self.write(loglevel="warning")
 
     def write(self, loglevel: str, mover: str = "live") -> None:
-        self.path.write_text(FLEET.format(
-            inventory=LAB_INVENTORY, project=PROJECT, loglevel=loglevel, registry=self.lab.registry.address,
-            mover=MOVER,
-        ).replace(f"{MOVER}:live", f"{MOVER}:{mover}"))
+        services = SERVICES.format(loglevel=loglevel, registry=self.lab.registry.address, mover=MOVER)
+        self.path.write_text(fleet_header("v2ray") + services.replace(f"{MOVER}:live", f"{MOVER}:{mover}"))
 
     def sync(self, *args: str) -> subprocess.CompletedProcess[str]:
         return archfleet("sync", "-f", str(self.path), *args)
@@ -118,9 +108,10 @@ def changed_lines(output: str) -> dict[str, str]:
 def fleet(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     bootstrap = pyinfra("deploys/host.py", "--limit", "amd64", "--limit", "arm64")
     assert bootstrap.returncode == 0, bootstrap.output[-3000:]
-    archfleet("images", "build", "debian", "v2ray", check=True)
     publish_mover(lab, "1")
-    yield Fleet(tmp_path_factory.mktemp("fleet"), lab)
+    fleet = Fleet(tmp_path_factory.mktemp("fleet"), lab)
+    archfleet("images", "build", "-f", str(fleet.path), check=True)
+    yield fleet
     # Leave the lab's hosts without this module's services.
     empty = tmp_path_factory.mktemp("empty") / "fleet.yaml"
     empty.write_text(f"registry: {{lab: true}}\ninventory: {LAB_INVENTORY}\n")
