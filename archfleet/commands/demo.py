@@ -56,7 +56,7 @@ def ci_build_on_every_runner(state: LabState, fleet_path: Path) -> None:
     print(f"{'BUILDER':<24}{'BUILD':<7}{'RESULT':<9}UNAME -M")
     for name, number, outcome, machine in results:
         print(f"{name:<24}{number:<7}{'success' if outcome == 0 else 'failure':<9}{machine}")
-    if {r[0] for r in results if r[2] == 0} < expected:
+    if not expected <= {r[0] for r in results if r[2] == 0}:
         raise OperationFailed(f"CI: not every runner built ({sorted(expected)}); see the table above")
 
 
