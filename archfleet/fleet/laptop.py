@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from archfleet.platforms import UnknownPlatform
+from archfleet.platforms import parse as parse_platform
 from archfleet.schema import Mapping, Node, load_yaml
 
 if TYPE_CHECKING:
@@ -88,9 +90,17 @@ def _remote_nodes(section: Mapping) -> list[RemoteNode]:
         if not name:
             entry.fail("name", "a node given by endpoint needs a name")
         platform = entry.string("platform")
+        _check_platform(entry.items["platform"], platform)
         entry.done()
         nodes.append(RemoteNode(name=name, platform=platform, host=host, endpoint=endpoint))
     return nodes
+
+
+def _check_platform(node: Node, text: str) -> None:
+    try:
+        parse_platform(text)
+    except UnknownPlatform as error:
+        node.fail(str(error))
 
 
 def _choice(section: Mapping, key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -107,6 +117,11 @@ def parse_profile(section: Mapping, base_dir: Path) -> LaptopProfile:
     _choice(section, "docker_runtime", values["docker_runtime"], DOCKER_RUNTIMES)
     _choice(section, "conda_distribution", values["conda_distribution"], CONDA_DISTRIBUTIONS)
     _choice(section, "docker_buildx_source", values["docker_buildx_source"], BUILDX_SOURCES)
+    platforms_node = section.items.get("docker_buildx_platforms")
+    if platforms_node is not None:
+        items = platforms_node.value if isinstance(platforms_node.value, list) else [platforms_node]
+        for item, text in zip(items, values["docker_buildx_platforms"], strict=True):
+            _check_platform(item, text)
     environments: dict[str, Path] = {}
     for name, path in section.string_map("conda_environments").items():
         file = (base_dir / Path(path).expanduser()).resolve()

@@ -18,6 +18,13 @@
         healthcheck: {command: "bash -c 'echo > /dev/tcp/127.0.0.1/10086'", interval: 2, retries: 10}
         restart: unless-stopped
         stop_order: 50               # lower stops first when a spot host is interrupted
+        rollout: {canary: 1, batch: "50%"}   # unset keys come from the fleet's `rollout:`
+
+Checked at load, offline: names, ports, numbers in range, templates (files and `{{ }}` in environment values)
+compile, secret keys are identifiers and their sources exist (a file, or `generate:`; an environment variable
+that is set), a secret file readable by every user is refused, and a secret cannot be rendered into
+`environment`, `command` or `entrypoint` (it would show in `docker inspect` and in argv): the container reads
+the mounted file instead (the `*_FILE` convention of Docker's official images).
 """
 
 from __future__ import annotations
@@ -30,7 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import jinja2
+
 from archfleet.errors import InputError
+from archfleet.fleet.registry import check_private_file
+from archfleet.fleet.rollout import RolloutSpec, parse_rollout
 from archfleet.schema import Mapping, Node
 
 if TYPE_CHECKING:
@@ -41,6 +52,13 @@ NETWORK_MODES = ("host", "bridge")
 RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 GENERATORS = ("uuid", "token")
 PORT_PATTERN = re.compile(r"^(?:(?P<host>\d{1,5}):)?(?P<container>\d{1,5})(?:/(?P<proto>tcp|udp))?$")
+IDENTIFIER_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+OWNER_PATTERN = re.compile(r"^(\d{1,10}):(\d{1,10})$")
+MODE_PATTERN = re.compile(r"^0?([0-7]{3})$")
+SECRET_REFERENCE = re.compile(r"\bsecrets\s*[.\[]")
+CONTAINER_PATH_PATTERN = re.compile(r"^/[^\s:,\x00-\x1f]*$")
+DEFAULT_SECRET_MODE = "0600"
+STOP_ORDER_RANGE = (0, 1000)
 
 
 @dataclass(frozen=True)
@@ -69,6 +87,8 @@ class SecretSpec:
     env: str | None
     generate: str | None
     node: Node = field(compare=False, repr=False)
+    owner: str | None = None  # "UID:GID" of the mounted file in the container (default root)
+    mode: str = DEFAULT_SECRET_MODE  # octal, 4 digits: "0400"
 
     def read(self) -> str:
         """The secret's value, from its file or environment variable (a missing file is generated if asked)."""
@@ -119,27 +139,49 @@ class ServiceSpec:
     restart: str
     stop_order: int
     node: Node = field(repr=False)
+    rollout: RolloutSpec = field(default_factory=RolloutSpec)
 
     @property
     def container_name(self) -> str:
         return f"archfleet-{self.name}"
 
 
+SECRETS_INSTEAD = ("a secret cannot be rendered into {where}: it would show in `docker inspect` and in the "
+                   "command line. Mount it (secrets: NAME: {{file: ..., mount: /run/secrets/NAME}}) and let the "
+                   "container read the file, e.g. NAME_FILE=/run/secrets/NAME in environment (the *_FILE "
+                   "convention of Docker's official images)")
+
+
+def _no_secret(node: Node, text: str, where: str) -> None:
+    if SECRET_REFERENCE.search(text):
+        node.fail(SECRETS_INSTEAD.format(where=where))
+
+
 def _command(section: Mapping, key: str) -> list[str] | None:
     node = section.get(key)
     if node is None or node.value is None:
         return None
-    if isinstance(node.value, str):
+    if node.is_scalar:
         import shlex
 
-        return shlex.split(node.value)
-    return section.strings(key)
+        text = node.as_text() or ""
+        _no_secret(node, text, key)
+        try:
+            return shlex.split(text)
+        except ValueError as error:
+            node.fail(f"cannot split into arguments: {error}")
+    words = section.strings(key)
+    for item, word in zip(node.value, words, strict=True):
+        _no_secret(item, word, key)
+    if key == "entrypoint" and not words:
+        node.fail("an entrypoint needs at least the program")
+    return words
 
 
 def _ports(section: Mapping, network: str) -> list[PortSpec]:
     ports = []
     for item in section.sequence("ports"):
-        text = str(item.value)
+        text = item.as_text() or ""
         match = PORT_PATTERN.match(text)
         if not match or isinstance(item.value, bool):
             item.fail(f"expected a port like 8080, 8080/udp or 8080:80/tcp, got {item.kind}")
@@ -154,19 +196,67 @@ def _ports(section: Mapping, network: str) -> list[PortSpec]:
     return ports
 
 
+def _container_path(node: Node, path: str, what: str) -> None:
+    if not CONTAINER_PATH_PATTERN.fullmatch(path) or "/../" in f"{path}/" or "/./" in f"{path}/":
+        node.fail(f"{what} {path!r} must be an absolute path in the container (no ':', ',', spaces or '..')")
+
+
+_TEMPLATE_SYNTAX = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+def check_template_text(node: Node, text: str) -> None:
+    """A ``{{ }}`` value compiles (rendering against the fleet's variables is checked later, per host)."""
+    if "{{" not in text and "{%" not in text and "{#" not in text:
+        return
+    try:
+        _TEMPLATE_SYNTAX.parse(text)
+    except jinja2.TemplateSyntaxError as error:
+        node.fail(f"template syntax error: {error.message}")
+
+
+def _check_template_file(node: Node, template: Path) -> None:
+    try:
+        source = template.read_text()
+    except UnicodeDecodeError:
+        node.fail(f"template {template} is not UTF-8 text")
+    except OSError as error:
+        node.fail(f"template {template}: {error.strerror}")
+    try:
+        _TEMPLATE_SYNTAX.parse(source, template.name, str(template))
+    except jinja2.TemplateSyntaxError as error:
+        node.fail(f"{template}:{error.lineno}: template syntax error: {error.message}")
+
+
 def _files(section: Mapping, base_dir: Path) -> list[FileSpec]:
     files = []
     for item in section.sequence("files"):
         entry = Mapping(item)
-        template = base_dir / entry.string("template")
+        template = base_dir / Path(entry.string("template")).expanduser()
         mount = entry.string("mount")
         entry.done()
         if not template.is_file():
             item.fail(f"template {template} does not exist")
-        if not mount.startswith("/"):
-            item.fail(f"mount {mount!r} must be an absolute path in the container")
+        _container_path(entry.items["mount"], mount, "mount")
+        _check_template_file(entry.items["template"], template)
         files.append(FileSpec(template, mount, item))
     return files
+
+
+def _secret_source(entry: Mapping, path: Path | None, env: str | None, generate: str | None) -> None:
+    """The secret can be read: its file exists (not readable by every user) or will be generated; its
+    environment variable is set."""
+    if env is not None:
+        if not IDENTIFIER_PATTERN.fullmatch(env):
+            entry.fail("env", f"{env!r} is not an environment variable name")
+        if env not in os.environ:
+            entry.fail("env", f"environment variable {env} is not set")
+        return
+    assert path is not None
+    if not path.exists() and not os.path.islink(path):
+        if generate is None:
+            entry.fail("file", f"{path} does not exist (add `generate: uuid` or `generate: token` to create it)")
+        return
+    check_private_file(entry.items["file"], path, "secret file")
 
 
 def _secrets(section: Mapping | None, base_dir: Path) -> list[SecretSpec]:
@@ -174,11 +264,16 @@ def _secrets(section: Mapping | None, base_dir: Path) -> list[SecretSpec]:
         return []
     result = []
     for name, node in section.entries():
+        if not IDENTIFIER_PATTERN.fullmatch(name):
+            node.fail("a secret's key is an identifier (letters, digits, '_'; not starting with a digit): "
+                      "it names files on the hosts")
         entry = Mapping(node)
         file_value = entry.string("file", None)
         env = entry.string("env", None)
         generate = entry.string("generate", None)
         mount = entry.string("mount", f"/run/secrets/{name}")
+        owner = entry.string("owner", None)
+        mode_text = entry.string("mode", DEFAULT_SECRET_MODE)
         entry.done()
         if (file_value is None) == (env is None):
             node.fail("a secret comes from exactly one of `file` or `env`")
@@ -186,8 +281,21 @@ def _secrets(section: Mapping | None, base_dir: Path) -> list[SecretSpec]:
             entry.fail("generate", f"expected one of {', '.join(GENERATORS)}")
         if generate and env:
             entry.fail("generate", "only a secret read from a file can be generated")
+        _container_path(entry.items.get("mount", node), mount, "mount")
+        if owner is not None and not OWNER_PATTERN.fullmatch(owner):
+            entry.fail("owner", f"expected \"UID:GID\" (numbers, e.g. \"1000:1000\"), got {owner!r}")
+        mode_match = MODE_PATTERN.fullmatch(mode_text)
+        if not mode_match:
+            entry.fail("mode", f"expected an octal mode like \"0400\", got {mode_text!r}")
+        mode = "0" + mode_match[1]
+        if not int(mode, 8) & 0o400:
+            entry.fail("mode", f"{mode}: the owner could not read the secret (use 0400 or 0600)")
+        if int(mode, 8) & 0o007:
+            entry.fail("mode", f"{mode}: every user in the container could use the secret; end the mode in 0 "
+                               "and name the `owner` that reads it")
         path = (base_dir / Path(file_value).expanduser()) if file_value else None
-        result.append(SecretSpec(name, mount, path, env, generate, node))
+        _secret_source(entry, path, env, generate)
+        result.append(SecretSpec(name, mount, path, env, generate, node, owner=owner, mode=mode))
     return result
 
 
@@ -195,15 +303,45 @@ def _healthcheck(section: Mapping | None) -> HealthcheckSpec | None:
     if section is None:
         return None
     command = section.string("command")
+    if not command.strip():
+        section.fail("command", "a health check needs a command")
+    _no_secret(section.items["command"], command, "healthcheck.command")
     spec = HealthcheckSpec(
         command=command,
-        interval=section.integer("interval", 2),
-        retries=section.integer("retries", 15),
-        start_period=section.integer("start_period", 0),
-        timeout=section.integer("timeout", 5),
+        interval=section.integer("interval", 2, positive=True),
+        retries=section.integer("retries", 15, positive=True),
+        start_period=section.integer("start_period", 0, minimum=0),
+        timeout=section.integer("timeout", 5, positive=True),
     )
     section.done()
     return spec
+
+
+def _environment(section: Mapping) -> dict[str, str]:
+    environment = section.string_map("environment")
+    if environment:
+        values = section.items["environment"].value
+        for key, text in environment.items():
+            node = values[key]
+            if not IDENTIFIER_PATTERN.fullmatch(key):
+                node.fail("an environment variable's name is letters, digits and '_' (not starting with a digit)")
+            _no_secret(node, text, "environment")
+            check_template_text(node, text)
+    return environment
+
+
+def _volumes(section: Mapping) -> list[str]:
+    volumes = section.strings("volumes", [])
+    for index, volume in enumerate(volumes):
+        node = section.items["volumes"]
+        item = node.value[index] if isinstance(node.value, list) else node
+        parts = volume.split(":")
+        if len(parts) not in (2, 3) or not parts[0]:
+            item.fail(f"{volume!r}: expected HOST_PATH:CONTAINER_PATH[:ro]")
+        _container_path(item, parts[1], "volume target")
+        if len(parts) == 3 and parts[2] not in ("ro", "rw"):
+            item.fail(f"{volume!r}: the third part is ro or rw")
+    return volumes
 
 
 def parse_service(name: str, node: Node, fleet: Fleet) -> ServiceSpec:
@@ -228,21 +366,19 @@ def parse_service(name: str, node: Node, fleet: Fleet) -> ServiceSpec:
         entrypoint=_command(section, "entrypoint"),
         network=network,
         ports=_ports(section, network),
-        environment=section.string_map("environment"),
-        volumes=section.strings("volumes", []),
+        environment=_environment(section),
+        volumes=_volumes(section),
         files=_files(section, fleet.base_dir),
         vars=section.string_map("vars"),
         secrets=_secrets(section.mapping("secrets"), fleet.base_dir),
         healthcheck=_healthcheck(section.mapping("healthcheck")),
         restart=restart,
-        stop_order=section.integer("stop_order", 50),
+        stop_order=section.integer("stop_order", 50, minimum=STOP_ORDER_RANGE[0], maximum=STOP_ORDER_RANGE[1]),
         node=node,
+        rollout=parse_rollout(section.mapping("rollout"), fleet.rollout),
     )
     if not spec.groups and not spec.hosts:
         node.fail("a service needs `groups` or `hosts` to run on")
-    for volume in spec.volumes:
-        if ":" not in volume:
-            section.fail("volumes", f"{volume!r}: expected HOST_PATH:CONTAINER_PATH[:ro]")
     mounts = [f.mount for f in spec.files] + [s.mount for s in spec.secrets]
     duplicates = {m for m in mounts if mounts.count(m) > 1}
     if duplicates:
@@ -255,37 +391,3 @@ def parse_services(section: Mapping | None, fleet: Fleet) -> dict[str, ServiceSp
     if section is None:
         return {}
     return {name: parse_service(name, node, fleet) for name, node in section.entries()}
-
-
-def check_placement(services: dict[str, ServiceSpec], groups: dict[str, list[str]]) -> dict[str, list[ServiceSpec]]:
-    """Which services run on which host, given the inventory's ``groups`` (group -> host names).
-
-    Errors (file, line, key): a group or host the inventory does not have; a port two services use on one host.
-    """
-    all_hosts = {h for members in groups.values() for h in members}
-    placement: dict[str, list[ServiceSpec]] = {h: [] for h in sorted(all_hosts)}
-    for spec in services.values():
-        section = Mapping(spec.node)
-        targets: set[str] = set()
-        for group in spec.groups:
-            if group not in groups:
-                section.fail("groups", f"no inventory group {group!r} (groups: {', '.join(sorted(groups))})")
-            targets.update(groups[group])
-        for name in spec.hosts:
-            if name not in all_hosts:
-                section.fail("hosts", f"no inventory host {name!r}")
-            targets.add(name)
-        for host in targets:
-            placement[host].append(spec)
-    for host, specs in placement.items():
-        used: dict[tuple[int, str], ServiceSpec] = {}
-        for spec in specs:
-            for port in spec.ports:
-                key = (port.host_port, port.protocol)
-                if key in used:
-                    port.node.fail(
-                        f"port {port.host_port}/{port.protocol} on {host} is used by services "
-                        f"{used[key].name!r} and {spec.name!r}"
-                    )
-                used[key] = spec
-    return placement

@@ -16,8 +16,11 @@
         max_price: 0.02                        # optional: USD per instance-hour
         role: ci-runner                        # what the hosts play (tag archfleet:role)
 
-Only the fleet file is read here; what EC2 knows (does the type exist, which architecture is it, does the
-AMI exist) is checked by ``archfleet spot`` against the endpoint, with errors naming this file and line.
+Only the fleet file is read here, with the shapes of what it names checked offline (an instance type is
+FAMILY.SIZE, ids are ``ami-``/``sg-``/``subnet-`` + 8 or 17 hex digits, an AMI owner is a 12-digit account id
+kept as the text written, or self/amazon/aws-marketplace); what EC2 knows (does the type exist, which
+architecture is it, does the AMI exist) is checked by ``archfleet spot`` against the endpoint, with errors naming
+this file and line.
 """
 
 from __future__ import annotations
@@ -34,6 +37,18 @@ if TYPE_CHECKING:
 ARCHITECTURES = ("arm64", "amd64")
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 AMI_PATTERN = re.compile(r"^ami-[0-9a-f]{8,17}$")
+# An EC2 instance type: family (letters and digits, with a generation digit; `u-6tb1`, `mac2-m2pro`), a dot, a size.
+INSTANCE_TYPE_PATTERN = re.compile(
+    r"^(?=[a-z0-9-]*\d)[a-z][a-z0-9]*(?:-[a-z0-9]+)*"
+    r"\.(?:nano|micro|small|medium|large|xlarge|\d{1,3}xlarge|metal(?:-\d{1,3}xl)?)$")
+SECURITY_GROUP_PATTERN = re.compile(r"^sg-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
+SUBNET_PATTERN = re.compile(r"^subnet-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
+REGION_PATTERN = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
+ACCOUNT_PATTERN = re.compile(r"^\d{12}$")
+OWNER_ALIASES = ("self", "amazon", "aws-marketplace", "aws-backup-vault")
+SSM_PARAMETER_PATTERN = re.compile(r"^/?[A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]+)*$")
+KEY_PAIR_PATTERN = re.compile(r"^[\x20-\x7e]{1,255}$")
+MAX_TARGET_CAPACITY = 1000
 TAG_PREFIX = "archfleet:"
 
 
@@ -92,18 +107,28 @@ def _ami(node: Node) -> AmiSource:
     if (ssm is None) == (filter_map is None):
         node.fail("expected exactly one of `ssm` (a parameter name) or `filter` (name, owner)")
     if ssm is not None:
+        if not SSM_PARAMETER_PATTERN.fullmatch(ssm):
+            source.fail("ssm", f"{ssm!r} is not an SSM parameter name (/path/to/parameter)")
         return AmiSource(ssm_parameter=ssm, where=node.where)
     assert filter_map is not None
     name = filter_map.string("name")
-    owner_node = filter_map.get("owner")
-    owner = None
-    if owner_node is not None and owner_node.value is not None:
-        # An account id may be written as a number.
-        if not isinstance(owner_node.value, str | int) or isinstance(owner_node.value, bool):
-            owner_node.fail(f"expected an account id or alias, got {owner_node.kind}")
-        owner = str(owner_node.value)
+    owner = filter_map.string("owner", None)  # the text written: 012345670123 stays itself (not YAML 1.1 octal)
+    if owner is not None and not ACCOUNT_PATTERN.fullmatch(owner) and owner not in OWNER_ALIASES:
+        filter_map.fail("owner", f"expected a 12-digit account id or one of {', '.join(OWNER_ALIASES)}, "
+                                 f"got {owner!r}")
     filter_map.done()
     return AmiSource(name_filter=name, owner=owner, where=node.where)
+
+
+def _ids(entry: Mapping, key: str, pattern: re.Pattern[str], what: str) -> list[str]:
+    values: list[str] = entry.strings(key, [])
+    node = entry.items.get(key)
+    for index, value in enumerate(values):
+        if not pattern.fullmatch(value):
+            assert node is not None
+            item = node.value[index] if isinstance(node.value, list) else node
+            item.fail(f"{value!r} is not {what}")
+    return values
 
 
 def parse_fleet(name: str, node: Node) -> SpotFleetSpec:
@@ -111,15 +136,19 @@ def parse_fleet(name: str, node: Node) -> SpotFleetSpec:
         node.fail("a spot fleet's name is lowercase letters, digits and dashes (it names tags and templates)")
     entry = Mapping(node)
     region = entry.string("region", None)
-    capacity = entry.integer("target_capacity")
-    if capacity < 0:
-        entry.fail("target_capacity", "must be 0 or more")
+    if region is not None and not REGION_PATTERN.fullmatch(region):
+        entry.fail("region", f"{region!r} is not an AWS region name (like eu-west-1)")
+    capacity = entry.integer("target_capacity", minimum=0, maximum=MAX_TARGET_CAPACITY)
     types_node = entry.required("instance_types")
     types = entry.strings("instance_types")
     if not types:
         types_node.fail("list at least one instance type")
     if len(set(types)) != len(types):
         types_node.fail("an instance type is listed twice")
+    for index, instance_type in enumerate(types):
+        if not INSTANCE_TYPE_PATTERN.fullmatch(instance_type):
+            item = types_node.value[index] if isinstance(types_node.value, list) else types_node
+            item.fail(f"{instance_type!r} is not an EC2 instance type (FAMILY.SIZE, like t4g.small)")
     ami_section = entry.mapping("ami", required=True)
     assert ami_section is not None
     amis = {}
@@ -128,8 +157,10 @@ def parse_fleet(name: str, node: Node) -> SpotFleetSpec:
             ami_node.fail(f"unknown architecture (expected one of {', '.join(ARCHITECTURES)})")
         amis[arch] = _ami(ami_node)
     key_pair = entry.string("key_pair", None)
-    security_groups = entry.strings("security_groups", [])
-    subnets = entry.strings("subnets", [])
+    if key_pair is not None and not KEY_PAIR_PATTERN.fullmatch(key_pair):
+        entry.fail("key_pair", "a key pair name is 1 to 255 printable ASCII characters")
+    security_groups = _ids(entry, "security_groups", SECURITY_GROUP_PATTERN, "a security group id (sg-...)")
+    subnets = _ids(entry, "subnets", SUBNET_PATTERN, "a subnet id (subnet-...)")
     tags = entry.string_map("tags")
     for key in tags:
         if key.startswith(TAG_PREFIX) or key.startswith("aws:"):
