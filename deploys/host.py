@@ -17,7 +17,7 @@ A no-op run costs two commands per host: the DockerEngine and RegistryAccess fac
 
 from pathlib import Path
 
-from pyinfra import host, inventory
+from pyinfra import host
 
 from tasks import docker_engine
 
@@ -40,16 +40,13 @@ if registry_address:
 # Without ``spot_stop_order``, the order is the fleet file's services on this host by their ``stop_order``.
 if str(host.data.get("spot")).lower() in ("true", "yes", "1") or host.data.get("lifecycle") == "spot":
     from archfleet.fleet import default_fleet_path, fleet_for_deploy
-    from archfleet.fleet.services import check_placement
     from tasks import spot_watcher
 
     stop_order = spot_watcher.stop_order_from(host.data.get("spot_stop_order"))
     fleet_file = host.data.get("archfleet_fleet") or default_fleet_path()
     if not stop_order and Path(fleet_file).is_file():
         fleet = fleet_for_deploy(fleet_file)
-        groups = {name: [member.name for member in members] for name, members in inventory.groups.items()}
-        here = check_placement(fleet.services, groups).get(host.name, [])
-        stop_order = [spec.container_name for spec in sorted(here, key=lambda s: (s.stop_order, s.name))]
+        stop_order = fleet.placement.stop_order_on(host.name) if fleet.placement else []
     spot_watcher.interruption_watcher(
         name="Spot interruption watcher installed, enabled at boot and running",
         metadata_url=host.data.get("spot_metadata_url") or spot_watcher.DEFAULT_METADATA_URL,

@@ -7,17 +7,14 @@ A host with a problem fails with the reason; nothing is changed anywhere. `archf
 proof as a table.
 """
 
-from pyinfra import host, inventory
+from pyinfra import host
 
 from archfleet.fleet import fleet_for_deploy
-from archfleet.fleet.services import check_placement
-from archfleet.inventory_file import group_names
 from archfleet.services.proof import judge
 from facts.services import ServiceProof
 from tasks import services
 
 fleet = fleet_for_deploy(host.data.get("archfleet_fleet"))
-groups = group_names(inventory)
-declared = [spec.name for spec in check_placement(fleet.services, groups).get(host.name, [])]
+declared = [spec.name for spec in fleet.placement.services_on(host.name)] if fleet.placement else []
 for row in judge(host.name, declared, host.get_fact(ServiceProof)):
     services.proven(name=f"Service {row.service} proven on its host's platform", row=row)

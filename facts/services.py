@@ -6,6 +6,8 @@ from typing import TypedDict
 
 from pyinfra.api import FactBase
 
+from archfleet.platforms import UnknownPlatform, from_uname
+
 SERVICE_LABEL = "archfleet.service"
 SPEC_LABEL = "archfleet.spec"
 DIGEST_LABEL = "archfleet.digest"
@@ -20,7 +22,8 @@ SERVICES_STATE_COMMAND = (
     "if [ -n \"$ids\" ]; then docker inspect --format "
     f"'container={{{{.Name}}}} {{{{.State.Status}}}} {{{{index .Config.Labels \"{SERVICE_LABEL}\"}}}} "
     f"{{{{index .Config.Labels \"{SPEC_LABEL}\"}}}} {{{{index .Config.Labels \"{DIGEST_LABEL}\"}}}}' $ids; fi; "
-    f"find {FILES_ROOT} -mindepth 3 -maxdepth 3 -type f -exec sha256sum {{}} + 2>/dev/null | sed 's/^/file=/'; true"
+    f"find {FILES_ROOT} -mindepth 3 -maxdepth 3 -type f -printf 'meta=%U:%G %#m %p\\n' "
+    "-exec sha256sum {} + 2>/dev/null | sed 's/^\\([0-9a-f]\\{64\\}  \\)/file=\\1/'; true"
 )
 
 
@@ -33,28 +36,45 @@ class ContainerState(TypedDict):
 
 
 class ServicesStateValue(TypedDict):
-    platform: str | None  # "Linux aarch64" (uname -s, -m)
+    platform: str | None  # the host's OCI platform, "linux/arm64" (None when uname is not understood)
+    machine: str | None  # uname -m, "aarch64"
     engine_running: bool
     containers: dict[str, ContainerState]  # by container name
     files: dict[str, str]  # host path -> sha256
+    file_modes: dict[str, str]  # host path -> "UID:GID MODE" ("0:0 0600")
+
+
+def oci_platform(uname: str) -> tuple[str | None, str | None]:
+    """``"Linux aarch64"`` -> ``("linux/arm64", "aarch64")``; what is not understood is None."""
+    kernel, _, machine = uname.strip().partition(" ")
+    if not machine:
+        return None, None
+    try:
+        return str(from_uname(kernel, machine)), machine.strip()
+    except UnknownPlatform:
+        return None, machine.strip()
 
 
 class ServicesState(FactBase[ServicesStateValue]):
     """
-    One command for everything the services deploy decides on: the host's `uname -sm`, whether the Docker
-    engine answers, each archfleet-managed container (by the ``archfleet.service`` label) with its status,
-    spec hash and image digest labels, and the sha256 of every file archfleet put under /etc/archfleet/services.
+    One command for everything the services deploy decides on: the host's OCI platform, whether the Docker
+    engine answers, each archfleet-managed container (by the ``archfleet.service`` label, including a rollout's
+    ``-previous`` container) with its status, spec hash and image digest labels, and the sha256, owner and mode
+    of every file archfleet put under /etc/archfleet/services.
     """
 
     def command(self) -> str:
         return SERVICES_STATE_COMMAND
 
     def process(self, output: list[str]) -> ServicesStateValue:
-        value: ServicesStateValue = {"platform": None, "engine_running": False, "containers": {}, "files": {}}
+        value: ServicesStateValue = {
+            "platform": None, "machine": None, "engine_running": False, "containers": {}, "files": {},
+            "file_modes": {},
+        }
         for line in output:
             key, _, rest = line.strip().partition("=")
             if key == "platform":
-                value["platform"] = rest.strip() or None
+                value["platform"], value["machine"] = oci_platform(rest)
             elif key == "engine":
                 value["engine_running"] = rest == "up"
             elif key == "container":
@@ -67,6 +87,9 @@ class ServicesState(FactBase[ServicesStateValue]):
             elif key == "file":
                 digest, _, path = rest.partition("  ")
                 value["files"][path.strip()] = digest.strip()
+            elif key == "meta":
+                owner, mode, path = [*rest.split(" ", 2), "", ""][:3]
+                value["file_modes"][path.strip()] = f"{owner} {mode}"
         return value
 
 
@@ -94,7 +117,8 @@ class ContainerProof(TypedDict):
 
 
 class ServiceProofValue(TypedDict):
-    platform: str | None
+    platform: str | None  # the host's OCI platform
+    machine: str | None  # the host's uname -m
     engine_running: bool
     containers: dict[str, ContainerProof]
 
@@ -109,11 +133,11 @@ class ServiceProof(FactBase[ServiceProofValue]):
         return SERVICE_PROOF_COMMAND
 
     def process(self, output: list[str]) -> ServiceProofValue:
-        value: ServiceProofValue = {"platform": None, "engine_running": True, "containers": {}}
+        value: ServiceProofValue = {"platform": None, "machine": None, "engine_running": True, "containers": {}}
         for line in output:
             key, _, rest = line.strip().partition("=")
             if key == "platform":
-                value["platform"] = rest.strip() or None
+                value["platform"], value["machine"] = oci_platform(rest)
             elif key == "engine":
                 value["engine_running"] = False
             elif key == "container":

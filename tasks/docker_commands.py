@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pyinfra.api import QuoteString, StringCommand
 
 from archfleet.errors import InputError
@@ -42,8 +44,18 @@ def login(address: str, username: str, password_file: str) -> StringCommand:
     )
 
 
-def private_directory(path: str) -> StringCommand:
-    return StringCommand("install", "-d", "-m", "0700", "-o", "root", "-g", "root", QuoteString(path))
+def private_directory(*paths: str) -> StringCommand:
+    """Directories (and their missing parents) only root can enter."""
+    return StringCommand("install", "-d", "-m", "0700", "-o", "root", "-g", "root", *(QuoteString(p) for p in paths))
+
+
+def own_files(files: Sequence[tuple[str, str, str]]) -> StringCommand:
+    """``(owner UID:GID, octal mode, path)`` for each file: chown then chmod, one command for all."""
+    parts: list[str | QuoteString] = ["true"]
+    for owner, mode, path in files:
+        parts += ["&&", "chown", QuoteString(owner), QuoteString(path)]
+        parts += ["&&", "chmod", QuoteString(mode), QuoteString(path)]
+    return StringCommand(*parts)
 
 
 def public_directory(path: str) -> StringCommand:

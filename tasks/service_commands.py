@@ -1,13 +1,22 @@
-"""Command text for running service containers. Pure: builds text, runs nothing.
+"""Command text for running service containers. Pure: builds commands, runs nothing.
 
-The replace script is one command per service rollout: pull by digest, stop and keep the previous container,
-create and start the new one, wait for its health check, then either drop the previous container and old file
-versions, or print the new container's last log lines, put the previous container back and fail.
+Each step of a rollout on a host is one fixed POSIX sh script; every value (container names, the image, the
+`docker create` argv built from the fleet file) reaches it as a quoted positional argument, never spliced into the
+script's text. A failing script prints its reason as a last stderr line ``archfleet-failure: REASON``.
+
+- ``pull_images``: each image by digest, each under ``timeout``.
+- ``switch_container``: stop the running container and keep it as ``<name>-previous``, create and start the new
+  one, wait until it is healthy (or, without a health check, still running and not restarted after 3 s); on any
+  failure print the new container's last log lines, remove it and put the previous one back. A previous container
+  left by an interrupted rollout is put back first, so the script repairs what it finds.
+- ``rollback_container``: the new container is removed and the previous one runs again under its name.
+- ``finalize_container``: the previous container and file versions the service no longer mounts are removed.
+- ``start_container``, ``remove_service``.
 """
 
 from __future__ import annotations
 
-import shlex
+from collections.abc import Sequence
 
 from pyinfra.api import QuoteString, StringCommand
 
@@ -15,11 +24,121 @@ from archfleet.services.desired import DesiredContainer
 from facts.services import DIGEST_LABEL, FILES_ROOT, SERVICE_LABEL, SPEC_LABEL, TAG_LABEL
 
 LOG_LINES = 20
-STATUS_FORMAT = "{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}"
+FAILURE_PREFIX = "archfleet-failure: "
+SETTLE_SECONDS = 3
+
+# Shell functions every step script starts with. `wait_ready NAME SECONDS SETTLE` returns 0 when NAME is healthy,
+# or (SETTLE=1, no health check) running and not restarted for SETTLE_SECONDS; else prints why and returns 1.
+_PRELUDE = r"""
+fail() { echo "archfleet-failure: $*" >&2; }
+exists() { docker container inspect "$1" >/dev/null 2>&1; }
+show_logs() {
+  echo "$1: its last log lines:" >&2
+  docker logs --tail LOG_LINES "$1" 2>&1 | sed 's/^/    | /' >&2
+}
+wait_ready() {
+  i=0
+  while [ "$i" -lt "$2" ]; do
+    i=$((i + 1))
+    set -- "$1" "$2" "$3" $(docker inspect --format \
+      '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} '\
+'{{.RestartCount}} {{.State.ExitCode}}' "$1" 2>/dev/null || echo missing missing 0 0)
+    case "$4 $5" in
+      "running healthy") [ "$6" = 0 ] && return 0 ;;
+      "running none") if [ "$3" = 1 ] && [ "$i" -gt SETTLE_SECONDS ] && [ "$6" = 0 ]; then return 0; fi ;;
+      "running unhealthy") fail "health check failed"; return 1 ;;
+      missing*) fail "the container disappeared"; return 1 ;;
+    esac
+    if [ "$6" != 0 ]; then fail "the process exited (exit code $7) and was restarted"; return 1; fi
+    case "$4" in
+      exited|dead) fail "the process exited (exit code $7)"; return 1 ;;
+    esac
+    set -- "$1" "$2" "$3"
+    sleep 1
+  done
+  fail "not healthy within $2 s"
+  return 1
+}
+""".replace("LOG_LINES", str(LOG_LINES)).replace("SETTLE_SECONDS", str(SETTLE_SECONDS))
+
+_PULL = _PRELUDE + r"""
+seconds=$1; shift
+for image in "$@"; do
+  timeout "$seconds" docker pull -q "$image" >/dev/null 2>/tmp/archfleet-pull.$$
+  code=$?
+  if [ "$code" = 124 ]; then rm -f /tmp/archfleet-pull.$$; fail "pull timed out after $seconds s ($image)"; exit 1; fi
+  if [ "$code" != 0 ]; then
+    reason=$(tail -n 1 /tmp/archfleet-pull.$$); rm -f /tmp/archfleet-pull.$$
+    fail "pull failed: ${reason:-exit $code} ($image)"; exit 1
+  fi
+  rm -f /tmp/archfleet-pull.$$
+done
+"""
+
+_SWITCH = _PRELUDE + r"""
+name=$1 previous=$2 wait=$3 settle=$4 start_seconds=$5; shift 5
+if exists "$previous"; then
+  if [ "$(docker inspect --format '{{.State.Running}}' "$name" 2>/dev/null)" = true ]; then
+    docker rm -f "$previous" >/dev/null
+  else
+    docker rm -f "$name" >/dev/null 2>&1
+    docker rename "$previous" "$name" || { fail "could not put back $previous"; exit 1; }
+  fi
+fi
+if exists "$name"; then
+  docker stop -t 10 "$name" >/dev/null 2>&1
+  docker rename "$name" "$previous" || { fail "could not keep $name as $previous"; exit 1; }
+fi
+put_back() {
+  docker rm -f "$name" >/dev/null 2>&1
+  if exists "$previous"; then
+    docker rename "$previous" "$name" && docker start "$name" >/dev/null && echo "put the previous $name back" >&2
+  fi
+}
+if ! error=$(timeout "$start_seconds" "$@" 2>&1 >/dev/null); then
+  fail "could not create the container: $(echo "$error" | head -n 1)"; put_back; exit 1
+fi
+if ! error=$(timeout "$start_seconds" docker start "$name" 2>&1 >/dev/null); then
+  show_logs "$name"; fail "could not start: $(echo "$error" | head -n 1)"; put_back; exit 1
+fi
+if ! wait_ready "$name" "$wait" "$settle"; then
+  show_logs "$name"; put_back; exit 1
+fi
+"""
+
+_ROLLBACK = _PRELUDE + r"""
+name=$1 previous=$2
+if exists "$previous"; then
+  docker rm -f "$name" >/dev/null 2>&1
+  if ! docker rename "$previous" "$name" || ! docker start "$name" >/dev/null; then
+    fail "could not put back $previous"; exit 1
+  fi
+else
+  fail "no $previous to put back"; exit 1
+fi
+"""
+
+_FINALIZE = r"""
+previous=$1 directory=$2; shift 2
+docker rm -f "$previous" >/dev/null 2>&1
+for version in "$directory"/*/; do
+  [ -d "$version" ] || continue
+  keep=0
+  for wanted in "$@"; do [ "${version%/}" = "$directory/$wanted" ] && keep=1; done
+  [ "$keep" = 1 ] || rm -rf "$version"
+done
+true
+"""
+
+_START = _PRELUDE + r"""
+name=$1 wait=$2 settle=$3
+docker start "$name" >/dev/null || { fail "could not start $name"; exit 1; }
+if ! wait_ready "$name" "$wait" "$settle"; then show_logs "$name"; exit 1; fi
+"""
 
 
-def q(value: str) -> str:
-    return shlex.quote(value)
+def _script(text: str, label: str, args: Sequence[str]) -> StringCommand:
+    return StringCommand("sh", "-c", QuoteString(text), label, *(QuoteString(a) for a in args))
 
 
 def create_argv(desired: DesiredContainer) -> list[str]:
@@ -35,59 +154,31 @@ def create_argv(desired: DesiredContainer) -> list[str]:
     return [*argv, *desired.create_args, desired.image, *desired.command]
 
 
-def wait_script(name: str, healthcheck: bool, timeout: int) -> str:
-    """Sets ``ok=1`` when the container is healthy (or, without a health check, still running after 3 s)."""
-    settle = "0" if healthcheck else "1"
-    return (
-        f"ok=0; status=missing; for i in $(seq {timeout}); do "
-        f"status=$(docker inspect --format {q(STATUS_FORMAT)} {q(name)} 2>/dev/null || echo missing); "
-        f'case "$status" in healthy) ok=1; break ;; '
-        f'running) if [ {settle} = 1 ] && [ "$i" -ge 3 ]; then ok=1; break; fi ;; '
-        "exited|dead|unhealthy|missing) break ;; esac; sleep 1; done"
-    )
+def pull_images(images: Sequence[str], timeout: int) -> StringCommand:
+    return _script(_PULL, "archfleet-pull", [str(timeout), *images])
 
 
-def prune_file_versions(desired: DesiredContainer) -> str:
-    keep = sorted({f.host_path.rsplit("/", 2)[-2] for f in desired.files})
-    patterns = "|".join(f"*/{k}/" for k in keep) or "__none__"
-    directory = f"{FILES_ROOT}/{desired.service}"
-    return f'for d in {q(directory)}/*/; do case "$d" in {patterns}) ;; *) rm -rf "$d" ;; esac; done 2>/dev/null'
-
-
-def replace_container(desired: DesiredContainer) -> StringCommand:
-    name, previous = q(desired.name), q(desired.previous_name)
-    create = " ".join(q(a) for a in create_argv(desired))
-    script = "; ".join([
-        "set -e",
-        f"docker pull -q {q(desired.image)} >/dev/null",
-        f"docker rm -f {previous} >/dev/null 2>&1 || true",
-        f"if docker container inspect {name} >/dev/null 2>&1; then docker stop -t 10 {name} >/dev/null; "
-        f"docker rename {name} {previous}; fi",
-        f"{create} >/dev/null",
-        f"docker start {name} >/dev/null",
-        "set +e",
-        wait_script(desired.name, desired.healthcheck, desired.wait_seconds),
-        f'if [ "$ok" = 1 ]; then docker rm -f {previous} >/dev/null 2>&1; {prune_file_versions(desired)}; exit 0; fi',
-        f'echo "{desired.name} did not become healthy (status: $status); its last log lines:" >&2',
-        f"docker logs --tail {LOG_LINES} {name} 2>&1 | sed 's/^/    | /' >&2",
-        f"docker rm -f {name} >/dev/null",
-        f"if docker container inspect {previous} >/dev/null 2>&1; then docker rename {previous} {name}; "
-        f'docker start {name} >/dev/null; echo "put the previous {desired.name} back" >&2; fi',
-        "exit 1",
+def switch_container(desired: DesiredContainer, start_timeout: int) -> StringCommand:
+    settle = "0" if desired.healthcheck else "1"
+    return _script(_SWITCH, "archfleet-switch", [
+        desired.name, desired.previous_name, str(desired.wait_seconds), settle, str(start_timeout),
+        *create_argv(desired),
     ])
-    return StringCommand(script)
+
+
+def rollback_container(name: str, previous: str) -> StringCommand:
+    return _script(_ROLLBACK, "archfleet-rollback", [name, previous])
+
+
+def finalize_container(desired: DesiredContainer) -> StringCommand:
+    versions = sorted({f.host_path.rsplit("/", 2)[-2] for f in desired.files})
+    return _script(_FINALIZE, "archfleet-finalize",
+                   [desired.previous_name, f"{FILES_ROOT}/{desired.service}", *versions])
 
 
 def start_container(desired: DesiredContainer) -> StringCommand:
-    name = q(desired.name)
-    return StringCommand("; ".join([
-        f"docker start {name} >/dev/null",
-        wait_script(desired.name, desired.healthcheck, desired.wait_seconds),
-        'if [ "$ok" = 1 ]; then exit 0; fi',
-        f'echo "{desired.name} did not become healthy after start (status: $status); its last log lines:" >&2',
-        f"docker logs --tail {LOG_LINES} {name} 2>&1 | sed 's/^/    | /' >&2",
-        "exit 1",
-    ]))
+    settle = "0" if desired.healthcheck else "1"
+    return _script(_START, "archfleet-start", [desired.name, str(desired.wait_seconds), settle])
 
 
 def remove_service(container: str, service: str) -> StringCommand:
@@ -96,3 +187,18 @@ def remove_service(container: str, service: str) -> StringCommand:
         "rm", "-rf", QuoteString(f"{FILES_ROOT}/{service}"),
     )
 
+
+def remove_service_files(service: str) -> StringCommand:
+    return StringCommand("rm", "-rf", QuoteString(f"{FILES_ROOT}/{service}"))
+
+
+def remove_container(container: str) -> StringCommand:
+    return StringCommand("docker", "rm", "-f", QuoteString(container), ">/dev/null")
+
+
+def failure_reason(stderr_lines: Sequence[str], default: str) -> str:
+    """The reason a step script gave (its last ``archfleet-failure:`` line), else ``default``."""
+    for line in reversed(stderr_lines):
+        if line.startswith(FAILURE_PREFIX):
+            return line[len(FAILURE_PREFIX):].strip()
+    return default

@@ -1,4 +1,6 @@
-"""Operations that make a host run its services' containers, deciding from the ServicesState fact."""
+"""Operations that make a host run its services' containers: a HostPlan (archfleet.sync.plan, decided from the
+ServicesState fact) executed with the same step scripts `archfleet sync` runs. The plain pyinfra deploy uses them;
+`archfleet sync` runs the same steps through pyinfra's API in batches, behind a canary."""
 
 from __future__ import annotations
 
@@ -8,85 +10,60 @@ from io import BytesIO
 from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 
-from archfleet.services.desired import DesiredContainer, decide
 from archfleet.services.proof import OK, ProofRow
-from facts.services import FILES_ROOT, ServicesStateValue
+from archfleet.sync.plan import SWITCHING_ACTIONS, HostPlan
+from archfleet.sync.steps import finalize_command, step_command
+from facts.services import FILES_ROOT
 from tasks import docker_commands, service_commands
 
+DEFAULT_PULL_TIMEOUT = 600
+DEFAULT_START_TIMEOUT = 60
 
-def engine_down_command() -> StringCommand:
-    return StringCommand("echo 'the Docker engine does not answer: run deploys/host.py first' >&2; exit 1")
 
-
-def unreadable_state_command() -> StringCommand:
-    """The fact could not be read (the connection dropped): fail this host only."""
-    return StringCommand("echo 'could not read the services state of this host' >&2; exit 1")
+def failed_host_command(reason: str) -> StringCommand:
+    """Fail this host only, with ``reason`` as its error."""
+    return StringCommand("echo", QuoteString(reason), ">&2;", "exit", "1")
 
 
 @operation()
-def service_running(
-    desired: DesiredContainer | None, state: ServicesStateValue | None
+def services_converged(
+    plan: HostPlan | None, failure: str | None = None, pull_timeout: int = DEFAULT_PULL_TIMEOUT,
+    start_timeout: int = DEFAULT_START_TIMEOUT,
 ) -> Generator[StringCommand | FileUploadCommand, None, None]:
     """
-    The service's container runs the host platform's image of its tag (pinned by digest) with the declared
-    spec; its files and secrets are on the host, root-only, mounted read-only. Recreated only when the spec
-    or the image digest changed, started when stopped, left alone otherwise. ``state`` is the host's
-    ServicesState fact, read once by the deploy for all its operations. ``desired`` is None for a service
-    this host does not run (a no-op, so that each operation is the same service on every host).
+    The host runs its declared services as its plan says: files uploaded (root-only, content-addressed), images
+    pulled by digest, each changed service switched (its previous container kept until the new one is healthy,
+    and put back when it is not), then previous containers and unused file versions removed. ``failure``: the
+    host could not be planned (the reason fails it). A plan without steps is a no-op.
     """
-    if desired is None:
-        host.noop("not declared for this host")
+    if failure is not None or plan is None:
+        yield failed_host_command(failure or "no plan for this host")
         return
-    if state is None:
-        yield unreadable_state_command()
+    for orphan in plan.orphans:
+        logger.info(f"{host.print_prefix}{orphan.service}: kept ({orphan.reason})")
+    if not plan.changed:
+        host.noop(f"{len(plan.unchanged)} service(s) up to date")
         return
-    if not state["engine_running"]:
-        yield engine_down_command()
-        return
-    decision = decide(desired, state["containers"].get(desired.name))
-    if decision.action == "none":
-        host.noop(f"{desired.service}: up to date ({decision.reason})")
-        return
-    pull = f"; pull {desired.image}" if decision.action != "start" else ""
-    logger.info(f"{host.print_prefix}{desired.service}: {decision.action} ({decision.reason}{pull})")
-    missing = [f for f in desired.files if state["files"].get(f.host_path) != f.sha256]
-    if missing:
-        yield docker_commands.private_directory(FILES_ROOT)
-        yield docker_commands.private_directory(f"{FILES_ROOT}/{desired.service}")
-    for managed in missing:
-        yield docker_commands.private_directory(managed.host_path.rsplit("/", 1)[0])
-        yield FileUploadCommand(BytesIO(managed.content), managed.host_path)
-        yield docker_commands.chmod("0600", managed.host_path)
-    if decision.action == "start":
-        yield service_commands.start_container(desired)
-    else:
-        yield service_commands.replace_container(desired)
-
-
-@operation()
-def undeclared_services_removed(
-    keep: list[str], state: ServicesStateValue | None
-) -> Generator[StringCommand, None, None]:
-    """Containers archfleet made for services no longer declared on this host (and leftovers of an
-    interrupted rollout) are removed, with their files."""
-    if state is None:
-        yield unreadable_state_command()
-        return
-    if not state["engine_running"]:
-        host.noop("the Docker engine does not answer: no containers to look at")
-        return
-    wanted = {f"archfleet-{name}" for name in keep}
-    stale = sorted(c for c in state["containers"] if c not in wanted)
-    if not stale:
-        host.noop("no undeclared service containers")
-        return
-    for name in stale:
-        service = state["containers"][name]["service"]
-        logger.info(f"{host.print_prefix}{service}: remove {name} (not declared for this host)")
-        if service in keep:
-            yield StringCommand("docker", "rm", "-f", name)
-        else:
-            yield service_commands.remove_service(name, service)
+    for step in plan.steps:
+        logger.info(f"{host.print_prefix}{step.describe()}")
+    if plan.files:
+        directories = sorted({f.host_path.rsplit("/", 1)[0] for f in plan.files})
+        parents = sorted({d.rsplit("/", 1)[0] for d in directories})
+        yield docker_commands.private_directory(FILES_ROOT, *parents, *directories)
+        for managed in plan.files:
+            yield FileUploadCommand(BytesIO(managed.content), managed.host_path)
+        yield docker_commands.own_files([(f.owner, f.mode, f.host_path) for f in plan.files])
+    images = sorted({s.pulls for s in plan.steps if s.pulls})
+    if images:
+        yield service_commands.pull_images(images, pull_timeout)
+    moved = []
+    for step in plan.steps:
+        if step.action in SWITCHING_ACTIONS:
+            yield step_command(step, start_timeout)
+            moved.append(step)
+    tidy = finalize_command(plan, moved)
+    if tidy is not None:
+        yield tidy
 
 
 @operation(is_idempotent=True)
@@ -95,4 +72,4 @@ def proven(row: ProofRow) -> Generator[StringCommand, None, None]:
     if row.verdict == OK:
         host.noop(f"{row.service}: {row.image_platform} image, uname -m {row.inner_machine}, digest {row.digest}")
         return
-    yield StringCommand("echo", QuoteString(f"{row.service}: {row.reason or row.state}"), ">&2;", "exit 1")
+    yield failed_host_command(f"{row.service}: {row.reason or row.state}")

@@ -8,7 +8,7 @@ import pytest
 
 from archfleet.cli import main
 from archfleet.errors import InputError
-from archfleet.inventory_file import inventory_groups
+from archfleet.inventory_file import group_names, load_inventory
 
 
 def test_unknown_option_is_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
@@ -31,15 +31,16 @@ def test_inventory_groups_as_pyinfra_reads_them(tmp_path: Path) -> None:
     inventory = tmp_path / "inventory.py"
     inventory.write_text(
         "web = ['a', ('b', {'ssh_port': 2222})]\n"
-        "db = ('c',)\n"
+        "db = ['c']\n"
         "_private = ['x']\n"
         "settings = {'not': 'a group'}\n"
     )
-    assert inventory_groups(inventory) == {"web": ["a", "b"], "db": ["c"], "all": ["a", "b", "c"]}
+    groups = group_names(load_inventory(inventory))
+    assert groups == {"web": ["a", "b"], "db": ["c"], "inventory": ["a", "b", "c"], "all": ["a", "b", "c"]}
 
 
 def test_a_broken_inventory_is_one_line(tmp_path: Path) -> None:
     inventory = tmp_path / "inventory.py"
     inventory.write_text("hosts = [undefined_name]\n")
     with pytest.raises(InputError, match=r"inventory.py: the inventory failed to load: NameError"):
-        inventory_groups(inventory)
+        load_inventory(inventory)

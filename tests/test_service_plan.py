@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
+import pytest
+
 from archfleet.fleet import load_fleet
-from archfleet.services.desired import DesiredContainer, decide, desired_container
-from facts.services import ContainerState
+from archfleet.services.desired import DesiredContainer, FleetContext, decide, desired_container
+from archfleet.sync.plan import batches, plan_host
+from facts.services import ContainerState, ServicesStateValue
 from tasks import service_commands
 
 FLEET = """\
 registry: {address: "r.example:5000"}
+inventory: inventory.py
 services:
   proxy:
     image: r.example:5000/proxy:1
@@ -25,15 +28,22 @@ services:
 """
 
 
+@pytest.fixture(autouse=True)
+def proxy_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROXY_ID", "from-the-environment")
+
+
 def desired(
     tmp_path: Path, port: str = "1080", secret: str = "s3cret", digest: str = "sha256:aaaa"
 ) -> DesiredContainer:
     (tmp_path / "proxy.json.j2").write_text('{"port": {{ port }}, "id": "{{ secrets.id }}", "on": "{{ host.name }}"}')
     (tmp_path / "fleet.yaml").write_text(FLEET.replace("port: 1080", f"port: {port}"))
+    (tmp_path / "inventory.py").write_text("hosts = ['a', ('b', {'ssh_hostname': '10.0.0.2'})]\n")
     spec = load_fleet(tmp_path / "fleet.yaml").services["proxy"]
+    context = FleetContext(hosts={"b": {"address": "10.0.0.2"}}, service_hosts={}, secrets={"proxy": {"id": secret}})
     return desired_container(
         spec, tag="r.example:5000/proxy:1", repository="r.example:5000/proxy", digest=digest, host_name="a",
-        platform="linux/arm64", secret_values={"id": secret}, fleet_context={"hosts": {"b": {"address": "10.0.0.2"}}},
+        platform="linux/arm64", context=context,
     )
 
 
@@ -75,21 +85,71 @@ def test_config_or_secret_change_changes_the_spec_hash_and_nothing_else_does(tmp
     assert desired(tmp_path, digest="sha256:cccc").spec_hash == base.spec_hash, "the digest is compared on its own"
 
 
-def test_replace_script_pulls_by_digest_labels_and_rolls_back(tmp_path: Path) -> None:
+def host_state(*containers: ContainerState, files: dict[str, str] | None = None) -> ServicesStateValue:
+    return {"platform": "linux/arm64", "machine": "aarch64", "engine_running": True,
+            "containers": {c["name"]: c for c in containers}, "files": files or {}, "file_modes": {}}
+
+
+def uploaded(d: DesiredContainer) -> dict[str, str]:
+    return {f.host_path: f.sha256 for f in d.files}
+
+
+def test_plan_decides_each_service_and_keeps_orphans_unless_pruning(tmp_path: Path) -> None:
     d = desired(tmp_path)
-    script = str(service_commands.replace_container(d))
-    assert script.startswith("set -e; docker pull -q r.example:5000/proxy@sha256:aaaa >/dev/null; ")
-    create = " ".join(shlex.quote(a) for a in service_commands.create_argv(d))
-    assert f"{create} >/dev/null" in script
-    for label in (f"archfleet.spec={d.spec_hash}", "archfleet.digest=sha256:aaaa", "archfleet.service=proxy"):
-        assert f"--label {label}" in create
-    assert "docker rename archfleet-proxy archfleet-proxy-previous" in script
-    assert "docker rename archfleet-proxy-previous archfleet-proxy; docker start archfleet-proxy" in script
-    assert "docker logs --tail 20 archfleet-proxy" in script and script.endswith("exit 1")
-    assert "s3cret" not in script
+    fresh = plan_host("a", host_state(), [d], prune=False)
+    assert [(s.service, s.action) for s in fresh.steps] == [("proxy", "create")]
+    assert {f.host_path for f in fresh.files} == {f.host_path for f in d.files}
+    assert fresh.steps[0].pulls == d.image
+
+    same = plan_host("a", host_state(state(d), files=uploaded(d)), [d], prune=False)
+    assert not same.changed and [s.action for s in same.unchanged] == ["none"]
+
+    orphan: ContainerState = {"name": "archfleet-old", "status": "running", "service": "old", "spec": "x",
+                              "digest": "y"}
+    kept = plan_host("a", host_state(state(d), orphan, files=uploaded(d)), [d], prune=False)
+    assert not kept.changed and [o.service for o in kept.orphans] == ["old"]
+    pruned = plan_host("a", host_state(state(d), orphan, files=uploaded(d)), [d], prune=True)
+    assert [(s.service, s.action, s.containers) for s in pruned.steps] == [("old", "remove", ("archfleet-old",))]
 
 
-def test_start_script_waits_for_health(tmp_path: Path) -> None:
-    script = str(service_commands.start_container(desired(tmp_path)))
-    assert script.startswith("docker start archfleet-proxy >/dev/null; ok=0;")
-    assert "healthy) ok=1" in script
+def test_a_missing_mounted_file_recreates(tmp_path: Path) -> None:
+    d = desired(tmp_path)
+    plan = plan_host("a", host_state(state(d)), [d], prune=False)
+    assert [s.action for s in plan.steps] == ["recreate"] and "mounted file" in plan.steps[0].reason
+
+
+def test_an_interrupted_rollout_is_repaired(tmp_path: Path) -> None:
+    d = desired(tmp_path)
+    files = uploaded(d)
+    previous = state(d, name="archfleet-proxy-previous", status="exited")
+    # The new container never started: the previous one (up to date) is put back.
+    restore = plan_host("a", host_state(state(d, status="created", spec="new"), previous, files=files), [d], False)
+    assert [s.action for s in restore.steps] == ["restore"]
+    # The previous container is out of date: it is replaced (the switch script puts it back first).
+    stale = plan_host("a", host_state({**previous, "spec": "old"}, files=files), [d], False)
+    assert [s.action for s in stale.steps] == ["recreate"] and "interrupted" in stale.steps[0].reason
+    # The new container runs and is up to date: only the leftover goes.
+    cleanup = plan_host("a", host_state(state(d), previous, files=files), [d], False)
+    assert [s.action for s in cleanup.steps] == ["cleanup"]
+    assert not cleanup.orphans, "a rollout's previous container is not an orphan"
+
+
+@pytest.mark.parametrize(("hosts", "canary", "size", "expected"), [
+    (["a", "b", "c", "d"], 1, 3, [["a"], ["b", "c", "d"]]),
+    (["a", "b", "c", "d"], 1, 1, [["a"], ["b"], ["c"], ["d"]]),
+    (["a", "b", "c", "d"], 0, 2, [["a", "b"], ["c", "d"]]),
+    (["a", "b", "c"], 2, 5, [["a", "b"], ["c"]]),
+    (["a"], 1, 1, [["a"]]),
+    ([], 1, 1, []),
+])
+def test_batches(hosts: list[str], canary: int, size: int, expected: list[list[str]]) -> None:
+    assert batches(hosts, canary, size) == expected
+
+
+def test_step_scripts_take_every_value_as_an_argument(tmp_path: Path) -> None:
+    """Values from the fleet file reach the step scripts as quoted arguments; the script text is fixed."""
+    d = desired(tmp_path)
+    first = service_commands.switch_container(d, 60)
+    other = service_commands.switch_container(desired(tmp_path, port="1081", digest="sha256:bbbb"), 60)
+    assert first.bits[2].obj == other.bits[2].obj, "the script text does not depend on the fleet file"
+    assert "s3cret" not in str(first)

@@ -1,49 +1,54 @@
-"""`archfleet sync [--dry] [--limit HOST|GROUP] [-f FLEET]`: every host runs its declared services."""
+"""`archfleet sync [--dry] [--prune] [--json] [--limit HOST|GROUP] [-f FLEET]`: every host runs its declared
+services; only what drifted changes, rolled out behind a canary (archfleet.sync.rollout)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from archfleet.errors import OperationFailed
 from archfleet.fleet import Fleet, default_fleet_path, load_fleet
-from archfleet.fleet.services import check_placement
-from archfleet.inventory_file import inventory_groups
-from archfleet.pyinfra_run import print_summary, project_path, run_deploy
 from archfleet.run import say
-
-DEFAULT_INVENTORY = "inventories/lab.py"
+from archfleet.sync.rollout import sync
 
 
 def add_fleet_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-f", "--fleet", type=Path, help="the fleet file (default: $ARCHFLEET_FLEET or ./fleet.yaml)")
 
 
-def fleet_inventory(fleet: Fleet) -> Path:
-    """The inventory the fleet file names (relative to the file), else the project's lab inventory."""
-    return fleet.base_dir / fleet.inventory if fleet.inventory else project_path(DEFAULT_INVENTORY)
+def load_fleet_for_services(args: argparse.Namespace, command: str) -> Fleet:
+    """The fleet file, loaded and validated; a command about services needs a `services:` section."""
+    from archfleet.errors import InputError
+
+    path = args.fleet or default_fleet_path()
+    fleet = load_fleet(path)
+    if not fleet.services_declared:
+        raise InputError(f"{path}: {command}: the file has no `services:` section (an empty or truncated file?); "
+                         "nothing was changed. Write `services: {}` to run no services")
+    return fleet
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("sync", help="run every declared service on its hosts; change only what drifted")
     add_fleet_argument(parser)
-    parser.add_argument("--dry", action="store_true", help="print what would be pulled, created or recreated")
-    parser.add_argument("--limit", metavar="HOST|GROUP", help="only these hosts (a host or group name)")
+    parser.add_argument("--dry", action="store_true", help="print the plan (what would be pulled, created, "
+                                                           "recreated, removed) and change nothing")
+    parser.add_argument("--prune", action="store_true", help="also remove containers of services no longer declared "
+                                                             "for a host (without it they are only listed)")
+    parser.add_argument("--limit", metavar="HOST|GROUP", help="only these hosts (host or group names, comma-separated)")
+    parser.add_argument("--json", action="store_true", help="print the plan and results as one JSON document")
     parser.set_defaults(handler=run_sync)
 
 
 def run_sync(args: argparse.Namespace) -> int:
-    path = args.fleet or default_fleet_path()
-    fleet = load_fleet(path)
-    inventory = fleet_inventory(fleet)
-    check_placement(fleet.services, inventory_groups(inventory))
-    say(f"sync: {len(fleet.services)} service(s) from {path} on {inventory}{' (dry run)' if args.dry else ''}")
-    result = run_deploy(
-        inventory, project_path("deploys/services.py"), dry=args.dry, limit=args.limit,
-        env={"ARCHFLEET_FLEET": str(Path(path).resolve())},
-    )
-    if result.returncode != 0 and not result.hosts:
-        raise OperationFailed("sync: pyinfra stopped without results (the reason is above)")
-    print_summary(result, "sync")
-    return 0 if result.returncode == 0 and not result.failed_hosts else 1
+    fleet = load_fleet_for_services(args, "sync")
+    say(f"sync: {len(fleet.services)} service(s) from {fleet.path} on {fleet.inventory}"
+        f"{' (dry run)' if args.dry else ''}")
+    report = sync(fleet, dry=args.dry, prune=args.prune, limit=args.limit, say=say)
+    if args.json:
+        print(report.as_json())
+    else:
+        print("\n".join(report.lines()))
+    sys.stdout.flush()
+    return 0 if report.ok else 1

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from archfleet.fleet.registry import RegistrySpec, parse_registry
+from archfleet.fleet.rollout import RolloutSpec, TimeoutsSpec, parse_rollout, parse_timeouts
+from archfleet.placement import Placement, place
 from archfleet.schema import Mapping, load_yaml
 
 DEFAULT_FLEET_FILE = "fleet.yaml"
@@ -41,30 +43,64 @@ class Fleet:
     services: dict[str, Any] = field(default_factory=dict)
     spot_fleets: dict[str, Any] = field(default_factory=dict)
     laptop: Any = None
+    rollout: RolloutSpec = field(default_factory=RolloutSpec)  # the fleet-wide default (`rollout:`)
+    timeouts: TimeoutsSpec = field(default_factory=TimeoutsSpec)  # `timeouts:`
+    # Worked out once at load time, from the inventory the file names (None without `inventory:`):
+    hosts: Any = None  # the pyinfra Inventory
+    placement: Placement | None = None
+    services_declared: bool = False  # the file has a `services:` section (an empty one counts)
+    context: Any = None  # archfleet.services.desired.FleetContext: template variables and secret values
 
     @property
     def base_dir(self) -> Path:
         """Relative paths in the fleet file are relative to the file's folder."""
         return self.path.resolve().parent
 
+    @property
+    def inventory_path(self) -> Path | None:
+        return self.base_dir / self.inventory if self.inventory else None
+
 
 def load_fleet(path: Path | None = None) -> Fleet:
+    """Load and validate the whole fleet file, offline: every section, the inventory it names, where each
+    service runs (groups, hosts, ports), and every template and environment value rendered for each of its hosts.
+    Any error is one line, ``FILE:LINE: key.path: reason`` (exit 2); nothing is contacted."""
     path = path or default_fleet_path()
     top = Mapping(load_yaml(path))
     base_dir = path.resolve().parent
-    fleet = Fleet(path=path, registry=parse_registry(top.mapping("registry"), base_dir))
+    fleet = Fleet(path=path, registry=parse_registry(top, base_dir))
     fleet.inventory = top.string("inventory", None)
+    fleet.rollout = parse_rollout(top.mapping("rollout"))
+    fleet.timeouts = parse_timeouts(top.mapping("timeouts"))
 
     # Each section's parser lives in its own module; they are imported here so that a file that uses
     # only one section still has every key checked.
     from archfleet.fleet import images, laptop, services, spot
 
     fleet.images = images.parse_images(top.mapping("images"), fleet)
+    services_node = top.get("services")
+    fleet.services_declared = services_node is not None
     fleet.services = services.parse_services(top.mapping("services"), fleet)
     fleet.spot_fleets = spot.parse_spot_fleets(top.mapping("spot_fleets"), fleet)
     fleet.laptop = laptop.parse_laptop(top.mapping("laptop"), fleet)
     top.done()
+    place_services(fleet, top)
     return fleet
+
+
+def place_services(fleet: Fleet, top: Mapping) -> None:
+    """Load the inventory, place every service on its hosts and render each for each host (a dry render)."""
+    inventory_node = top.items.get("inventory")
+    if fleet.inventory is None or inventory_node is None:
+        if fleet.services:
+            top.fail("services", "services need `inventory:`, the pyinfra inventory file they run on")
+        return
+    from archfleet.inventory_file import group_names, load_inventory
+    from archfleet.services.desired import check_renders
+
+    fleet.hosts = load_inventory(fleet.base_dir / fleet.inventory, f"{inventory_node.where}: inventory")
+    fleet.placement = place(fleet.services, group_names(fleet.hosts))
+    check_renders(fleet)
 
 
 _LOADED: dict[Path, Fleet] = {}

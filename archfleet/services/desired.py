@@ -11,23 +11,32 @@ import hashlib
 import json
 import posixpath
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import jinja2
 
 from archfleet.errors import InputError
-from archfleet.fleet.services import ServiceSpec
+from archfleet.inventory_file import host_addresses
+from archfleet.placement import container_name, previous_container_name
 from facts.services import FILES_ROOT, ContainerState
+
+if TYPE_CHECKING:
+    from archfleet.fleet import Fleet
+    from archfleet.fleet.services import ServiceSpec
 
 
 @dataclass(frozen=True)
 class ManagedFile:
-    """A file archfleet puts on the host (root-only) and mounts read-only into the container."""
+    """A file archfleet puts on the host and mounts read-only into the container. Its directory is named after
+    its content, owner and mode, so a new version never overwrites what a running container mounts."""
 
     host_path: str
     mount: str
     content: bytes = field(repr=False)
-    sha256: str
+    sha256: str  # of the content
     secret: bool
+    owner: str = "0:0"  # UID:GID
+    mode: str = "0600"
 
 
 @dataclass(frozen=True)
@@ -47,21 +56,51 @@ class DesiredContainer:
 
     @property
     def previous_name(self) -> str:
-        return f"{self.name}-previous"
+        return previous_container_name(self.service)
+
+
+@dataclass(frozen=True)
+class FleetContext:
+    """What every host's containers are rendered from, worked out once per fleet file: template variables about
+    the whole fleet and each service's secret values (read once from their files or environment variables)."""
+
+    hosts: dict[str, dict[str, str]]  # host -> {"address": ...}
+    service_hosts: dict[str, list[str]]  # service -> host names
+    secrets: dict[str, dict[str, str]] = field(repr=False)  # service -> secret name -> value
+
+    def variables(self) -> dict[str, object]:
+        return {"hosts": self.hosts, "service_hosts": self.service_hosts}
+
+
+def fleet_context(fleet: Fleet) -> FleetContext:
+    """The fleet's context (computed at load time by check_renders; computed here for a fleet without one)."""
+    if fleet.context is None:
+        placement = fleet.placement
+        fleet.context = FleetContext(
+            hosts={name: {"address": address} for name, address in host_addresses(fleet.hosts).items()}
+            if fleet.hosts is not None else {},
+            service_hosts=placement.service_hosts() if placement else {},
+            secrets={name: {s.name: s.read() for s in spec.secrets} for name, spec in fleet.services.items()},
+        )
+    return fleet.context  # type: ignore[no-any-return]
 
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def managed_file(service: str, basename: str, mount: str, content: bytes, secret: bool) -> ManagedFile:
+def managed_file(service: str, basename: str, mount: str, content: bytes, secret: bool,
+                 owner: str = "0:0", mode: str = "0600") -> ManagedFile:
     digest = sha256_hex(content)
+    version = sha256_hex(f"{digest} {owner} {mode}".encode()) if (owner, mode) != ("0:0", "0600") else digest
     return ManagedFile(
-        host_path=f"{FILES_ROOT}/{service}/{digest[:16]}/{basename}",
+        host_path=f"{FILES_ROOT}/{service}/{version[:16]}/{basename}",
         mount=mount,
         content=content,
         sha256=digest,
         secret=secret,
+        owner=owner,
+        mode=mode,
     )
 
 
@@ -82,7 +121,8 @@ def render_template(spec: ServiceSpec, index: int, variables: dict[str, object])
 
 
 def render_text(spec: ServiceSpec, where: str, text: str, variables: dict[str, object]) -> str:
-    """Environment values may use the template variables too (``{{ hosts['amd64-1'].address }}``)."""
+    """Environment values may use the template variables too (``{{ hosts['amd64-1'].address }}``), but never
+    ``secrets``: a secret reaches a container only as a mounted file."""
     if "{{" not in text and "{%" not in text:
         return text
     try:
@@ -99,24 +139,25 @@ def desired_container(
     digest: str,
     host_name: str,
     platform: str,
-    secret_values: dict[str, str],
-    fleet_context: dict[str, object] | None = None,
+    context: FleetContext,
 ) -> DesiredContainer:
-    """``fleet_context`` adds template variables about the whole fleet: ``hosts`` (name -> {address}) and
-    ``service_hosts`` (service -> host names)."""
+    """The container ``host_name`` (of ``platform``) runs for ``spec``, from the image ``repository@digest``."""
+    secret_values = context.secrets.get(spec.name, {})
     files: list[ManagedFile] = []
     for secret in spec.secrets:
-        files.append(managed_file(spec.name, secret.name, secret.mount, secret_values[secret.name].encode(), True))
-    variables: dict[str, object] = {
-        **(fleet_context or {}),
+        files.append(managed_file(
+            spec.name, secret.name, secret.mount, secret_values[secret.name].encode(), True,
+            owner=getattr(secret, "owner", None) or "0:0", mode=getattr(secret, "mode", None) or "0600",
+        ))
+    plain: dict[str, object] = {
+        **context.variables(),
         "vars": spec.vars,
         **spec.vars,
-        "secrets": secret_values,
         "host": {"name": host_name, "platform": platform},
         "service": {"name": spec.name},
     }
     for index, file_spec in enumerate(spec.files):
-        content = render_template(spec, index, variables)
+        content = render_template(spec, index, {**plain, "secrets": secret_values})
         files.append(managed_file(spec.name, posixpath.basename(file_spec.mount), file_spec.mount, content, False))
 
     args = ["--network", spec.network, "--restart", spec.restart]
@@ -124,7 +165,7 @@ def desired_container(
         for port in spec.ports:
             args += ["--publish", f"{port.host_port}:{port.container_port}/{port.protocol}"]
     for key, value in sorted(spec.environment.items()):
-        args += ["--env", f"{key}={render_text(spec, f'environment.{key}', value, variables)}"]
+        args += ["--env", f"{key}={render_text(spec, f'environment.{key}', value, plain)}"]
     for volume in spec.volumes:
         args += ["--volume", volume]
     for managed in files:
@@ -142,11 +183,11 @@ def desired_container(
         ]
     command = (spec.entrypoint[1:] if spec.entrypoint else []) + (spec.command or [])
     spec_hash = sha256_hex(
-        json.dumps({"args": args, "command": command, "files": [f.sha256 for f in files]}, sort_keys=True).encode()
+        json.dumps({"args": args, "command": command, "files": [f.host_path for f in files]}, sort_keys=True).encode()
     )[:16]
     return DesiredContainer(
         service=spec.name,
-        name=spec.container_name,
+        name=container_name(spec.name),
         tag=tag,
         digest=digest,
         image=f"{repository}@{digest}",
@@ -158,6 +199,23 @@ def desired_container(
         wait_seconds=wait_seconds(spec),
         stop_order=spec.stop_order,
     )
+
+
+RENDER_CHECK_DIGEST = "sha256:" + "0" * 64
+
+
+def check_renders(fleet: Fleet) -> None:
+    """At load time: every service renders (templates, environment values) for each host it is placed on, with
+    undefined names refused. The host's platform is not known before it is contacted: it renders as
+    ``unknown/unknown`` here."""
+    context = fleet_context(fleet)
+    placement = fleet.placement
+    if placement is None:
+        return
+    for host in placement.hosts:
+        for spec in placement.services_on(host):
+            desired_container(spec, tag="-", repository="-", digest=RENDER_CHECK_DIGEST, host_name=host,
+                              platform="unknown/unknown", context=context)
 
 
 def wait_seconds(spec: ServiceSpec) -> int:

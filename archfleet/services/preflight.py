@@ -1,6 +1,6 @@
 """Pre-flight: before any host is touched, each service's tag must hold a verified image for every target
-host's platform (the same check as `archfleet images verify`). Results are cached for the whole run, so each
-tag is read from the registry once per platform, however many hosts there are.
+host's platform (the same check as `archfleet images verify`). Each tag is read from the registry once per
+sync, for all the platforms its hosts need at once.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from archfleet.errors import OperationFailed
 from archfleet.fleet import Fleet
 from archfleet.fleet.services import ServiceSpec
 from archfleet.images.verify import verify_tag
-from archfleet.platforms import Platform
+from archfleet.platforms import parse as parse_platform
 from archfleet.registry_client import parse_reference
 
 
@@ -20,10 +20,10 @@ class PreflightFailed(OperationFailed):
 
 
 @dataclass(frozen=True)
-class PinnedImage:
+class PinnedTag:
     tag: str  # REGISTRY/REPOSITORY:TAG
     repository: str  # REGISTRY/REPOSITORY
-    digest: str  # the host platform's image manifest digest
+    digests: dict[str, str]  # platform -> its verified image manifest digest
 
 
 def service_reference(fleet: Fleet, spec: ServiceSpec) -> str:
@@ -34,38 +34,30 @@ def service_reference(fleet: Fleet, spec: ServiceSpec) -> str:
     return str(parse_reference(text, registry))
 
 
-_VERIFIED: dict[tuple[str, str], tuple[bool, str, str | None, str]] = {}
-_SECRETS: dict[tuple[int, str], dict[str, str]] = {}
-
-
-def _verified(fleet: Fleet, reference: str, platform: Platform) -> tuple[bool, str, str | None, str]:
-    key = (reference, str(platform))
-    if key not in _VERIFIED:
-        report = verify_tag(fleet.registry, reference, [platform])
+def pin_services(fleet: Fleet, hosts_by_platform: dict[str, dict[str, list[str]]]) -> dict[str, PinnedTag]:
+    """``hosts_by_platform``: service -> platform -> the hosts of that platform it runs on. Returns service ->
+    PinnedTag. Raises PreflightFailed naming the tag, a host and what the tag has; nothing was changed then."""
+    pinned: dict[str, PinnedTag] = {}
+    by_reference: dict[str, list[str]] = {}
+    for service in hosts_by_platform:
+        by_reference.setdefault(service_reference(fleet, fleet.services[service]), []).append(service)
+    for reference, services in by_reference.items():
+        needed = sorted({p for s in services for p in hosts_by_platform[s]})
+        if not needed:
+            continue
+        report = verify_tag(fleet.registry, reference, [parse_platform(p) for p in needed])
+        digests = report.digests()
         present = sorted({c.platform for c in report.checks if c.verdict != "missing"} | set(report.extra))
-        digest = report.digests().get(str(platform))
-        _VERIFIED[key] = (report.ok, report.summary(), digest, ", ".join(present) or "none")
-    return _VERIFIED[key]
-
-
-def pin_image(fleet: Fleet, spec: ServiceSpec, host_name: str, platform: Platform) -> PinnedImage:
-    """This host's image for the service, verified; PreflightFailed names the tag, the host and what the tag has."""
-    reference = service_reference(fleet, spec)
-    ok, summary, digest, present = _verified(fleet, reference, platform)
-    if not ok or digest is None:
-        raise PreflightFailed(
-            f"pre-flight: {reference} has no verified {platform} image for host {host_name} "
-            f"(the tag has: {present}; {summary}); nothing was changed"
-        )
-    parsed = parse_reference(reference)
-    repository = f"{parsed.registry}/{parsed.repository}" if parsed.registry else parsed.repository
-    return PinnedImage(tag=reference, repository=repository, digest=digest)
-
-
-def secret_values(fleet: Fleet, spec: ServiceSpec) -> dict[str, str]:
-    """The service's secrets, read once per run from their local files or environment variables."""
-    key = (id(fleet), spec.name)
-    if key not in _SECRETS:
-        _SECRETS[key] = {secret.name: secret.read() for secret in spec.secrets}
-    return _SECRETS[key]
-
+        for service in services:
+            for platform, hosts in sorted(hosts_by_platform[service].items()):
+                check = next((c for c in report.checks if c.platform == platform), None)
+                if report.index_digest is None or check is None or check.verdict != "ok" or platform not in digests:
+                    raise PreflightFailed(
+                        f"pre-flight: {reference} has no verified {platform} image for host {sorted(hosts)[0]} "
+                        f"(the tag has: {', '.join(present) or 'none'}; {report.summary()}); nothing was changed"
+                    )
+        parsed = parse_reference(reference)
+        repository = f"{parsed.registry}/{parsed.repository}" if parsed.registry else parsed.repository
+        for service in services:
+            pinned[service] = PinnedTag(reference, repository, digests)
+    return pinned

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archfleet.platforms import UnknownPlatform, from_uname, matches
+from archfleet.placement import container_name
+from archfleet.platforms import UnknownPlatform, matches
 from archfleet.platforms import parse as parse_platform
 from archfleet.services.desired import short
+from archfleet.table import format_table
 from facts.services import ServiceProofValue
 
 OK = "ok"
@@ -34,17 +36,17 @@ def judge(host: str, declared: list[str], proof: ServiceProofValue) -> list[Proo
     """A row per declared service (none for a host that runs no service)."""
     if not declared:
         return []
-    kernel, _, machine = (proof["platform"] or "? ?").partition(" ")
-    try:
-        host_platform = from_uname(kernel, machine)
-    except UnknownPlatform:
-        return [ProofRow(host, "?", "-", "-", "-", "-", "-", FAIL, f"unknown host platform {proof['platform']!r}")]
-    platform_text = str(host_platform)
+    if not proof.get("platform"):
+        return [ProofRow(host, "?", "-", "-", "-", "-", "-", FAIL,
+                         f"unknown host platform (uname -m {proof.get('machine')!r})")]
+    platform_text = str(proof["platform"])
+    host_platform = parse_platform(platform_text)
+    machine = proof.get("machine") or host_platform.machine
     if not proof["engine_running"]:
         return [ProofRow(host, platform_text, "-", "-", "-", "-", "-", FAIL, "the Docker engine does not answer")]
     rows = []
     for service in sorted(declared):
-        container = proof["containers"].get(f"archfleet-{service}")
+        container = proof["containers"].get(container_name(service))
         if container is None:
             rows.append(ProofRow(host, platform_text, service, "missing", "-", "-", "-", FAIL, "no container"))
             continue
@@ -69,9 +71,7 @@ def judge(host: str, declared: list[str], proof: ServiceProofValue) -> list[Proo
 
 
 def table(rows: list[ProofRow]) -> str:
-    cells = [HEADINGS] + [tuple(str(getattr(r, c)) for c in COLUMNS) for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(HEADINGS))]
-    lines = ["  ".join(value.ljust(widths[i]) for i, value in enumerate(row)).rstrip() for row in cells]
+    lines = [format_table(HEADINGS, [tuple(getattr(r, c) for c in COLUMNS) for r in rows])]
     for row in rows:
         if row.reason:
             lines.append(f"  {row.host} {row.service}: {row.reason}")

@@ -1,0 +1,139 @@
+"""Running steps on many hosts at once through pyinfra's API, in this process, each under a time bound.
+
+pyinfra's own SSH connector carries every command; its facts' pure ``process()`` reads the output. Hosts run
+in parallel (gevent greenlets, as pyinfra's CLI runs them: the process is monkey-patched by ``archfleet.cli``), and
+each step on each host is bounded: a host that times out fails alone (``connect timed out after 10 s``), the
+others finish. Nothing here decides anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from io import BytesIO
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import gevent
+from pyinfra.api import Config, FactBase, State, StringCommand
+from pyinfra.api.exceptions import ConnectError
+
+from archfleet.services.desired import ManagedFile
+from facts.services import FILES_ROOT
+from tasks import docker_commands
+from tasks.service_commands import failure_reason
+
+if TYPE_CHECKING:
+    from pyinfra.api import Host, Inventory
+
+T = TypeVar("T")
+
+
+@dataclass
+class Outcome:
+    """A step on one host: ok, or failed with a one-line reason; the step's stderr lines for the log."""
+
+    ok: bool
+    reason: str = ""
+    stderr: list[str] = field(default_factory=list)
+
+
+class StepFailed(Exception):
+    def __init__(self, reason: str, stderr: list[str] | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.stderr = stderr or []
+
+
+def connect_error_reason(error: BaseException) -> str:
+    """pyinfra's connect errors in a few plain words (connection refused, host key mismatch, ...)."""
+    text = str(error.args[0] if error.args else error)
+    lowered = text.lower()
+    for needle, reason in (
+        ("connection refused", "connection refused"),
+        ("host key", "host key mismatch (the host's SSH key is not the one recorded)"),
+        ("authentication", "SSH authentication failed"),
+        ("no route", "no route to host"),
+        ("timed out", "connect timed out"),
+        ("could not resolve", "could not resolve the host name"),
+        ("error reading ssh protocol banner", "no SSH banner (the host accepts connections but does not answer)"),
+    ):
+        if needle in lowered:
+            return reason
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+class HostSession:
+    """The inventory's hosts in one pyinfra State, connected on first use."""
+
+    def __init__(self, inventory: Inventory, connect_timeout: int):
+        logging.getLogger("pyinfra").setLevel(logging.CRITICAL)
+        self.inventory = inventory
+        self.connect_timeout = connect_timeout
+        self.state = State(inventory, Config(CONNECT_TIMEOUT=connect_timeout))
+        self.hosts: dict[str, Host] = {host.name: host for host in inventory}
+
+    def each(self, names: Iterable[str], step: str, timeout: float,
+             action: Callable[[Host], T]) -> dict[str, T | Outcome]:
+        """``action(host)`` on every named host in parallel; a host whose action raised or ran out of time gets
+        an Outcome(False, reason) instead of a value."""
+        def guarded(host: Host) -> T | Outcome:
+            try:
+                with gevent.Timeout(timeout, StepFailed(f"{step} timed out after {timeout:g} s")):
+                    return action(host)
+            except StepFailed as error:
+                return Outcome(False, error.reason, error.stderr)
+            except ConnectError as error:
+                return Outcome(False, connect_error_reason(error))
+            except (OSError, EOFError) as error:
+                return Outcome(False, f"{step}: connection lost ({error or type(error).__name__})")
+            except Exception as error:  # paramiko raises its own; one line per host, never a traceback
+                return Outcome(False, f"{step}: {type(error).__name__}: {error}")
+
+        greenlets = {name: gevent.spawn(guarded, self.hosts[name]) for name in names}
+        gevent.joinall(list(greenlets.values()))
+        return {name: greenlet.value for name, greenlet in greenlets.items()}
+
+    def connect(self, host: Host) -> None:
+        if not host.connected:
+            with gevent.Timeout(self.connect_timeout, StepFailed(f"connect timed out after {self.connect_timeout} s")):
+                host.connect(show_errors=False, raise_exceptions=True)
+
+    def fact(self, host: Host, fact: type[FactBase[Any]]) -> Any:
+        """One fact, read with one command (its pure ``process()`` parses the output)."""
+        self.connect(host)
+        instance = fact()
+        ok, output = host.run_shell_command(StringCommand(instance.command()), print_output=False)
+        if not ok:
+            raise StepFailed(f"could not read {fact.__name__}: {(output.stderr_lines or ['no output'])[-1]}")
+        return instance.process(output.stdout_lines)
+
+    def run(self, host: Host, command: StringCommand, default_reason: str) -> None:
+        """Run one step script; a failure raises StepFailed with the script's own reason."""
+        self.connect(host)
+        ok, output = host.run_shell_command(command, print_output=False)
+        if not ok:
+            raise StepFailed(failure_reason(output.stderr_lines, default_reason), output.stderr_lines)
+
+    def upload(self, host: Host, files: Iterable[ManagedFile]) -> None:
+        """Put files in their content-addressed, root-only directories, then give them their owner and mode."""
+        pending = list(files)
+        if not pending:
+            return
+        self.connect(host)
+        directories = sorted({f.host_path.rsplit("/", 1)[0] for f in pending})
+        parents = sorted({d.rsplit("/", 1)[0] for d in directories})
+        self.run(host, docker_commands.private_directory(FILES_ROOT, *parents, *directories),
+                 f"could not create the directories under {FILES_ROOT}")
+        for managed in pending:
+            if not host.put_file(BytesIO(managed.content), managed.host_path, print_output=False):
+                raise StepFailed(f"could not upload {managed.host_path}")
+        self.run(host, docker_commands.own_files([(f.owner, f.mode, f.host_path) for f in pending]),
+                 "could not set the owner and mode of the uploaded files")
+
+    def disconnect(self) -> None:
+        for host in self.hosts.values():
+            if host.connected:
+                with contextlib.suppress(Exception):  # closing what is lost must not hide the results
+                    host.disconnect()

@@ -1,0 +1,77 @@
+"""The sync pipeline's pure middle: from the loaded fleet and each host's ServicesState fact to a plan per host.
+
+    fleet = load_fleet(path)                     # parsed, validated, placed and rendered once (offline)
+    states = {host: ServicesState value, ...}    # one command per host
+    plans = plan_fleet(fleet, states, prune)     # tags pinned once per sync, one HostPlan per host
+
+``archfleet sync`` executes the plans as a rolling rollout (archfleet.sync.rollout); the plain pyinfra deploy
+``deploys/services.py`` executes each host's plan as operations.
+"""
+
+from __future__ import annotations
+
+from archfleet.errors import OperationFailed
+from archfleet.fleet import Fleet
+from archfleet.services.desired import DesiredContainer, desired_container, fleet_context
+from archfleet.services.preflight import PinnedTag, pin_services
+from archfleet.sync.plan import HostPlan, plan_host
+from facts.services import ServicesStateValue
+
+
+def placement_of(fleet: Fleet):  # type: ignore[no-untyped-def]
+    if fleet.placement is None:
+        raise OperationFailed(f"{fleet.path}: no inventory: nothing to sync")
+    return fleet.placement
+
+
+def hosts_by_platform(fleet: Fleet, states: dict[str, ServicesStateValue]) -> dict[str, dict[str, list[str]]]:
+    """service -> platform -> hosts, over the hosts whose state was read."""
+    placement = placement_of(fleet)
+    needed: dict[str, dict[str, list[str]]] = {}
+    for host, state in states.items():
+        for spec in placement.services_on(host):
+            if state.get("platform"):
+                needed.setdefault(spec.name, {}).setdefault(str(state["platform"]), []).append(host)
+    return needed
+
+
+def desired_on_host(fleet: Fleet, host: str, platform: str, pins: dict[str, PinnedTag]) -> list[DesiredContainer]:
+    """The containers ``host`` should run, in start order, each pinned to its platform's digest."""
+    context = fleet_context(fleet)
+    result = []
+    for spec in placement_of(fleet).services_on(host):
+        pinned = pins[spec.name]
+        result.append(desired_container(
+            spec, tag=pinned.tag, repository=pinned.repository, digest=pinned.digests[platform],
+            host_name=host, platform=platform, context=context,
+        ))
+    return result
+
+
+def plan_fleet(fleet: Fleet, states: dict[str, ServicesStateValue], prune: bool) -> dict[str, HostPlan]:
+    """One plan per host whose state was read (the pre-flight pins every tag first, once)."""
+    pins = pin_services(fleet, hosts_by_platform(fleet, states))
+    plans = {}
+    for host, state in sorted(states.items()):
+        platform = state.get("platform")
+        desired = desired_on_host(fleet, host, str(platform), pins) if platform else []
+        plans[host] = plan_host(host, state, desired, prune)
+    return plans
+
+
+_PINS: dict[tuple[int, str, str], PinnedTag] = {}
+
+
+def plan_one_host(fleet: Fleet, host: str, state: ServicesStateValue, prune: bool) -> HostPlan:
+    """The plain pyinfra deploy's path (deploy code runs once per host): each tag is still read once per process,
+    for each platform, however many hosts there are."""
+    platform = state.get("platform")
+    if not platform:
+        return plan_host(host, state, [], prune)
+    pins: dict[str, PinnedTag] = {}
+    for spec in placement_of(fleet).services_on(host):
+        key = (id(fleet), spec.name, str(platform))
+        if key not in _PINS:
+            _PINS[key] = pin_services(fleet, {spec.name: {str(platform): [host]}})[spec.name]
+        pins[spec.name] = _PINS[key]
+    return plan_host(host, state, desired_on_host(fleet, host, str(platform), pins), prune)
