@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from archfleet.lab.state import LabState
-from archfleet.services.ci import build_on_every_runner
+from archfleet.lab.ci import build_on_every_runner
 from tests.lab.support import LAB_INVENTORY, PROJECT, archfleet, fleet_header, on_host, pyinfra
 
 pytestmark = pytest.mark.lab
@@ -50,8 +50,8 @@ def ci_fleet(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     archfleet("images", "build", "-f", str(path), check=True)
     yield path
     empty = directory / "empty.yaml"
-    empty.write_text(f"registry: {{lab: true}}\ninventory: {LAB_INVENTORY}\n")
-    archfleet("sync", "-f", str(empty))
+    empty.write_text(f"registry: {{lab: true}}\ninventory: {LAB_INVENTORY}\nservices: {{}}\n")
+    archfleet("sync", "--prune", "-f", str(empty))
     on_host(lab.hosts_of("amd64")[0], "rm -rf /var/lib/archfleet/test-ci-master")
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from archfleet.lab.images import base_image
 from archfleet.lab.state import LabState
-from archfleet.services.v2ray_client import fetch_through_proxy
+from archfleet.lab.v2ray_client import fetch_through_proxy
 from tests.lab.support import LAB_INVENTORY, archfleet, fleet_header, on_host, pyinfra
 
 pytestmark = pytest.mark.lab
@@ -114,8 +114,8 @@ def fleet(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Iterator[F
     yield fleet
     # Leave the lab's hosts without this module's services.
     empty = tmp_path_factory.mktemp("empty") / "fleet.yaml"
-    empty.write_text(f"registry: {{lab: true}}\ninventory: {LAB_INVENTORY}\n")
-    archfleet("sync", "-f", str(empty))
+    empty.write_text(f"registry: {{lab: true}}\ninventory: {LAB_INVENTORY}\nservices: {{}}\n")
+    archfleet("sync", "--prune", "-f", str(empty))
 
 
 def test_first_sync_runs_every_service_and_the_second_changes_nothing(fleet: Fleet, lab: LabState) -> None:
@@ -155,26 +155,28 @@ def test_moving_a_tag_recreates_exactly_its_containers_with_the_new_digest(fleet
         assert after[(host, "archfleet-v2ray")]["id"] == before[(host, "archfleet-v2ray")]["id"], "v2ray untouched"
         assert after[(host, "archfleet-mover")]["id"] != before[(host, "archfleet-mover")]["id"]
         assert after[(host, "archfleet-mover")]["digest"] != before[(host, "archfleet-mover")]["digest"]
-        assert changed_lines(result.stdout)[host].startswith("changed: Service mover"), result.stdout
+        assert changed_lines(result.stdout)[host] == "updated: mover (recreate)", result.stdout
     digests = {after[(h, "archfleet-mover")]["digest"] for h in ("amd64-1", "arm64-1")}
     assert len(digests) == 2, "each platform runs its own image"
     assert "mover: recreate (image digest" in result.stderr
 
 
 def test_a_failed_health_check_puts_the_previous_container_back(fleet: Fleet, lab: LabState) -> None:
+    """The canary (amd64-1) is healthy, the next batch (arm64-1) is not: the rollout stops, arm64-1 gets its
+    previous container back and amd64-1, moved in this sync, is rolled back to its previous container too."""
     before = containers(lab)
     publish_mover(lab, "bad")
     result = fleet.sync()
     assert result.returncode == 1
     lines = changed_lines(result.stdout)
-    assert lines["arm64-1"].startswith("FAILED"), result.stdout
-    assert lines["amd64-1"].startswith("changed"), "the other host's result stands"
-    assert "archfleet-mover did not become healthy" in result.stderr
+    assert lines["arm64-1"] == "FAILED: mover: health check failed", result.stdout
+    assert lines["amd64-1"] == "rolled back: mover (the rollout stopped at arm64-1)", result.stdout
     assert "put the previous archfleet-mover back" in result.stderr
     after = containers(lab)
-    assert after[("arm64-1", "archfleet-mover")]["digest"] == before[("arm64-1", "archfleet-mover")]["digest"]
-    assert after[("arm64-1", "archfleet-mover")]["status"] == "running"
-    assert ("arm64-1", "archfleet-mover-previous") not in after
+    for host in ("amd64-1", "arm64-1"):
+        assert after[(host, "archfleet-mover")]["id"] == before[(host, "archfleet-mover")]["id"], host
+        assert after[(host, "archfleet-mover")]["status"] == "running"
+        assert (host, "archfleet-mover-previous") not in after
     publish_mover(lab, "3")
     assert fleet.sync().returncode == 0
 
