@@ -30,4 +30,6 @@ else:
         plan = plan_one_host(fleet, host.name, state, prune=bool(host.data.get("archfleet_prune")))
     except ArchfleetError as error:
         failure = str(error)
-services.services_converged(name="Services run their images for this host's platform", plan=plan, failure=failure)
+services.services_converged(
+    name="Services run their images for this host's platform", plan=plan, failure=failure, timeouts=fleet.timeouts,
+)

@@ -158,10 +158,13 @@ def pull_images(images: Sequence[str], timeout: int) -> StringCommand:
     return _script(_PULL, "archfleet-pull", [str(timeout), *images])
 
 
-def switch_container(desired: DesiredContainer, start_timeout: int) -> StringCommand:
+def switch_container(desired: DesiredContainer, start_timeout: int, health_timeout: int) -> StringCommand:
+    """``start_timeout`` bounds `docker create` and `docker start`; the wait for health is the service's own
+    (interval, retries, start period), at most ``health_timeout``."""
     settle = "0" if desired.healthcheck else "1"
+    wait = min(desired.wait_seconds, health_timeout)
     return _script(_SWITCH, "archfleet-switch", [
-        desired.name, desired.previous_name, str(desired.wait_seconds), settle, str(start_timeout),
+        desired.name, desired.previous_name, str(wait), settle, str(start_timeout),
         *create_argv(desired),
     ])
 
@@ -176,9 +179,9 @@ def finalize_container(desired: DesiredContainer) -> StringCommand:
                    [desired.previous_name, f"{FILES_ROOT}/{desired.service}", *versions])
 
 
-def start_container(desired: DesiredContainer) -> StringCommand:
+def start_container(desired: DesiredContainer, health_timeout: int) -> StringCommand:
     settle = "0" if desired.healthcheck else "1"
-    return _script(_START, "archfleet-start", [desired.name, str(desired.wait_seconds), settle])
+    return _script(_START, "archfleet-start", [desired.name, str(min(desired.wait_seconds, health_timeout)), settle])
 
 
 def remove_service(container: str, service: str) -> StringCommand:

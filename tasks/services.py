@@ -10,14 +10,12 @@ from io import BytesIO
 from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 
+from archfleet.fleet.rollout import TimeoutsSpec
 from archfleet.services.proof import OK, ProofRow
 from archfleet.sync.plan import SWITCHING_ACTIONS, HostPlan
 from archfleet.sync.steps import finalize_command, step_command
 from facts.services import FILES_ROOT
 from tasks import docker_commands, service_commands
-
-DEFAULT_PULL_TIMEOUT = 600
-DEFAULT_START_TIMEOUT = 60
 
 
 def failed_host_command(reason: str) -> StringCommand:
@@ -27,8 +25,7 @@ def failed_host_command(reason: str) -> StringCommand:
 
 @operation()
 def services_converged(
-    plan: HostPlan | None, failure: str | None = None, pull_timeout: int = DEFAULT_PULL_TIMEOUT,
-    start_timeout: int = DEFAULT_START_TIMEOUT,
+    plan: HostPlan | None, failure: str | None = None, timeouts: TimeoutsSpec | None = None,
 ) -> Generator[StringCommand | FileUploadCommand, None, None]:
     """
     The host runs its declared services as its plan says: files uploaded (root-only, content-addressed), images
@@ -36,6 +33,7 @@ def services_converged(
     and put back when it is not), then previous containers and unused file versions removed. ``failure``: the
     host could not be planned (the reason fails it). A plan without steps is a no-op.
     """
+    timeouts = timeouts or TimeoutsSpec()
     if failure is not None or plan is None:
         yield failed_host_command(failure or "no plan for this host")
         return
@@ -55,11 +53,11 @@ def services_converged(
         yield docker_commands.own_files([(f.owner, f.mode, f.host_path) for f in plan.files])
     images = sorted({s.pulls for s in plan.steps if s.pulls})
     if images:
-        yield service_commands.pull_images(images, pull_timeout)
+        yield service_commands.pull_images(images, int(timeouts.pull))
     moved = []
     for step in plan.steps:
         if step.action in SWITCHING_ACTIONS:
-            yield step_command(step, start_timeout)
+            yield step_command(step, timeouts)
             moved.append(step)
     tidy = finalize_command(plan, moved)
     if tidy is not None:

@@ -149,7 +149,7 @@ def test_batches(hosts: list[str], canary: int, size: int, expected: list[list[s
 def test_step_scripts_take_every_value_as_an_argument(tmp_path: Path) -> None:
     """Values from the fleet file reach the step scripts as quoted arguments; the script text is fixed."""
     d = desired(tmp_path)
-    first = service_commands.switch_container(d, 60)
-    other = service_commands.switch_container(desired(tmp_path, port="1081", digest="sha256:bbbb"), 60)
+    first = service_commands.switch_container(d, 60, 300)
+    other = service_commands.switch_container(desired(tmp_path, port="1081", digest="sha256:bbbb"), 60, 300)
     assert first.bits[2].obj == other.bits[2].obj, "the script text does not depend on the fleet file"
     assert "s3cret" not in str(first)

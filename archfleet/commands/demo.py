@@ -17,12 +17,12 @@ from typing import Any
 from archfleet.errors import OperationFailed
 from archfleet.fleet import load_fleet
 from archfleet.lab import lab
+from archfleet.lab.ci import build_on_every_runner
 from archfleet.lab.state import LabState
 from archfleet.lab.system import ensure_packages
+from archfleet.lab.v2ray_client import client_config_text, fetch_through_proxy
 from archfleet.pyinfra_run import print_summary, project_path, run_deploy
 from archfleet.run import say
-from archfleet.lab.ci import build_on_every_runner
-from archfleet.lab.v2ray_client import client_config_text, fetch_through_proxy
 
 STEPS = 8
 

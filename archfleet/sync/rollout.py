@@ -16,13 +16,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import gevent
 
 from archfleet.errors import InputError
 from archfleet.fleet import Fleet
+from archfleet.fleet.rollout import TimeoutsSpec
 from archfleet.placement import start_order
 from archfleet.sync.hosts import HostSession, Outcome, StepFailed
 from archfleet.sync.pipeline import placement_of, plan_fleet
@@ -44,20 +44,8 @@ from tasks import service_commands
 Say = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class Timeouts:
-    """Seconds; the fleet file's ``timeouts:`` section (archfleet.fleet.rollout.TimeoutsSpec) has the same keys."""
-
-    connect: float = 10
-    facts: float = 60
-    pull: float = 600
-    start: float = 60
-    health: float = 300
-    run: float = 7200
-
-
-def timeouts_of(fleet: Fleet) -> Any:
-    return getattr(fleet, "timeouts", None) or Timeouts()
+def timeouts_of(fleet: Fleet) -> TimeoutsSpec:
+    return fleet.timeouts
 
 
 def hosts_in_scope(fleet: Fleet, limit: str | None) -> list[str]:
@@ -148,13 +136,13 @@ class Rollout:
 
     def switch_batch(self, service: str, batch: list[str]) -> str | None:
         steps = {h: self.plans[h].step(service) for h in batch}
-        longest = max(s.desired.wait_seconds for s in steps.values() if s and s.desired)
+        longest = min(self.timeouts.health, max(s.desired.wait_seconds for s in steps.values() if s and s.desired))
         bound = self.timeouts.start * 2 + longest + 30
 
         def switch(host: Any) -> None:
             step = steps[host.name]
             assert step is not None
-            self.session.run(host, step_command(step, self.timeouts.start), f"{service}: {step.action} failed")
+            self.session.run(host, step_command(step, self.timeouts), f"{service}: {step.action} failed")
 
         outcomes = self.session.each(batch, service, bound, switch)
         first_failed = None

@@ -7,17 +7,18 @@ from typing import Any
 
 from pyinfra.api import QuoteString, StringCommand
 
+from archfleet.fleet.rollout import TimeoutsSpec
 from archfleet.sync.plan import HostPlan, ServiceStep
 from tasks import service_commands
 
 
-def step_command(step: ServiceStep, start_timeout: float) -> StringCommand:
+def step_command(step: ServiceStep, timeouts: TimeoutsSpec) -> StringCommand:
     desired = step.desired
     assert desired is not None
     if step.action in ("create", "recreate"):
-        return service_commands.switch_container(desired, int(start_timeout))
+        return service_commands.switch_container(desired, int(timeouts.start), int(timeouts.health))
     if step.action == "start":
-        return service_commands.start_container(desired)
+        return service_commands.start_container(desired, int(timeouts.health))
     if step.action == "restore":
         return service_commands.rollback_container(desired.name, desired.previous_name)
     raise ValueError(step.action)
