@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from archfleet.fleet.images import ImageSpec
-from archfleet.images.build import docker_build_argv
+from archfleet.images.build import build_request
 from archfleet.images.plan import (
     EMULATED,
     NATIVE_LOCAL,
@@ -99,16 +99,36 @@ def test_input_hash_changes_with_each_input(tmp_path: Path) -> None:
     assert base != input_hash(context_digest(tmp_path), b"FROM x", {"BASE_IMAGE": "r/d@sha256:1"}, ARM64)
 
 
-def test_build_argv_passes_target_args_only_when_declared(tmp_path: Path) -> None:
+def test_build_request_passes_target_args_only_when_declared(tmp_path: Path) -> None:
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nARG TARGETARCH\nARG TARGETVARIANT\n")
     spec = ImageSpec("runner", tmp_path, dockerfile, (ARMV7,), {}, "archfleet/runner", "1")
-    argv = docker_build_argv(spec, ARMV7, "r/archfleet/runner:1-arm-v7", {"BASE_IMAGE": "r/d@sha256:1"}, "h1",
-                             host_network=True)
+    request = build_request(spec, ARMV7, "r/archfleet/runner:1-arm-v7", {"BASE_IMAGE": "r/d@sha256:1"}, "h1",
+                            host_network=True, cache_from=["r/archfleet/runner:1-arm-v7"])
+    arguments = request.api_arguments()
+    assert arguments == {
+        "path": str(tmp_path), "dockerfile": str(dockerfile), "tag": "r/archfleet/runner:1-arm-v7",
+        "platform": "linux/arm/v7",
+        "buildargs": {"BASE_IMAGE": "r/d@sha256:1", "TARGETARCH": "arm", "TARGETVARIANT": "v7"},
+        "labels": {"archfleet.images.input": "h1", "archfleet.images.name": "runner"},
+        "cache_from": ["r/archfleet/runner:1-arm-v7"], "network_mode": "host",
+        "rm": True, "forcerm": True, "pull": False, "decode": True,
+    }
+    argv = request.command_line()  # the same build as a person would type it (heads the build log)
     assert argv[:6] == ["docker", "build", "--platform", "linux/arm/v7", "-t", "r/archfleet/runner:1-arm-v7"]
     joined = " ".join(argv)
     assert "--label archfleet.images.input=h1" in joined and "--network host" in joined
+    assert "--cache-from r/archfleet/runner:1-arm-v7" in joined
     assert "--build-arg TARGETARCH=arm --build-arg TARGETVARIANT=v7" in joined
     assert "TARGETPLATFORM" not in joined and argv[-1] == str(tmp_path)
     assert platform_build_args("FROM x\n", ARM64) == {}
     assert spec.platform_tag(ARMV7) == "1-arm-v7"
+
+
+def test_build_request_without_cache_or_host_network(tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("FROM x\n")
+    spec = ImageSpec("v2ray", tmp_path, dockerfile, (AMD64,), {}, "archfleet/v2ray", "1")
+    request = build_request(spec, AMD64, "r/archfleet/v2ray:1-amd64", {}, "h2", host_network=False)
+    assert "network_mode" not in request.api_arguments() and request.api_arguments()["cache_from"] == []
+    assert "--network" not in request.command_line() and "--cache-from" not in request.command_line()

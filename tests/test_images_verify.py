@@ -28,3 +28,24 @@ def test_missing_tag() -> None:
 
 def test_human_size() -> None:
     assert [human_size(n) for n in (999, 65_600_000, 1_500_000_000)] == ["999 B", "65.6 MB", "1.5 GB"]
+
+
+def test_json_document() -> None:
+    report = VerifyReport("r:5000/x:1", "sha256:idx", [
+        PlatformCheck("linux/amd64", OK, AMD64, 108_500_000, "linux/amd64"),
+        PlatformCheck("linux/arm64", MISMATCH, AMD64, 108_500_000, "linux/amd64"),
+        PlatformCheck("linux/arm/v7", MISSING),
+    ], extra=["linux/s390x"])
+    assert report.as_json() == {
+        "reference": "r:5000/x:1", "digest": "sha256:idx", "ok": False,
+        "platforms": [
+            {"platform": "linux/amd64", "verdict": "ok", "digest": AMD64, "size": 108_500_000,
+             "config_platform": "linux/amd64"},
+            {"platform": "linux/arm64", "verdict": "mismatch", "digest": AMD64, "size": 108_500_000,
+             "config_platform": "linux/amd64"},
+            {"platform": "linux/arm/v7", "verdict": "missing", "digest": None, "size": None, "config_platform": None},
+        ],
+        "not_required": ["linux/s390x"],
+    }
+    missing_tag = VerifyReport("r:5000/x:1", None, [PlatformCheck("linux/amd64", MISSING)]).as_json()
+    assert missing_tag["digest"] is None and missing_tag["ok"] is False

@@ -1,8 +1,9 @@
-"""`archfleet images build [NAME...] [--dry]` and `archfleet images verify REF [--platforms ...]`."""
+"""`archfleet images build [NAME...] [--dry]` and `archfleet images verify REF [--platforms ...] [--json]`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -10,8 +11,9 @@ from archfleet.errors import InputError, OperationFailed
 from archfleet.fleet import Fleet, default_fleet_path, load_fleet
 from archfleet.fleet.images import ImageSpec
 from archfleet.fleet.registry import RegistrySpec
-from archfleet.images.build import ImageResult, build_image, engines, local_engine_platform, probe_builders
-from archfleet.images.plan import NATIVE_REMOTE, PUBLISH_LOCAL, inventory_hosts
+from archfleet.images.build import ImageResult, ImageTimeouts, build_image, probe_builders
+from archfleet.images.engine import engines, local_engine_platform
+from archfleet.images.plan import inventory_hosts
 from archfleet.images.verify import DEFAULT_PLATFORMS, human_size, verify_with_client
 from archfleet.platforms import UnknownPlatform
 from archfleet.platforms import parse as parse_platform
@@ -41,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="required platforms, e.g. linux/amd64 linux/arm64 (or comma-separated; default: the "
                              "fleet image's platforms, else linux/amd64 linux/arm64)")
     verify.add_argument("-f", "--fleet", type=Path, help="fleet file (default fleet.yaml or $ARCHFLEET_FLEET)")
+    verify.add_argument("--json", action="store_true", help="print one JSON document (the report) instead of the "
+                                                            "table; the exit code is the same")
     verify.set_defaults(handler=verify_command)
 
 
@@ -66,14 +70,14 @@ def selected_images(fleet: Fleet, names: list[str]) -> list[ImageSpec]:
 
 
 def results_table(results: list[ImageResult]) -> str:
-    rows = [("IMAGE", "PLATFORM", "PATH", "RESULT", "SIZE", "TIME", "DIGEST")]
+    """One row per image platform. CACHED is ``cached/steps`` of the build (steps that can come from the cache)."""
+    rows = [("IMAGE", "PLATFORM", "PATH", "RESULT", "SIZE", "TIME", "CACHED", "DIGEST")]
     for image in results:
         for r in image.platforms:
-            path = r.path.where.removeprefix("natively on ") if r.path.path == NATIVE_REMOTE else r.path.path
-            if r.path.path == PUBLISH_LOCAL:
-                path = "local-image"
-            rows.append((image.spec.name, str(r.platform), path, r.action, human_size(r.size) if r.size else "-",
-                         f"{r.seconds:.0f}s" if r.seconds else "-", r.digest or "-"))
+            steps = r.cached_steps + r.run_steps
+            rows.append((image.spec.name, str(r.platform), r.path.label, r.action,
+                         human_size(r.size) if r.size else "-", f"{r.seconds:.0f}s" if r.seconds else "-",
+                         f"{r.cached_steps}/{steps}" if steps else "-", r.digest or "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
@@ -93,10 +97,11 @@ def build_command(args: argparse.Namespace) -> int:
     elif needs_builders:
         say("no builder inventory: every platform builds on the local engine")
     local = local_engine_platform()
+    timeouts = ImageTimeouts.of(fleet)
     results = []
     with engines() as pool:
         for spec in specs:
-            results.append(build_image(spec, client, builders, local, pool, dry=args.dry))
+            results.append(build_image(spec, client, builders, local, pool, dry=args.dry, timeouts=timeouts))
     print(results_table(results))
     if args.dry:
         print("dry run: nothing built or pushed")
@@ -133,9 +138,13 @@ def verify_command(args: argparse.Namespace) -> int:
     if platforms is None:
         matching = [named] if named else [s for s in images.values() if s.repository == reference.repository]
         platforms = [str(p) for p in matching[0].platforms] if matching else list(DEFAULT_PLATFORMS)
+    say(f"verifying {reference} for {', '.join(platforms)}")
     report = verify_with_client(client, reference, platforms)
-    print(f"{report.reference}  index {report.index_digest or '-'}")
-    print(report.table())
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        print(f"{report.reference}  index {report.index_digest or '-'}")
+        print(report.table())
     if not report.ok:
         raise OperationFailed(report.summary())
     return 0

@@ -2,6 +2,12 @@
 ``REPOSITORY:TAG-ARCH``, then one manifest list under ``REPOSITORY:TAG`` (PUT through the registry API, what
 `docker manifest create` + `docker manifest push` do).
 
+Each platform's build prints a line per step (``IMAGE PLATFORM [WHERE]: step 3/7 RUN ... (12.4 s)``), keeps its
+full log in a private file (:class:`engine.BuildLog`) named in any failure, and is bounded in time (fleet file
+``timeouts: {build, push}``). Before building, the builder pulls the platform's previously pushed
+``REPOSITORY:TAG-ARCH`` and builds with it as ``cache_from``: a builder that lost its layer cache (a replaced
+spot instance) rebuilds only the steps after what changed.
+
 Idempotent: each platform image carries the label ``archfleet.images.input`` (the hash of its inputs); when the
 published tag lists exactly the wanted platforms and each entry's config has the expected label and platform,
 nothing is built or pushed ("up to date"). Only stale platforms are rebuilt.
@@ -9,20 +15,29 @@ nothing is built or pushed ("up to date"). Only stale platforms are rebuilt.
 
 from __future__ import annotations
 
-import os
-import shlex
 import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import docker.errors
+import requests
 
 from archfleet.errors import OperationFailed
 from archfleet.fleet.images import ImageSpec
+from archfleet.images.engine import (
+    BuildLog,
+    BuildRequest,
+    Engine,
+    EngineError,
+    Engines,
+    StreamTimedOut,
+    one_line,
+)
 from archfleet.images.plan import (
     BASE_ARG,
     INPUT_LABEL,
@@ -39,8 +54,9 @@ from archfleet.images.plan import (
     parse_probe,
     platform_build_args,
 )
+from archfleet.images.progress import BuildStream, LayerStream
 from archfleet.images.verify import verify_with_client
-from archfleet.platforms import Platform, UnknownPlatform, from_uname
+from archfleet.platforms import Platform
 from archfleet.registry_client import (
     NotFound,
     RegistryClient,
@@ -53,7 +69,7 @@ from archfleet.registry_client import (
     parse_reference,
     resolve_platform_digests,
 )
-from archfleet.run import run, say
+from archfleet.run import say
 
 
 @dataclass
@@ -68,6 +84,9 @@ class PlatformResult:
     media_type: str = ""  # of the platform's manifest
     manifest_size: int = 0  # bytes of the platform's manifest (what an index entry's "size" is)
     seconds: float = 0.0
+    cached_steps: int = 0  # build steps that came from the layer cache (local, or the registry's)
+    run_steps: int = 0  # build steps that ran
+    log: Path | None = None  # the build log
 
 
 @dataclass
@@ -83,16 +102,7 @@ class ImageResult:
         return not self.published and all(p.action == "up to date" for p in self.platforms)
 
 
-# --- builders and engines ---------------------------------------------------------------------------------------
-
-
-def local_engine_platform() -> Platform | None:
-    result = run(["docker", "version", "--format", "{{.Server.Os}}/{{.Server.Arch}}"], check=False)
-    os_name, _, arch = result.stdout.strip().partition("/")
-    try:
-        return from_uname(os_name, arch) if result.returncode == 0 else None
-    except UnknownPlatform:
-        return None
+# --- builders, timeouts, progress -------------------------------------------------------------------------------
 
 
 def probe_builders(candidates: Sequence[Candidate]) -> list[Builder]:
@@ -116,71 +126,40 @@ def probe_builders(candidates: Sequence[Candidate]) -> list[Builder]:
         return [b for b in pool.map(probe, candidates) if b is not None]
 
 
-class Engines:
-    """Docker engines by build path: the local one, and builder hosts' engines through SSH-forwarded sockets.
-
-    A forward is ``ssh -NL SOCKET:/var/run/docker.sock`` with the inventory's key and known_hosts (the docker CLI's
-    own ssh:// transport knows only ~/.ssh/config); it is opened on first use and closed by ``close()``.
-    """
-
-    def __init__(self) -> None:
-        self._dir = Path(tempfile.mkdtemp(prefix="archfleet-engines-"))
-        os.chmod(self._dir, 0o700)
-        self._forwards: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
-        self._lock = threading.Lock()
-        self._builder_locks: dict[str, threading.Lock] = {}
-
-    def env(self, path: BuildPath) -> dict[str, str]:
-        """The environment for docker commands on this path's engine."""
-        env = dict(os.environ)
-        env.pop("DOCKER_CONTEXT", None)
-        if path.path == NATIVE_REMOTE and path.builder:
-            env["DOCKER_HOST"] = f"unix://{self._socket(path.builder)}"
-        return env
-
-    def _socket(self, builder: Builder) -> Path:
-        with self._lock:  # one forward per builder; forwards to different builders open concurrently
-            lock = self._builder_locks.setdefault(builder.name, threading.Lock())
-        with lock:
-            if builder.name in self._forwards:
-                return self._forwards[builder.name][1]
-            socket = self._dir / f"{builder.name}.sock"
-            argv = builder.ssh_argv("-N", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=15",
-                                    "-L", f"{socket}:/var/run/docker.sock")
-            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.PIPE)
-            deadline = time.monotonic() + 30
-            while not socket.exists():
-                if process.poll() is not None or time.monotonic() > deadline:
-                    process.kill()
-                    error = (process.stderr.read().decode(errors="replace") if process.stderr else "").strip()
-                    raise OperationFailed(f"{builder.name}: cannot forward its Docker socket over SSH: "
-                                          f"{error.splitlines()[-1] if error else 'timed out'}")
-                time.sleep(0.1)
-            with self._lock:
-                self._forwards[builder.name] = (process, socket)
-            return socket
-
-    def close(self) -> None:
-        for process, socket in self._forwards.values():
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            socket.unlink(missing_ok=True)
-        self._forwards.clear()
-        with suppress(OSError):
-            self._dir.rmdir()
+DEFAULT_BUILD_TIMEOUT = 3600.0
+DEFAULT_PUSH_TIMEOUT = 1800.0
 
 
-@contextmanager
-def engines() -> Iterator[Engines]:
-    pool = Engines()
-    try:
-        yield pool
-    finally:
-        pool.close()
+@dataclass(frozen=True)
+class ImageTimeouts:
+    """Seconds one platform's build (with the pull of its registry cache) and one push may take."""
+
+    build: float = DEFAULT_BUILD_TIMEOUT
+    push: float = DEFAULT_PUSH_TIMEOUT
+
+    @classmethod
+    def of(cls, fleet: object) -> ImageTimeouts:
+        """The fleet file's ``timeouts: {build, push}`` (each defaults when not set)."""
+        timeouts = getattr(fleet, "timeouts", None)
+        build, push = getattr(timeouts, "build", None), getattr(timeouts, "push", None)
+        return cls(float(build) if build else DEFAULT_BUILD_TIMEOUT, float(push) if push else DEFAULT_PUSH_TIMEOUT)
+
+
+_SAY_LOCK = threading.Lock()
+
+
+class PlatformProgress:
+    """Progress lines of one image platform, prefixed ``IMAGE PLATFORM [WHERE]:`` so that platforms building at
+    the same time stay readable; each line also goes to the platform's build log."""
+
+    def __init__(self, image: str, platform: Platform, path: BuildPath, log: BuildLog) -> None:
+        self.prefix = f"{image} {platform} [{path.label}]"
+        self.log = log
+
+    def say(self, text: str) -> None:
+        with _SAY_LOCK:
+            say(f"{self.prefix}: {text}")
+        self.log.line(text)
 
 
 # --- inputs ----------------------------------------------------------------------------------------------------
@@ -214,8 +193,11 @@ def pinned_build_args(spec: ImageSpec, client: RegistryClient, platform: Platfor
 
 
 def local_image_id(image: str) -> str | None:
-    result = run(["docker", "image", "inspect", "--format", "{{.Id}}", image], check=False)
-    return result.stdout.strip() if result.returncode == 0 else None
+    engine = Engine()
+    try:
+        return engine.image_id(image)
+    finally:
+        engine.close()
 
 
 def expected_hash(spec: ImageSpec, client: RegistryClient, platform: Platform, context_sha: str,
@@ -273,42 +255,133 @@ def published_state(spec: ImageSpec, client: RegistryClient) -> tuple[list[Platf
 # --- one platform ----------------------------------------------------------------------------------------------
 
 
-def docker_build_argv(spec: ImageSpec, platform: Platform, tag: str, args: dict[str, str], label: str,
-                      host_network: bool) -> list[str]:
-    """The `docker build` command line for one platform (pure)."""
+def build_request(spec: ImageSpec, platform: Platform, tag: str, args: dict[str, str], label: str,
+                  host_network: bool, cache_from: Sequence[str] = ()) -> BuildRequest:
+    """What the engine is asked to build for one platform (pure)."""
     assert spec.context is not None and spec.dockerfile is not None
-    argv = ["docker", "build", "--platform", str(platform), "-t", tag, "-f", str(spec.dockerfile),
-            "--label", f"{INPUT_LABEL}={label}", "--label", f"{NAME_LABEL}={spec.name}"]
-    if host_network:
-        argv += ["--network", "host"]
-    all_args = {**platform_build_args(spec.dockerfile.read_text(), platform), **args}
-    for key in sorted(all_args):
-        argv += ["--build-arg", f"{key}={all_args[key]}"]
-    return [*argv, str(spec.context)]
+    return BuildRequest(
+        context=spec.context, dockerfile=spec.dockerfile, tag=tag, platform=platform,
+        build_args={**platform_build_args(spec.dockerfile.read_text(), platform), **args},
+        labels={INPUT_LABEL: label, NAME_LABEL: spec.name}, host_network=host_network, cache_from=tuple(cache_from),
+    )
+
+
+def pull_registry_cache(engine: Engine, client: RegistryClient, repository: str, tag: str, seconds: float,
+                        progress: PlatformProgress) -> str | None:
+    """Pull the platform's previously pushed image (``REPOSITORY:TAG-ARCH``) so that its layers count as build
+    cache: a builder that lost its layer cache rebuilds only the steps after what changed. Returns the image to
+    build with as ``cache_from`` (None: not published yet, or the pull failed, which the build then also meets)."""
+    image = f"{client.address}/{repository}:{tag}"
+    try:
+        client.manifest(repository, tag)
+    except NotFound:
+        progress.say(f"no registry cache yet ({image} is not published)")
+        return None
+    started = time.monotonic()
+    layers = LayerStream()
+
+    def on_message(message: Mapping[str, Any]) -> None:
+        progress.log.message(message)
+        layers.feed(message)
+
+    try:
+        engine.pull(image, seconds, on_message)
+    except EngineError as error:
+        layers.error = str(error)
+    if layers.error:
+        progress.say(f"registry cache {image} not pulled: {layers.error}")
+        return None
+    progress.say(f"registry cache {image}: {layers.summary('pulled', 'here')} "
+                 f"({time.monotonic() - started:.1f} s)")
+    return image
+
+
+def run_build(engine: Engine, request: BuildRequest, seconds: float, progress: PlatformProgress) -> BuildStream:
+    """The build, one progress line per step; raises EngineError with the failing step's error."""
+    stream = BuildStream()
+    progress.log.command(request.command_line())
+
+    def on_message(message: Mapping[str, Any]) -> None:
+        progress.log.message(message)
+        for line in stream.feed(message, time.monotonic()):
+            progress.say(line)
+
+    def on_tick() -> None:
+        for line in stream.tick(time.monotonic()):
+            progress.say(line)
+
+    try:
+        engine.build(request, seconds, on_message, on_tick)
+    finally:
+        for line in stream.finish(time.monotonic()):
+            progress.say(line)
+    if stream.error or not stream.image_id:
+        raise EngineError(stream.error or "the engine ended the build without an image")
+    return stream
+
+
+def run_push(engine: Engine, image: str, seconds: float, progress: PlatformProgress) -> None:
+    started = time.monotonic()
+    layers = LayerStream()
+
+    def on_message(message: Mapping[str, Any]) -> None:
+        progress.log.message(message)
+        layers.feed(message)
+
+    engine.push(image, seconds, on_message)
+    if layers.error:
+        raise EngineError(layers.error)
+    progress.say(f"pushed {image}: {layers.summary('pushed', 'in the registry')} "
+                 f"({time.monotonic() - started:.1f} s)")
 
 
 def build_and_push(spec: ImageSpec, result: PlatformResult, args: dict[str, str], client: RegistryClient,
-                   pool: Engines) -> None:
+                   pool: Engines, timeouts: ImageTimeouts = ImageTimeouts(), registry_cache: bool = True) -> None:
+    """Build (or tag a local image) and push ``REPOSITORY:TAG-ARCH``; every step within its time bound. A
+    failure is one line naming the build log."""
     started = time.monotonic()
     tag = f"{client.address}/{spec.repository}:{spec.platform_tag(result.platform)}"
-    env = pool.env(result.path)
-    prefix = f"{spec.name} {result.platform}"
-    if result.path.path == PUBLISH_LOCAL:
-        local = spec.local_image_for(result.platform)
-        say(f"{prefix}: pushing local image {local} as {tag}")
-        run(["docker", "tag", local, tag], env=env)
-        result.action = "pushed"
-    else:
-        say(f"{prefix}: building {result.path.where} ({result.path.reason})")
-        argv = docker_build_argv(spec, result.platform, tag, args, result.input_hash,
-                                 host_network=result.path.path == NATIVE_REMOTE)
-        build = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-        if build.returncode != 0:
-            tail = " | ".join((build.stdout + build.stderr).strip().splitlines()[-3:])
-            raise OperationFailed(f"{prefix}: `{shlex.join(argv[:6])} ...` failed {result.path.where}: {tail}")
-        result.action = "built"
-        say(f"{prefix}: built in {time.monotonic() - started:.0f}s; pushing {tag}")
-    run(["docker", "push", tag], env=env)
+    name = f"{spec.name} {result.platform}"
+    with BuildLog(spec.name, result.platform) as log:
+        result.log = log.path
+        progress = PlatformProgress(spec.name, result.platform, result.path, log)
+        stage = "build"
+        engine: Engine | None = None
+        try:
+            engine = pool.engine(result.path)
+            if result.path.path == PUBLISH_LOCAL:
+                local = spec.local_image_for(result.platform)
+                progress.say(f"pushing local image {local} as {tag}")
+                engine.tag(local, tag)
+                result.action = "pushed"
+            else:
+                progress.say(f"building {result.path.where} ({result.path.reason}); log {log.path}")
+                deadline = started + timeouts.build
+                cache = pull_registry_cache(engine, client, spec.repository, spec.platform_tag(result.platform),
+                                            deadline - time.monotonic(), progress) if registry_cache else None
+                request = build_request(spec, result.platform, tag, args, result.input_hash,
+                                        host_network=result.path.path == NATIVE_REMOTE,
+                                        cache_from=[cache] if cache else [])
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StreamTimedOut(timeouts.build)
+                stream = run_build(engine, request, left, progress)
+                result.action, result.cached_steps, result.run_steps = "built", stream.cached_steps, stream.run_steps
+                progress.say(f"built in {time.monotonic() - started:.1f} s ({stream.cached_steps} of "
+                             f"{stream.cached_steps + stream.run_steps} steps from the cache)")
+            stage = "push"
+            run_push(engine, tag, timeouts.push, progress)
+        except StreamTimedOut:
+            seconds = timeouts.build if stage == "build" else timeouts.push
+            log.line(f"{stage} timed out after {seconds:.0f} s")
+            raise OperationFailed(f"{name}: {stage} timed out after {seconds:.0f} s (log: {log.path})") from None
+        except (EngineError, docker.errors.DockerException, requests.RequestException) as error:
+            reason = one_line(error)
+            log.line(f"{stage} failed: {reason}")
+            raise OperationFailed(f"{name}: {stage} failed {result.path.where}: {reason} (log: {log.path})") from None
+        finally:
+            if engine is not None:
+                engine.close()
     manifest = client.manifest(spec.repository, spec.platform_tag(result.platform))
     result.digest, result.size, result.media_type = manifest.digest, image_size(manifest.json), manifest.media_type
     result.manifest_size = manifest.size
@@ -352,7 +425,10 @@ def plan_image(spec: ImageSpec, client: RegistryClient, builders: Sequence[Build
 
 
 def build_image(spec: ImageSpec, client: RegistryClient, builders: Sequence[Builder], local: Platform | None,
-                pool: Engines, dry: bool = False) -> ImageResult:
+                pool: Engines, dry: bool = False, timeouts: ImageTimeouts = ImageTimeouts(),
+                registry_cache: bool = True) -> ImageResult:
+    """Build and push every stale platform (concurrently), then publish the tag's manifest list and verify it.
+    ``registry_cache=False`` builds without pulling the previous per-platform image as cache (for comparison)."""
     image, build_args, listed_exactly = plan_image(spec, client, builders, local, dry)
     stale = [r for r in image.platforms if r.action == "stale"]
     index_current = not stale and listed_exactly
@@ -373,7 +449,8 @@ def build_image(spec: ImageSpec, client: RegistryClient, builders: Sequence[Buil
         return image
     if stale:
         with ThreadPoolExecutor(max_workers=len(stale)) as executor:
-            futures = [executor.submit(build_and_push, spec, r, build_args[r.platform], client, pool) for r in stale]
+            futures = [executor.submit(build_and_push, spec, r, build_args[r.platform], client, pool, timeouts,
+                                       registry_cache) for r in stale]
             errors = []
             for future in futures:
                 try:

@@ -77,6 +77,14 @@ class BuildPath:
     reason: str
 
     @property
+    def label(self) -> str:
+        """One word: the builder host's name, ``local``, ``emulated`` or ``local-image`` (progress prefixes and the
+        build table's PATH column)."""
+        if self.path == NATIVE_REMOTE and self.builder:
+            return self.builder.name
+        return {NATIVE_LOCAL: "local", EMULATED: "emulated", PUBLISH_LOCAL: "local-image"}[self.path]
+
+    @property
     def where(self) -> str:
         if self.path == NATIVE_REMOTE and self.builder:
             return f"natively on {self.builder.name}"

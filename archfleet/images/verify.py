@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from archfleet.fleet.registry import RegistrySpec
 from archfleet.platforms import Platform
@@ -37,7 +38,7 @@ class PlatformCheck:
     verdict: str  # "ok", "missing" or "mismatch"
     digest: str | None = None  # the entry's image manifest digest (pull by REPO@DIGEST)
     size: int = 0  # compressed size: config + layers
-    actual: str | None = None  # what the image config says (for a mismatch)
+    actual: str | None = None  # the platform the entry's image config says
 
     @property
     def detail(self) -> str:
@@ -67,6 +68,21 @@ class VerifyReport:
             return f"{self.reference}: tag not found"
         bad = [f"{c.platform} {c.detail}" for c in self.checks if c.verdict != OK]
         return f"{self.reference}: " + (", ".join(bad) if bad else "ok")
+
+    def as_json(self) -> dict[str, Any]:
+        """The report as `archfleet images verify --json` prints it: the tag's digest, and per required platform
+        its entry's digest, compressed size, the platform its config says, and the verdict."""
+        return {
+            "reference": self.reference,
+            "digest": self.index_digest,
+            "ok": self.ok,
+            "platforms": [
+                {"platform": c.platform, "verdict": c.verdict, "digest": c.digest,
+                 "size": c.size if c.digest else None, "config_platform": c.actual if c.digest else None}
+                for c in self.checks
+            ],
+            "not_required": list(self.extra),
+        }
 
     def table(self) -> str:
         """The table `archfleet images verify` prints: platform, digest, size, verdict."""

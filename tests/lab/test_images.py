@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import tarfile
 import time
@@ -19,7 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from archfleet.errors import OperationFailed
+from archfleet.fleet.images import ImageSpec
 from archfleet.fleet.registry import RegistrySpec
+from archfleet.images.build import ImageTimeouts, PlatformResult, build_and_push
+from archfleet.images.engine import engines
+from archfleet.images.plan import NATIVE_LOCAL, BuildPath
 from archfleet.images.verify import verify_tag
 from archfleet.lab.state import LabState
 from archfleet.platforms import Platform
@@ -215,6 +221,15 @@ def test_verify_catches_an_amd64_image_under_the_arm64_entry(first_build: tuple[
     assert "mismatch: config says linux/amd64" in arm64_row and amd64.digest in arm64_row
     assert "linux/arm64 mismatch" in result.stderr
 
+    as_json = archfleet("images", "verify", "-f", str(fleet), f"{repository}:tampered", "--json")
+    assert as_json.returncode == 1, as_json.stderr  # the same exit code; the document on stdout, progress not
+    document = json.loads(as_json.stdout)
+    assert document["reference"].endswith(f"/{repository}:tampered") and document["ok"] is False
+    assert document["digest"].startswith("sha256:")
+    assert [(p["platform"], p["verdict"], p["config_platform"], p["digest"]) for p in document["platforms"]] == [
+        ("linux/amd64", "ok", "linux/amd64", amd64.digest), ("linux/arm64", "mismatch", "linux/amd64", amd64.digest)]
+    assert "archfleet: verifying " in as_json.stderr
+
     report = verify_tag(RegistrySpec(lab=True), f"{repository}:4.34", ["linux/amd64", "linux/arm64", "linux/arm/v7"])
     assert not report.ok and [c.verdict for c in report.checks] == ["ok", "ok", "missing"]
 
@@ -246,3 +261,111 @@ images:
         assert int.from_bytes(head[18:20], "little") == E_MACHINE["linux/arm64"]
     finally:
         subprocess.run(["docker", "rmi", tag], capture_output=True, check=False)
+
+
+# --- progress, build logs, time bounds and the registry cache (a small image, amd64 only: fast) ----------------
+
+CACHE_TEST_DOCKERFILE = """ARG BASE_IMAGE
+FROM ${{BASE_IMAGE}}
+RUN sleep 2 && echo {run_id} > /expensive
+COPY changed.txt /changed.txt
+RUN cat /changed.txt
+"""
+
+
+def small_image_fleet(directory: Path, name: str, dockerfile: str) -> Path:
+    """A fleet file with the Debian base and one small amd64 image built from ``dockerfile``."""
+    context = directory / name
+    context.mkdir()
+    (context / "Dockerfile").write_text(dockerfile)
+    (context / "changed.txt").write_text("one\n")
+    fleet = directory / f"{name}.yaml"
+    fleet.write_text(f"""registry: {{lab: true}}
+inventory: {PROJECT / "inventories" / "lab.py"}
+images:
+  debian: {{local_image: 'archfleet-lab/debian:bookworm-{{arch}}', repository: archfleet-test/debian, tag: bookworm}}
+  {name}:
+    context: {context}
+    platforms: [linux/amd64]
+    build_args: {{BASE_IMAGE: '{{registry}}/archfleet-test/debian:bookworm'}}
+    repository: archfleet-test/{name}
+""")
+    return fleet
+
+
+def progress_lines(stderr: str, image: str) -> list[str]:
+    """The amd64 progress lines of ``image``, without the ``archfleet: IMAGE PLATFORM [WHERE]: `` prefix."""
+    return [line.split("]: ", 1)[1] for line in stderr.splitlines()
+            if line.startswith(f"archfleet: {image} linux/amd64 [")]
+
+
+def test_a_failing_build_exits_1_with_one_line_naming_its_log(lab: LabState, tmp_path: Path) -> None:
+    run_id = uuid.uuid4().hex[:12]
+    fleet = small_image_fleet(tmp_path, "failtest", f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\n"
+                                                    f"RUN echo boom-{run_id} && exit 3\n")
+    result = archfleet("images", "build", "-f", str(fleet), "debian", "failtest", timeout=600)
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("archfleet: error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert errors[0] == result.stderr.strip().splitlines()[-1]
+    assert errors[0].startswith("archfleet: error: failtest linux/amd64: build failed natively on amd64-1: "
+                                f"The command '/bin/sh -c echo boom-{run_id} && exit 3' returned a non-zero code: 3 "
+                                "(log: "), errors[0]
+    log = Path(errors[0].rsplit("(log: ", 1)[1].rstrip(")"))
+    assert log.parent.name == "builds" and (log.stat().st_mode & 0o777) == 0o600
+    text = log.read_text()
+    assert f"boom-{run_id}\n" in text and "docker build --platform linux/amd64" in text, text
+    assert f"step 3/5 RUN echo boom-{run_id} && exit 3 failed after" in progress_lines(result.stderr, "failtest")[-1]
+
+
+def test_a_cold_builder_rebuilds_only_what_changed_from_the_registry_cache(lab: LabState, tmp_path: Path) -> None:
+    """Build, wipe the image from the builder (a replaced spot instance has no layers), change the COPYed file,
+    build again: the expensive step before the COPY comes from the registry's copy of the previous image."""
+    run_id = uuid.uuid4().hex[:12]  # in the expensive step: no earlier run's layers can satisfy it
+    fleet = small_image_fleet(tmp_path, "cachetest", CACHE_TEST_DOCKERFILE.format(run_id=run_id))
+    builder = lab.hosts_of("amd64")[0]
+    wipe = ("docker images --format '{{.ID}} {{.Repository}}' | awk '$2 ~ /\\/archfleet-test\\/cachetest$/ "
+            "{print $1}' | sort -u | xargs -r docker rmi -f >/dev/null")
+
+    first = archfleet("images", "build", "-f", str(fleet), timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    lines = progress_lines(first.stderr, "cachetest")
+    assert any(line.startswith(f"step 3/7 RUN sleep 2 && echo {run_id} > /expensive (") for line in lines), lines
+    assert f"step 3/7 RUN sleep 2 && echo {run_id} > /expensive (cached)" not in lines  # new: it ran
+
+    assert on_host(builder, wipe).returncode == 0
+    (tmp_path / "cachetest" / "changed.txt").write_text("two\n")
+    second = archfleet("images", "build", "-f", str(fleet), timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    lines = progress_lines(second.stderr, "cachetest")
+    assert any(re.match(r"registry cache \S+/cachetest:latest-amd64: [1-9]\d* layers? pulled", line)
+               for line in lines), lines  # the builder had none of the image's own layers
+    steps = [line for line in lines if line.startswith("step ")]
+    assert steps[2] == f"step 3/7 RUN sleep 2 && echo {run_id} > /expensive (cached)", steps
+    assert [s.endswith("(cached)") for s in steps[3:]] == [False] * 4, steps  # COPY and after: run
+    assert "built in " in lines[-2] and "(1 of 5 steps from the cache)" in lines[-2], lines
+    assert rows(second.stdout)[("cachetest", "linux/amd64")][5] == "1/5", second.stdout  # the CACHED column
+    on_host(builder, wipe)
+
+
+def test_a_build_past_its_time_bound_fails_and_the_engine_stops_it(lab: LabState, tmp_path: Path,
+                                                                 client: RegistryClient) -> None:
+    run_id = uuid.uuid4().hex[:12]
+    (tmp_path / "Dockerfile").write_text(f"FROM archfleet-lab/debian:bookworm-amd64\nRUN sleep 300 # {run_id}\n")
+    amd64 = Platform("linux", "amd64")
+    spec = ImageSpec("slowtest", tmp_path, tmp_path / "Dockerfile", (amd64,), {}, "archfleet-test/slowtest")
+    result = PlatformResult("slowtest", amd64, BuildPath(amd64, NATIVE_LOCAL, None, "the test"), "h1")
+    started = time.monotonic()
+    with engines() as pool, pytest.raises(OperationFailed) as failure:
+        build_and_push(spec, result, {}, client, pool, ImageTimeouts(build=8))
+    assert time.monotonic() - started < 30
+    assert str(failure.value) == f"slowtest linux/amd64: build timed out after 8 s (log: {result.log})"
+
+    def running() -> str:
+        return subprocess.run(["docker", "ps", "-a", "--no-trunc", "--format", "{{.Command}}"],
+                              capture_output=True, text=True, check=True).stdout
+
+    deadline = time.monotonic() + 30
+    while run_id in running() and time.monotonic() < deadline:  # the engine removes the cancelled step
+        time.sleep(1)
+    assert run_id not in running()
