@@ -23,6 +23,7 @@ import gevent
 from archfleet.errors import InputError
 from archfleet.fleet import Fleet
 from archfleet.fleet.rollout import TimeoutsSpec
+from archfleet.fleet.services import ServiceSpec
 from archfleet.placement import start_order
 from archfleet.sync.hosts import HostSession, Outcome, StepFailed
 from archfleet.sync.pipeline import placement_of, plan_fleet
@@ -64,6 +65,26 @@ def hosts_in_scope(fleet: Fleet, limit: str | None) -> list[str]:
         else:
             raise InputError(f"--limit: {word!r} is neither a host nor a group of {fleet.inventory}")
     return sorted(chosen)
+
+
+def rollout_batches(fleet: Fleet, plans: dict[str, HostPlan],
+                    skip: set[str]) -> list[tuple[ServiceSpec, list[tuple[str, list[str]]]]]:
+    """Per service in start order: its labelled batches (``canary (1/3)``, ``batch 1 (2/3)``...) over the hosts
+    where it switches."""
+    result = []
+    for spec in start_order(placement_of(fleet).services.values()):
+        hosts = [h for h, plan in plans.items() if h not in skip
+                 and (step := plan.step(spec.name)) is not None and step.action in SWITCHING_ACTIONS]
+        if not hosts:
+            continue
+        canary = spec.rollout.canary
+        groups = batches(hosts, canary, spec.rollout.batch_size(len(hosts)))
+        labelled = []
+        for index, batch in enumerate(groups):
+            label = "canary" if index == 0 and canary > 0 else f"batch {index + (0 if canary > 0 else 1)}"
+            labelled.append((f"{label} ({index + 1}/{len(groups)})", batch))
+        result.append((spec, labelled))
+    return result
 
 
 class Rollout:
@@ -110,20 +131,9 @@ class Rollout:
 
     def switch(self) -> str | None:
         """Every service's batches; returns the host whose failure stopped the rollout (None: all done)."""
-        placement = placement_of(self.fleet)
-        for spec in start_order(placement.services.values()):
-            hosts = [h for h, plan in self.plans.items() if h not in self.failed
-                     and (step := plan.step(spec.name)) is not None and step.action in SWITCHING_ACTIONS]
-            if not hosts:
-                continue
-            rollout = getattr(spec, "rollout", None)
-            canary = getattr(rollout, "canary", 1)
-            size = rollout.batch_size(len(hosts)) if rollout is not None else len(hosts)
-            pause = float(getattr(rollout, "pause", 0) or 0)
-            groups = batches(hosts, canary, size)
-            for index, batch in enumerate(groups):
-                label = "canary" if index == 0 and canary > 0 else f"batch {index + (0 if canary > 0 else 1)}"
-                label += f" ({index + 1}/{len(groups)})"
+        for spec, groups in rollout_batches(self.fleet, self.plans, self.failed):
+            pause = float(spec.rollout.pause)
+            for index, (label, batch) in enumerate(groups):
                 self.report.batches.append({"service": spec.name, "batch": label, "hosts": batch})
                 self.say(f"sync: {spec.name}: {label}: {', '.join(batch)}")
                 stopped_at = self.switch_batch(spec.name, batch)
@@ -162,9 +172,8 @@ class Rollout:
         return first_failed
 
     def roll_back(self, stopped_at: str) -> None:
-        spec = self.fleet.services.get(self.report.host(stopped_at).services_with(FAILED)[0]) \
-            if self.report.host(stopped_at).services_with(FAILED) else None
-        enabled = getattr(getattr(spec, "rollout", None), "rollback", True)
+        failed = self.report.host(stopped_at).services_with(FAILED)
+        enabled = self.fleet.services[failed[0]].rollout.rollback if failed else self.fleet.rollout.rollback
         moved = {h: steps for h, steps in self.moved.items() if steps}
         if not enabled or not moved:
             return
@@ -286,7 +295,12 @@ def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say) -
                     entry.orphans.append(step.service)
                     say(f"[{host}] {step.service}: kept ({step.reason})")
                 entry.status = (WOULD_CHANGE if dry else UPDATED) if plan.changed else UNCHANGED
-            if not dry:
+            if dry:
+                for spec, groups in rollout_batches(fleet, plans, set()):
+                    for label, batch in groups:
+                        report.batches.append({"service": spec.name, "batch": label, "hosts": batch})
+                        say(f"sync: {spec.name}: would roll out {label}: {', '.join(batch)}")
+            else:
                 Rollout(fleet, session, plans, report, say).run()
     except StepFailed as error:
         for entry in report.hosts.values():
