@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
-from archfleet.errors import InputError
+from archfleet.errors import InputError, OperationFailed
 from archfleet.fleet import load_fleet
 from archfleet.fleet.spot import SpotFleetSpec
 from archfleet.run import say
@@ -25,6 +26,9 @@ def register(subparsers: Any) -> None:
         sub = actions.add_parser(action, help=help_text)
         sub.add_argument("-f", "--fleet", type=Path, help="fleet file (default: $ARCHFLEET_FLEET or fleet.yaml)")
         sub.add_argument("name", nargs="?", metavar="NAME", help="a spot fleet's name (default: every one declared)")
+        if action == "status":
+            sub.add_argument("--json", action="store_true",
+                             help="print one JSON document on stdout (fleets, instances, leftovers)")
         if action in ("up", "down"):
             sub.add_argument("--dry", action="store_true", help="print the plan, change nothing")
             sub.add_argument("--wait", type=float, default=600, metavar="SECONDS",
@@ -73,15 +77,18 @@ def run_status(args: argparse.Namespace) -> int:
     from archfleet.spot import fleets
     from archfleet.spot.discovery import format_rows
 
-    for spec in selected(args):
-        state = fleets.status(spec)
+    states = [fleets.status(spec) for spec in selected(args)]
+    if args.json:
+        print(json.dumps({"spot_fleets": [state.as_json() for state in states]}, indent=2))
+        return 0
+    for state in states:
         if not state.fleets:
-            print(f"# {spec.name} ({state.region}): no fleet")
+            print(f"# {state.name} ({state.region}): no fleet")
         for fleet in state.fleets:
             capacity = fleet.get("TargetCapacitySpecification", {})
-            print(f"# {spec.name} ({state.region}): fleet {fleet['FleetId']} {fleet['FleetState']} "
+            print(f"# {state.name} ({state.region}): fleet {fleet['FleetId']} {fleet['FleetState']} "
                   f"{fleet.get('Type')}, target {capacity.get('TotalTargetCapacity')}, "
-                  f"{len(state.fleet_instance_ids)} running in it")
+                  f"{len(state.members.get(fleet['FleetId'], ()))} running in it")
         for line in format_rows(state.instances):
             print(line)
         for item in state.leftovers:
@@ -90,19 +97,32 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_down(args: argparse.Namespace) -> int:
+    """Every selected fleet is taken down as far as it goes; one that could not be finished is named at the end
+    (exit 1) with what is left, after the others were done."""
     from archfleet.spot import fleets
 
+    unfinished: list[str] = []
     for spec in selected(args):
-        done = fleets.down(spec, wait_seconds=args.wait, dry=args.dry)
         if args.dry:
-            for line in done:
+            plan_lines = fleets.down_plan(spec)
+            for line in plan_lines:
                 print(f"{spec.name}: would {line}")
-            if not done:
+            if not plan_lines:
                 print(f"{spec.name}: nothing to remove")
             continue
-        for line in done:
+        result = fleets.down(spec, wait_seconds=args.wait)
+        for line in result.done:
             say(f"spot fleet {spec.name}: {line}")
-        print(f"{spec.name}: {'removed' if done else 'nothing to remove'}")
+        if result.complete:
+            print(f"{spec.name}: {'removed' if result.done else 'nothing to remove'}")
+            continue
+        for item in result.left or []:
+            print(f"{spec.name}: left: {item}")
+        left = ", ".join(map(str, result.left)) if result.left is not None else "unknown (listing it failed)"
+        unfinished.append(f"spot fleet {spec.name}: {len(result.failures)} call(s) failed, left: {left} "
+                          f"(EC2 endpoint {result.endpoint})")
+    if unfinished:
+        raise OperationFailed(f"down incomplete ({'; '.join(unfinished)}); run `archfleet spot down` again")
     return 0
 
 

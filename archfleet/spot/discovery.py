@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from archfleet.spot.connection import Ec2, ec2_errors, tag_filter
+from archfleet.spot.connection import AwsClient, tag_filter
 from archfleet.spot.plan import EC2_ARCHITECTURES, FLEET_TAG, LIVE_STATES, tag_dict
 
 ADDRESS_KINDS = ("public_ip", "private_ip", "public_dns", "private_dns")
@@ -57,10 +57,10 @@ def instance_row(instance: Any) -> InstanceRow:
     )
 
 
-def tagged_instances(ec2: Ec2, fleet: str, states: tuple[str, ...] = LIVE_STATES) -> list[InstanceRow]:
+def tagged_instances(ec2: AwsClient, fleet: str, states: tuple[str, ...] = LIVE_STATES) -> list[InstanceRow]:
     """Instances tagged with the fleet's name, in the given states, sorted by id."""
     rows: list[InstanceRow] = []
-    with ec2_errors(f"spot fleet {fleet}: listing instances"):
+    with ec2.errors(f"spot fleet {fleet}: listing instances"):
         paginator = ec2.client.get_paginator("describe_instances")
         filters: Any = [*tag_filter(FLEET_TAG, fleet), {"Name": "instance-state-name", "Values": list(states)}]
         for page in paginator.paginate(Filters=filters):

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-import boto3
-import botocore.exceptions
-
-from archfleet.errors import InputError, OperationFailed
+from archfleet.errors import ArchfleetError, InputError, OperationFailed
 from archfleet.fleet.spot import AmiSource, SpotFleetSpec
 from archfleet.run import say
 from archfleet.spot import plan
-from archfleet.spot.connection import Ec2, connect, ec2_errors, error_code, tag_filter
+from archfleet.spot.connection import AwsClient, connect, endpoint_note, ssm_client, tag_filter
 from archfleet.spot.discovery import InstanceRow, tagged_instances
+from archfleet.spot.instance_types import instance_type_architectures, require_amis
 
 POLL_SECONDS = 2.0
 
@@ -22,53 +22,20 @@ POLL_SECONDS = 2.0
 # --- what EC2 knows about the spec's inputs ------------------------------------------------------------------
 
 
-def instance_type_architectures(ec2: Ec2, spec: SpotFleetSpec) -> dict[str, str]:
-    """Each declared type's architecture (arm64/amd64); a type EC2 does not know is an InputError."""
-    try:
-        answer = ec2.client.describe_instance_types(InstanceTypes=list(spec.instance_types))
-    except botocore.exceptions.ClientError as error:
-        if error_code(error).startswith("InvalidInstanceType"):
-            message = " ".join(str(error.response["Error"].get("Message", "")).split())
-            raise InputError(f"{spec.types_where}: spot_fleets.{spec.name}.instance_types: {message}") from None
-        with ec2_errors(f"spot fleet {spec.name}: describing instance types"):
-            raise
-    result = {}
-    for info in answer["InstanceTypes"]:
-        arch = plan.arch_of(list(info.get("ProcessorInfo", {}).get("SupportedArchitectures", [])))
-        if arch is None:
-            raise InputError(f"{spec.types_where}: {info['InstanceType']}: neither arm64 nor x86_64")
-        result[info["InstanceType"]] = arch
-    missing = [t for t in spec.instance_types if t not in result]
-    if missing:
-        raise InputError(f"{spec.types_where}: spot_fleets.{spec.name}.instance_types: unknown {', '.join(missing)}")
-    with ec2_errors(f"spot fleet {spec.name}: describing instance type offerings"):
-        offered = ec2.client.describe_instance_type_offerings(
-            LocationType="region", Filters=[{"Name": "instance-type", "Values": list(spec.instance_types)}],
-        )["InstanceTypeOfferings"]
-    not_offered = sorted(set(spec.instance_types) - {o["InstanceType"] for o in offered})
-    if not_offered:
-        raise InputError(f"{spec.types_where}: not offered in {ec2.region}: {', '.join(not_offered)}")
-    for arch in sorted(set(result.values())):
-        if arch not in spec.amis:
-            types = ", ".join(t for t in spec.instance_types if result[t] == arch)
-            raise InputError(f"{spec.where}: spot_fleets.{spec.name}.ami: no {arch} AMI for {types}")
-    return result
-
-
-def resolve_ami(ec2: Ec2, fleet: str, arch: str, source: AmiSource) -> str:
+def resolve_ami(ec2: AwsClient, fleet: str, arch: str, source: AmiSource) -> str:
     """The AMI id for an architecture (from an id, an SSM parameter or a filter), checked to exist and match."""
     action = f"{source.where}: spot_fleets.{fleet}.ami.{arch} ({source.describe()})"
     image_id = source.image_id
     if source.ssm_parameter:
-        ssm = boto3.session.Session().client("ssm", region_name=ec2.region)
-        with ec2_errors(action):
-            image_id = ssm.get_parameter(Name=source.ssm_parameter)["Parameter"]["Value"]
+        ssm = ssm_client(ec2, action)
+        with ssm.errors(action):
+            image_id = ssm.client.get_parameter(Name=source.ssm_parameter)["Parameter"]["Value"]
     if image_id:
-        with ec2_errors(action):
+        with ec2.errors(action):
             images = ec2.client.describe_images(ImageIds=[image_id])["Images"]
     else:
         filters: Any = [{"Name": "name", "Values": [source.name_filter]}, {"Name": "state", "Values": ["available"]}]
-        with ec2_errors(action):
+        with ec2.errors(action):
             images = ec2.client.describe_images(Filters=filters, Owners=[source.owner] if source.owner else [])[
                 "Images"]
         images = [i for i in images if plan.arch_of([i.get("Architecture", "")]) == arch]
@@ -81,7 +48,7 @@ def resolve_ami(ec2: Ec2, fleet: str, arch: str, source: AmiSource) -> str:
     return str(image["ImageId"])
 
 
-def check_max_price(ec2: Ec2, spec: SpotFleetSpec) -> None:
+def check_max_price(ec2: AwsClient, spec: SpotFleetSpec) -> None:
     """With a max price under every pool's current price EC2 would launch nothing: say so before creating anything."""
     from archfleet.spot.prices import pool_prices
 
@@ -97,9 +64,9 @@ def check_max_price(ec2: Ec2, spec: SpotFleetSpec) -> None:
 # --- finding what belongs to a fleet ---------------------------------------------------------------------------
 
 
-def find_fleets(ec2: Ec2, name: str, include_gone: bool = False) -> list[dict[str, Any]]:
+def find_fleets(ec2: AwsClient, name: str, include_gone: bool = False) -> list[dict[str, Any]]:
     fleets: list[dict[str, Any]] = []
-    with ec2_errors(f"spot fleet {name}: listing fleets"):
+    with ec2.errors(f"spot fleet {name}: listing fleets"):
         for page in ec2.client.get_paginator("describe_fleets").paginate():
             for fleet in page["Fleets"]:
                 if plan.tag_dict(fleet.get("Tags")).get(plan.FLEET_TAG) != name:
@@ -109,16 +76,16 @@ def find_fleets(ec2: Ec2, name: str, include_gone: bool = False) -> list[dict[st
     return fleets
 
 
-def find_templates(ec2: Ec2, name: str) -> list[dict[str, Any]]:
-    with ec2_errors(f"spot fleet {name}: listing launch templates"):
+def find_templates(ec2: AwsClient, name: str) -> list[dict[str, Any]]:
+    with ec2.errors(f"spot fleet {name}: listing launch templates"):
         answer = ec2.client.describe_launch_templates(Filters=tag_filter(plan.FLEET_TAG, name))
     return [dict(t) for t in answer["LaunchTemplates"]]
 
 
-def find_requests(ec2: Ec2, name: str, instance_ids: list[str]) -> list[dict[str, Any]]:
+def find_requests(ec2: AwsClient, name: str, instance_ids: list[str]) -> list[dict[str, Any]]:
     """Open or active spot requests of the fleet: tagged with it, or holding one of its instances."""
     requests: list[Any] = []
-    with ec2_errors(f"spot fleet {name}: listing spot requests"):
+    with ec2.errors(f"spot fleet {name}: listing spot requests"):
         for page in ec2.client.get_paginator("describe_spot_instance_requests").paginate():
             requests.extend(page["SpotInstanceRequests"])
     return [
@@ -128,8 +95,8 @@ def find_requests(ec2: Ec2, name: str, instance_ids: list[str]) -> list[dict[str
     ]
 
 
-def fleet_instance_ids(ec2: Ec2, fleet_id: str) -> list[str]:
-    with ec2_errors(f"fleet {fleet_id}: listing its instances"):
+def fleet_instance_ids(ec2: AwsClient, fleet_id: str) -> list[str]:
+    with ec2.errors(f"fleet {fleet_id}: listing its instances"):
         answer = ec2.client.describe_fleet_instances(FleetId=fleet_id)
     return [i["InstanceId"] for i in answer["ActiveInstances"]]
 
@@ -154,7 +121,7 @@ class _Created:
 
 
 def _ensure_template(
-    ec2: Ec2, spec: SpotFleetSpec, arch: str, image_id: str, existing: dict[str, dict[str, Any]],
+    ec2: AwsClient, spec: SpotFleetSpec, arch: str, image_id: str, existing: dict[str, dict[str, Any]],
     created: _Created, changes: list[str], dry: bool,
 ) -> plan.TemplateRef:
     name = plan.template_name(spec.name, arch)
@@ -165,7 +132,7 @@ def _ensure_template(
         changes.append(f"create launch template {name} ({image_id})")
         if dry:
             return plan.TemplateRef(arch, f"<new {name}>", "1")
-        with ec2_errors(action):
+        with ec2.errors(action):
             made = ec2.client.create_launch_template(
                 LaunchTemplateName=name, LaunchTemplateData=data,
                 TagSpecifications=[{"ResourceType": "launch-template", "Tags": plan.tag_list(spec.instance_tags())}],
@@ -173,7 +140,7 @@ def _ensure_template(
         created.templates.append(made["LaunchTemplateId"])
         return plan.TemplateRef(arch, made["LaunchTemplateId"], str(made["LatestVersionNumber"]))
     template_id = template["LaunchTemplateId"]
-    with ec2_errors(action):
+    with ec2.errors(action):
         latest = ec2.client.describe_launch_template_versions(
             LaunchTemplateId=template_id, Versions=["$Latest"])["LaunchTemplateVersions"][0]
     if plan.template_matches(data, dict(latest["LaunchTemplateData"])):
@@ -181,7 +148,7 @@ def _ensure_template(
     changes.append(f"new version of launch template {name} ({image_id})")
     if dry:
         return plan.TemplateRef(arch, template_id, f"{latest['VersionNumber']}+1")
-    with ec2_errors(action):
+    with ec2.errors(action):
         version = ec2.client.create_launch_template_version(
             LaunchTemplateId=template_id, LaunchTemplateData=data)["LaunchTemplateVersion"]
         ec2.client.modify_launch_template(
@@ -194,6 +161,7 @@ def up(spec: SpotFleetSpec, wait_seconds: float = 600, dry: bool = False) -> UpR
     started = time.monotonic()
     ec2 = connect(spec.region, spec.where)
     type_arch = instance_type_architectures(ec2, spec)
+    require_amis(spec, type_arch)
     arches = sorted(set(type_arch.values()))
     images = {arch: resolve_ami(ec2, spec.name, arch, spec.amis[arch]) for arch in arches}
     if spec.max_price is not None and spec.target_capacity > 0:
@@ -216,7 +184,7 @@ def up(spec: SpotFleetSpec, wait_seconds: float = 600, dry: bool = False) -> UpR
                            f"{spec.target_capacity} spot)")
             if dry:
                 return UpResult("<new>", changes)
-            with ec2_errors(f"spot fleet {spec.name}: creating the EC2 fleet"):
+            with ec2.errors(f"spot fleet {spec.name}: creating the EC2 fleet"):
                 fleet_id = ec2.client.create_fleet(**plan.fleet_request(spec, configs))["FleetId"]
             created.fleet_id = fleet_id
         else:
@@ -228,7 +196,7 @@ def up(spec: SpotFleetSpec, wait_seconds: float = 600, dry: bool = False) -> UpR
             if change.configs is not None:
                 changes.append(f"modify fleet {fleet_id}: launch template configs")
             if change.needed and not dry:
-                with ec2_errors(f"spot fleet {spec.name}: modifying fleet {fleet_id}"):
+                with ec2.errors(f"spot fleet {spec.name}: modifying fleet {fleet_id}"):
                     ec2.client.modify_fleet(**change.modify_arguments(fleet_id))
         if dry:
             return UpResult(fleet_id, changes)
@@ -240,12 +208,12 @@ def up(spec: SpotFleetSpec, wait_seconds: float = 600, dry: bool = False) -> UpR
     return UpResult(fleet_id, changes, instances, time.monotonic() - started)
 
 
-def running_fleet_instances(ec2: Ec2, spec: SpotFleetSpec, fleet_id: str) -> list[InstanceRow]:
+def running_fleet_instances(ec2: AwsClient, spec: SpotFleetSpec, fleet_id: str) -> list[InstanceRow]:
     ids = set(fleet_instance_ids(ec2, fleet_id))
     return [r for r in tagged_instances(ec2, spec.name, ("pending", "running")) if r.instance_id in ids]
 
 
-def wait_for_capacity(ec2: Ec2, spec: SpotFleetSpec, fleet_id: str, wait_seconds: float) -> list[InstanceRow]:
+def wait_for_capacity(ec2: AwsClient, spec: SpotFleetSpec, fleet_id: str, wait_seconds: float) -> list[InstanceRow]:
     deadline = time.monotonic() + wait_seconds
     said = -1
     while True:
@@ -264,116 +232,253 @@ def wait_for_capacity(ec2: Ec2, spec: SpotFleetSpec, fleet_id: str, wait_seconds
         time.sleep(POLL_SECONDS)
 
 
-def _roll_back(ec2: Ec2, name: str, created: _Created) -> None:
-    """Remove what a failed ``up`` created (a fleet it made, templates it made); never what was there before."""
+def _roll_back(ec2: AwsClient, name: str, created: _Created) -> None:
+    """Remove what a failed ``up`` created (a fleet it made, templates it made); never what was there before.
+    Goes on past a failed call (said on stderr) so that the error that stopped ``up`` is the one reported."""
+    removal = Removal(ec2, name)
     if created.fleet_id:
-        say(f"spot fleet {name}: removing fleet {created.fleet_id} created by this failed run")
-        _delete_fleets(ec2, name, [created.fleet_id])
-        _terminate_and_cancel(ec2, name, wait_seconds=120)
+        fleet_id = created.fleet_id
+        say(f"spot fleet {name}: removing fleet {fleet_id} created by this failed run")
+        removal.attempt(lambda: _delete_fleets(ec2, name, [fleet_id]))
+        removal.attempt(lambda: _cancel_requests(ec2, name))
+        removal.attempt(lambda: _terminate_instances(ec2, name))
+        if not removal.failures:
+            removal.attempt(lambda: _wait_until_terminated(ec2, name, 120))
     for template_id in created.templates:
         say(f"spot fleet {name}: removing launch template {template_id} created by this failed run")
-        with ec2_errors(f"spot fleet {name}: deleting launch template {template_id}"):
-            ec2.client.delete_launch_template(LaunchTemplateId=template_id)
+        removal.attempt(partial(_delete_template, ec2, name, template_id, template_id))
 
 
 # --- status ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """Something that belongs to a fleet (by its tag), as named in ``status`` and in what ``down`` left."""
+
+    kind: str  # fleet | instance | spot_request | launch_template
+    id: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.replace('_', ' ')} {self.id} ({self.detail})"
+
+    def as_json(self) -> dict[str, str]:
+        return {"kind": self.kind, "id": self.id, "detail": self.detail}
 
 
 @dataclass
 class Status:
     name: str
     region: str
+    endpoint: str
     fleets: list[dict[str, Any]]
     instances: list[InstanceRow]
-    fleet_instance_ids: set[str]
+    members: dict[str, set[str]]  # fleet id -> ids of its live instances
     templates: list[dict[str, Any]]
     requests: list[dict[str, Any]]
 
     @property
-    def leftovers(self) -> list[str]:
+    def fleet_instance_ids(self) -> set[str]:
+        return set().union(*self.members.values()) if self.members else set()
+
+    def fleet_of(self, instance_id: str) -> str | None:
+        return next((fleet_id for fleet_id, ids in self.members.items() if instance_id in ids), None)
+
+    @property
+    def leftovers(self) -> list[Leftover]:
         """Things that belong to the fleet but that its one live EC2 fleet does not account for."""
-        items = [f"fleet {f['FleetId']} ({f['FleetState']}, a second one)" for f in self.fleets[1:]]
-        items += [f"instance {r.instance_id} ({r.state}, not in the fleet)" for r in self.instances
-                  if r.instance_id not in self.fleet_instance_ids]
-        items += [f"spot request {r['SpotInstanceRequestId']} ({r['State']})" for r in self.requests
-                  if r.get("InstanceId") not in self.fleet_instance_ids]
+        in_fleets = self.fleet_instance_ids
+        items = [Leftover("fleet", f["FleetId"], f"{f['FleetState']}, a second one") for f in self.fleets[1:]]
+        items += [Leftover("instance", r.instance_id, f"{r.state}, not in the fleet") for r in self.instances
+                  if r.instance_id not in in_fleets]
+        items += [Leftover("spot_request", r["SpotInstanceRequestId"], r["State"]) for r in self.requests
+                  if r.get("InstanceId") not in in_fleets]
         if not self.fleets:
-            items += [f"launch template {t['LaunchTemplateName']} ({t['LaunchTemplateId']})" for t in self.templates]
+            items += [Leftover("launch_template", t["LaunchTemplateName"], t["LaunchTemplateId"])
+                      for t in self.templates]
         return items
+
+    @property
+    def everything(self) -> list[Leftover]:
+        """All that still belongs to the fleet: what ``down`` removes, and what it reports when it could not."""
+        items = [Leftover("fleet", f["FleetId"], f["FleetState"]) for f in self.fleets]
+        items += [Leftover("instance", r.instance_id, r.state) for r in self.instances]
+        items += [Leftover("spot_request", r["SpotInstanceRequestId"], r["State"]) for r in self.requests]
+        items += [Leftover("launch_template", t["LaunchTemplateName"], t["LaunchTemplateId"]) for t in self.templates]
+        return items
+
+    def as_json(self, address: str = "auto") -> dict[str, Any]:
+        """The ``spot status --json`` document of one fleet."""
+        return {
+            "name": self.name,
+            "region": self.region,
+            "endpoint": self.endpoint,
+            "fleets": [{
+                "id": f["FleetId"],
+                "state": f["FleetState"],
+                "type": f.get("Type"),
+                "target_capacity": f.get("TargetCapacitySpecification", {}).get("TotalTargetCapacity"),
+                "running": len(self.members.get(f["FleetId"], ())),
+            } for f in self.fleets],
+            "instances": [{
+                "id": r.instance_id,
+                "type": r.instance_type,
+                "arch": r.arch,
+                "az": r.availability_zone,
+                "lifecycle": r.lifecycle,
+                "state": r.state,
+                "address": r.address(address),
+                "fleet": self.fleet_of(r.instance_id),
+            } for r in self.instances],
+            "leftovers": [item.as_json() for item in self.leftovers],
+        }
+
+
+def read_status(ec2: AwsClient, name: str) -> Status:
+    fleets = find_fleets(ec2, name)
+    instances = tagged_instances(ec2, name)
+    live = {r.instance_id for r in instances}
+    members = {f["FleetId"]: set(fleet_instance_ids(ec2, f["FleetId"])) & live for f in fleets}
+    return Status(
+        name=name, region=ec2.region, endpoint=ec2.endpoint, fleets=fleets, instances=instances, members=members,
+        templates=find_templates(ec2, name), requests=find_requests(ec2, name, sorted(live)),
+    )
 
 
 def status(spec: SpotFleetSpec) -> Status:
     ec2 = connect(spec.region, spec.where)
-    fleets = find_fleets(ec2, spec.name)
-    ids: set[str] = set()
-    for fleet in fleets:
-        ids.update(fleet_instance_ids(ec2, fleet["FleetId"]))
-    instances = tagged_instances(ec2, spec.name)
-    live_ids = {r.instance_id for r in instances} & ids
-    return Status(
-        name=spec.name, region=ec2.region, fleets=fleets, instances=instances, fleet_instance_ids=live_ids,
-        templates=find_templates(ec2, spec.name),
-        requests=find_requests(ec2, spec.name, [r.instance_id for r in instances]),
-    )
+    instance_type_architectures(ec2, spec)
+    return read_status(ec2, spec.name)
 
 
 # --- down ------------------------------------------------------------------------------------------------------
 
 
-def _delete_fleets(ec2: Ec2, name: str, fleet_ids: list[str]) -> None:
+class Removal:
+    """Steps of a removal that go on past a failed call: each failure is said on stderr and kept."""
+
+    def __init__(self, ec2: AwsClient, name: str) -> None:
+        self.ec2 = ec2
+        self.name = name
+        self.done: list[str] = []
+        self.failures: list[str] = []
+
+    def attempt(self, step: Callable[[], list[str]]) -> None:
+        try:
+            self.done += step()
+        except ArchfleetError as error:  # a failed call: say it and go on with the next step
+            say(f"spot fleet {self.name}: FAILED: {error}")
+            self.failures.append(str(error))
+
+
+@dataclass
+class DownResult:
+    done: list[str]
+    failures: list[str]  # one line per failed call
+    left: list[Leftover] | None  # what still belongs to the fleet afterwards; None: the last listing failed
+    endpoint: str
+
+    @property
+    def complete(self) -> bool:
+        """Nothing belongs to the fleet any more (a failed call whose work was done anyway does not count)."""
+        return self.left == []
+
+
+def _delete_fleets(ec2: AwsClient, name: str, fleet_ids: list[str]) -> list[str]:
     if not fleet_ids:
-        return
-    with ec2_errors(f"spot fleet {name}: deleting fleets"):
+        return []
+    with ec2.errors(f"spot fleet {name}: deleting fleet(s) {', '.join(fleet_ids)}"):
         answer = ec2.client.delete_fleets(FleetIds=fleet_ids, TerminateInstances=True)
     failed = answer.get("UnsuccessfulFleetDeletions", [])
+    deleted = [f["FleetId"] for f in answer.get("SuccessfulFleetDeletions", [])]
     if failed:
         first = failed[0]
-        raise OperationFailed(f"spot fleet {name}: cannot delete {first.get('FleetId')}: {first.get('Error')}")
+        raise OperationFailed(f"spot fleet {name}: cannot delete {first.get('FleetId')}: {first.get('Error')} "
+                              f"{endpoint_note(ec2.service, ec2.endpoint)}")
+    return [f"deleted fleet(s) {', '.join(deleted or fleet_ids)}"]
 
 
-def _terminate_and_cancel(ec2: Ec2, name: str, wait_seconds: float) -> list[str]:
-    """Terminate the fleet's remaining instances, cancel its spot requests, wait for the instances to go."""
-    done = []
+def _cancel_requests(ec2: AwsClient, name: str) -> list[str]:
+    """Cancel the fleet's open spot requests (tagged with it, or holding one of its instances, even terminated)."""
     rows = tagged_instances(ec2, name, (*plan.LIVE_STATES, "terminated"))
-    instances = [r for r in rows if r.state in plan.LIVE_STATES]
     requests = find_requests(ec2, name, [r.instance_id for r in rows])
-    if requests:
-        ids = [r["SpotInstanceRequestId"] for r in requests]
-        with ec2_errors(f"spot fleet {name}: cancelling spot requests"):
-            ec2.client.cancel_spot_instance_requests(SpotInstanceRequestIds=ids)
-        done.append(f"cancelled {len(ids)} spot request(s)")
-    alive = [r.instance_id for r in instances if r.state != "shutting-down"]
-    if alive:
-        with ec2_errors(f"spot fleet {name}: terminating instances"):
-            ec2.client.terminate_instances(InstanceIds=alive)
-        done.append(f"terminated {len(alive)} instance(s)")
+    if not requests:
+        return []
+    ids = [r["SpotInstanceRequestId"] for r in requests]
+    with ec2.errors(f"spot fleet {name}: cancelling spot requests {', '.join(ids)}"):
+        ec2.client.cancel_spot_instance_requests(SpotInstanceRequestIds=ids)
+    return [f"cancelled {len(ids)} spot request(s)"]
+
+
+def _terminate_instances(ec2: AwsClient, name: str) -> list[str]:
+    alive = [r.instance_id for r in tagged_instances(ec2, name) if r.state != "shutting-down"]
+    if not alive:
+        return []
+    with ec2.errors(f"spot fleet {name}: terminating instances {', '.join(alive)}"):
+        ec2.client.terminate_instances(InstanceIds=alive)
+    return [f"terminated {len(alive)} instance(s)"]
+
+
+def _delete_template(ec2: AwsClient, name: str, template_id: str, template_name: str) -> list[str]:
+    with ec2.errors(f"spot fleet {name}: deleting launch template {template_name}"):
+        ec2.client.delete_launch_template(LaunchTemplateId=template_id)
+    return [f"deleted launch template {template_name}"]
+
+
+def _wait_until_terminated(ec2: AwsClient, name: str, wait_seconds: float) -> list[str]:
     deadline = time.monotonic() + wait_seconds
     while tagged_instances(ec2, name):
         if time.monotonic() >= deadline:
-            raise OperationFailed(f"spot fleet {name}: instances still not terminated after {wait_seconds:g}s")
+            raise OperationFailed(f"spot fleet {name}: instances still not terminated after {wait_seconds:g}s "
+                                  f"{endpoint_note(ec2.service, ec2.endpoint)}")
         time.sleep(POLL_SECONDS)
-    return done
+    return []
 
 
-def down(spec: SpotFleetSpec, wait_seconds: float = 600, dry: bool = False) -> list[str]:
-    """Delete the fleet, terminate its instances, cancel its requests, delete its templates. Returns what it did."""
-    if dry:
-        current = status(spec)
-        plan_lines = [f"delete fleet {f['FleetId']}" for f in current.fleets]
-        plan_lines += [f"terminate {r.instance_id}" for r in current.instances]
-        plan_lines += [f"cancel {r['SpotInstanceRequestId']}" for r in current.requests]
-        plan_lines += [f"delete launch template {t['LaunchTemplateName']}" for t in current.templates]
-        return plan_lines
+def down_plan(spec: SpotFleetSpec) -> list[str]:
+    """What ``down`` would remove (``--dry``), from one status lookup."""
+    current = status(spec)
+    lines = [f"delete fleet {f['FleetId']}" for f in current.fleets]
+    lines += [f"terminate {r.instance_id}" for r in current.instances]
+    lines += [f"cancel {r['SpotInstanceRequestId']}" for r in current.requests]
+    lines += [f"delete launch template {t['LaunchTemplateName']}" for t in current.templates]
+    return lines
+
+
+def down(spec: SpotFleetSpec, wait_seconds: float = 600) -> DownResult:
+    """Delete the fleet (terminating its instances), cancel its spot requests, terminate stray instances, delete
+    its launch templates. A failed call does not stop the rest; afterwards, what still belongs to the fleet is
+    listed again, so a second ``down`` finishes the job. Bad input (an unknown instance type) stops it before
+    anything is removed."""
     ec2 = connect(spec.region, spec.where)
-    fleets = find_fleets(ec2, spec.name)
-    templates = find_templates(ec2, spec.name)
-    done = []
-    if fleets:
-        _delete_fleets(ec2, spec.name, [f["FleetId"] for f in fleets])
-        done.append(f"deleted fleet(s) {', '.join(f['FleetId'] for f in fleets)}")
-    done += _terminate_and_cancel(ec2, spec.name, wait_seconds)
-    for template in templates:
-        with ec2_errors(f"spot fleet {spec.name}: deleting launch template {template['LaunchTemplateName']}"):
-            ec2.client.delete_launch_template(LaunchTemplateId=template["LaunchTemplateId"])
-        done.append(f"deleted launch template {template['LaunchTemplateName']}")
-    return done
+    instance_type_architectures(ec2, spec)
+    removal = Removal(ec2, spec.name)
+    fleet_ids: list[str] = []
+    template_refs: list[tuple[str, str]] = []
+
+    def list_fleets() -> list[str]:
+        fleet_ids.extend(f["FleetId"] for f in find_fleets(ec2, spec.name))
+        return []
+
+    def list_templates() -> list[str]:
+        template_refs.extend((t["LaunchTemplateId"], t["LaunchTemplateName"]) for t in find_templates(ec2, spec.name))
+        return []
+
+    removal.attempt(list_fleets)
+    removal.attempt(list_templates)
+    removal.attempt(lambda: _delete_fleets(ec2, spec.name, fleet_ids))
+    removal.attempt(lambda: _cancel_requests(ec2, spec.name))
+    removal.attempt(lambda: _terminate_instances(ec2, spec.name))
+    for template_id, template_name in template_refs:
+        removal.attempt(partial(_delete_template, ec2, spec.name, template_id, template_name))
+    if not removal.failures:  # with a fleet still there, waiting for its instances to go could take forever
+        removal.attempt(lambda: _wait_until_terminated(ec2, spec.name, wait_seconds))
+    left: list[list[Leftover]] = []
+
+    def list_left() -> list[str]:
+        left.append(read_status(ec2, spec.name).everything)
+        return []
+
+    removal.attempt(list_left)
+    return DownResult(removal.done, removal.failures, left[0] if left else None, ec2.endpoint)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from archfleet.fleet.spot import SpotFleetSpec
-from archfleet.spot.connection import Ec2, connect, ec2_errors
+from archfleet.spot.connection import AwsClient, connect
+from archfleet.spot.instance_types import instance_type_architectures
 
 PRODUCT = "Linux/UNIX"
 PRODUCTS = ("Linux/UNIX", "Linux/UNIX (Amazon VPC)")
@@ -65,25 +66,25 @@ def cheapest(prices: list[PoolPrice], preference: list[str], max_price: float | 
     return min(affordable, key=lambda p: (p.price, rank.get(p.instance_type, len(rank)), p.availability_zone))
 
 
-def fetch_history(ec2: Ec2, instance_types: list[str], hours: float = 3.0) -> list[dict[str, Any]]:
+def fetch_history(ec2: AwsClient, instance_types: list[str], hours: float = 3.0) -> list[dict[str, Any]]:
     start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=hours)
     history: list[dict[str, Any]] = []
-    with ec2_errors("describing spot price history"):
+    with ec2.errors("describing spot price history"):
         paginator = ec2.client.get_paginator("describe_spot_price_history")
         for page in paginator.paginate(InstanceTypes=instance_types, ProductDescriptions=[PRODUCT], StartTime=start):
             history.extend(dict(e) for e in page["SpotPriceHistory"])
     return history
 
 
-def subnet_zones(ec2: Ec2, subnets: tuple[str, ...]) -> list[str] | None:
+def subnet_zones(ec2: AwsClient, subnets: tuple[str, ...]) -> list[str] | None:
     if not subnets:
         return None
-    with ec2_errors("describing subnets"):
+    with ec2.errors("describing subnets"):
         answer = ec2.client.describe_subnets(SubnetIds=list(subnets))
     return sorted({s["AvailabilityZone"] for s in answer["Subnets"]})
 
 
-def pool_prices(ec2: Ec2, spec: SpotFleetSpec) -> tuple[list[PoolPrice], PoolPrice | None]:
+def pool_prices(ec2: AwsClient, spec: SpotFleetSpec) -> tuple[list[PoolPrice], PoolPrice | None]:
     """Current prices of the fleet's declared types (in its subnets' AZs, if it names subnets) and the cheapest
     at or under its max price."""
     types = list(spec.instance_types)
@@ -92,7 +93,10 @@ def pool_prices(ec2: Ec2, spec: SpotFleetSpec) -> tuple[list[PoolPrice], PoolPri
 
 
 def fleet_prices(spec: SpotFleetSpec) -> tuple[list[PoolPrice], PoolPrice | None]:
-    return pool_prices(connect(spec.region, spec.where), spec)
+    """``spot prices``: the declared types are checked first (an unknown one is bad input, not an empty table)."""
+    ec2 = connect(spec.region, spec.where)
+    instance_type_architectures(ec2, spec)
+    return pool_prices(ec2, spec)
 
 
 def format_prices(prices: list[PoolPrice], choice: PoolPrice | None, max_price: float | None) -> list[str]:

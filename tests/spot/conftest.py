@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from typing import Any
 
 import boto3
 import pytest
+
+from tests.spot.standin_protocol import FAILURE_PATH
 
 PROJECT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -44,6 +47,15 @@ class Endpoint:
         """``archfleet ARGS`` with the endpoint's environment, or with ``env`` (a test's variation of it)."""
         return subprocess.run([str(BIN / "archfleet"), *args], cwd=PROJECT, env=self.env if env is None else env,
                               capture_output=True, text=True, timeout=timeout, check=False)
+
+    def fail_calls(self, action: str, code: str = "IncorrectState", times: int = 1) -> None:
+        """Make the next ``times`` calls of the EC2 ``action`` fail with ``code`` (the test server's stand-in)."""
+        query = urllib.parse.urlencode({"action": action, "code": code, "times": times})
+        urllib.request.urlopen(urllib.request.Request(f"{self.url}{FAILURE_PATH}?{query}", method="POST"),
+                               timeout=10).read()
+
+    def disarm_failures(self) -> None:
+        urllib.request.urlopen(urllib.request.Request(f"{self.url}{FAILURE_PATH}", method="DELETE"), timeout=10).read()
 
 
 def aws_env(url: str) -> dict[str, str]:
@@ -96,3 +108,10 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def failing(endpoint: Endpoint) -> Iterator[Endpoint]:
+    """The endpoint, for a test that arms failing calls; whatever it armed and did not use is disarmed after it."""
+    yield endpoint
+    endpoint.disarm_failures()

@@ -9,7 +9,11 @@ The additions are a STAND-IN for what AWS does and are limited to:
   DescribeFleetInstances) or modified, with moto's own ``create_spot_requests`` launching replacements;
 - spot pools that run out (moto's capacity is endless): ``ARCHFLEET_STANDIN_POOL_CAPACITY="t3.nano=1"`` lets at
   most that many live instances of a type exist; a fleet asking for more stays short, as on AWS when a pool is
-  exhausted.
+  exhausted;
+- EC2 calls that fail on request (moto's calls never fail), so that archfleet's handling of a failed call runs:
+  ``POST /archfleet-standin/fail?action=DeleteFleets&code=IncorrectState&times=1`` makes the next call(s) of that
+  action answer with that error code (HTTP 400, as EC2 does for it, so botocore does not retry it);
+  ``DELETE /archfleet-standin/fail`` disarms every one. Deterministic: nothing else decides which call fails.
 
 archfleet itself only calls the public EC2 API; these additions exist so that its resize and interruption
 paths run against an endpoint over HTTP instead of being skipped.
@@ -19,12 +23,20 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qs
 
 from moto.core.responses import ActionResult
+from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models.fleets import Fleet, FleetsBackend
+from moto.ec2.responses import EC2Response
 from moto.ec2.responses.fleets import Fleets
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.server import main
+
+from tests.spot.standin_protocol import FAILURE_PATH
 
 ALIVE = ("pending", "running")
 _POOLS = os.environ.get("ARCHFLEET_STANDIN_POOL_CAPACITY", "")
@@ -103,6 +115,57 @@ def describe_fleet_instances(self: FleetsBackend, fleet_id: str) -> list[Any]:
     return _describe_fleet_instances(self, fleet_id)
 
 
+# --- calls that fail on request -------------------------------------------------------------------------------
+
+_failures_lock = threading.Lock()
+_armed_failures: dict[str, tuple[str, int]] = {}  # EC2 action -> (error code, how many more calls fail)
+
+
+def take_failure(action: str) -> str | None:
+    """The error code the next call of ``action`` fails with, if one is armed (and count it off)."""
+    with _failures_lock:
+        armed = _armed_failures.get(action)
+        if armed is None:
+            return None
+        code, remaining = armed
+        if remaining <= 1:
+            del _armed_failures[action]
+        else:
+            _armed_failures[action] = (code, remaining - 1)
+        return code
+
+
+_call_action = EC2Response.call_action
+
+
+def call_action(self: EC2Response) -> Any:
+    code = take_failure(self._get_action())
+    if code is None:
+        return _call_action(self)
+    error = EC2ClientError(code, f"archfleet stand-in: {self._get_action()} failed on request")
+    return self.serialized(ActionResult(error))
+
+
+_dispatch = DomainDispatcherApplication.__call__
+
+
+def dispatch(self: DomainDispatcherApplication, environ: dict[str, Any],
+             start_response: Callable[..., Any]) -> Iterable[bytes]:
+    if environ.get("PATH_INFO") != FAILURE_PATH:
+        return _dispatch(self, environ, start_response)
+    with _failures_lock:
+        if environ["REQUEST_METHOD"] == "DELETE":
+            _armed_failures.clear()
+        else:
+            query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+            _armed_failures[query["action"]] = (query.get("code", "IncorrectState"), int(query.get("times", "1")))
+        answer = repr(sorted(_armed_failures.items())).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(answer)))])
+    return [answer]
+
+
+EC2Response.call_action = call_action  # type: ignore[method-assign, assignment]
+DomainDispatcherApplication.__call__ = dispatch  # type: ignore[method-assign]
 Fleets.modify_fleet = modify_fleet  # type: ignore[attr-defined]
 Fleet.get_launch_spec_counts = get_launch_spec_counts  # type: ignore[method-assign]
 FleetsBackend.describe_fleets = describe_fleets  # type: ignore[method-assign]

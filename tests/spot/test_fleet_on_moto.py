@@ -182,16 +182,6 @@ def test_unknown_region_is_a_one_line_input_error(tmp_path: Path, endpoint: Endp
     assert "unknown AWS region 'xx-nowhere-9'" in line and f"{fleet}:3" in line
 
 
-def test_an_instance_type_that_does_not_exist_is_a_one_line_input_error(tmp_path: Path, endpoint: Endpoint) -> None:
-    name = "badtype"
-    fleet = write_fleet(tmp_path, endpoint, name, 1, types="[t4g.small, t9g.huge]")
-    result = endpoint.archfleet("spot", "up", "-f", str(fleet))
-    assert result.returncode == 2
-    line = one_error_line(result.stderr)
-    assert f"{fleet}:5: spot_fleets.{name}.instance_types" in line and "t9g.huge" in line
-    assert tagged(endpoint, name) == NOTHING_TAGGED
-
-
 def test_a_fleet_that_fails_to_launch_leaves_no_launch_templates(tmp_path: Path, endpoint: Endpoint) -> None:
     """moto (with key-pair validation on) refuses the fleet after archfleet created its templates."""
     name = "nokey"
@@ -206,6 +196,7 @@ def test_a_fleet_that_fails_to_launch_leaves_no_launch_templates(tmp_path: Path,
 def test_an_architecture_without_an_ami_is_named(tmp_path: Path, endpoint: Endpoint) -> None:
     fleet = tmp_path / "fleet.yaml"
     fleet.write_text(f"""\
+registry: {{lab: true}}
 spot_fleets:
   noami:
     target_capacity: 1
@@ -214,7 +205,7 @@ spot_fleets:
 """)
     result = endpoint.archfleet("spot", "up", "-f", str(fleet))
     assert result.returncode == 2
-    assert f"{fleet}:2: spot_fleets.noami.ami: no amd64 AMI for t3.small" in one_error_line(result.stderr)
+    assert f"{fleet}:3: spot_fleets.noami.ami: no amd64 AMI for t3.small" in one_error_line(result.stderr)
 
 
 def test_a_max_price_under_every_pool_fails_before_anything_is_created(tmp_path: Path, endpoint: Endpoint) -> None:
