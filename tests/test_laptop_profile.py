@@ -79,7 +79,8 @@ def test_archfleet_laptop_rejects_a_bad_profile_with_exit_2_before_touching_anyt
     result = subprocess.run([str(Path(sys.executable).parent / "archfleet"), "laptop", "--dry", "--profile", str(bad)],
                             capture_output=True, text=True, check=False, timeout=60)
     assert result.returncode == 2
-    assert result.stderr.strip() == f"archfleet: error: {bad}:1: ohmyzsh_plugin: unknown key"
+    assert result.stderr.strip() == (
+        f"archfleet: error: {bad}:1: ohmyzsh_plugin: unknown key (did you mean 'ohmyzsh_plugins'?)")
 
 
 def test_archfleet_laptop_checks_the_fleet_files_laptop_section_first(tmp_path: Path) -> None:
@@ -89,4 +90,5 @@ def test_archfleet_laptop_checks_the_fleet_files_laptop_section_first(tmp_path: 
                             capture_output=True, text=True, check=False, timeout=60,
                             env={**os.environ, "ARCHFLEET_FLEET": str(fleet)})
     assert result.returncode == 2
-    assert result.stderr.strip() == f"archfleet: error: {fleet}:4: laptop.conda_prefx: unknown key"
+    assert result.stderr.strip() == (
+        f"archfleet: error: {fleet}:4: laptop.conda_prefx: unknown key (did you mean 'conda_prefix'?)")
