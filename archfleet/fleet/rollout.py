@@ -6,7 +6,7 @@
       pause: 0            # seconds between batches
       rollback: true      # a failed host rolls back the hosts already moved in this rollout
     timeouts:             # seconds, each more than 0
-      connect: 10         # SSH connect
+      connect: 30         # SSH connect (TCP, key exchange and login)
       facts: 60           # reading a host's state
       pull: 600           # pulling an image on a host
       start: 60           # a new container reaching "running"
@@ -49,7 +49,7 @@ class RolloutSpec:
 
 @dataclass(frozen=True)
 class TimeoutsSpec:
-    connect: float = 10
+    connect: float = 30
     facts: float = 60
     pull: float = 600
     start: float = 60

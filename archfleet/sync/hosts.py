@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -64,6 +65,22 @@ def connect_error_reason(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def use_openssh(inventory: Inventory) -> None:
+    """Hosts of pyinfra's default SSH connector (paramiko) go over the system's OpenSSH client instead, one
+    multiplexed connection each (archfleet.connectors.openssh), unless their data says ``archfleet_ssh: paramiko``,
+    they log in with a password (OpenSSH runs in batch mode here) or there is no ``ssh`` program."""
+    if shutil.which("ssh") is None:
+        return
+    from pyinfra.connectors.ssh import SSHConnector
+
+    from archfleet.connectors.openssh import OpenSSHConnector
+
+    for host in inventory:
+        needs_paramiko = host.data.get("ssh_password") or host.data.get("ssh_key_password")
+        if host.connector_cls is SSHConnector and host.data.get("archfleet_ssh") != "paramiko" and not needs_paramiko:
+            host.connector_cls = OpenSSHConnector
+
+
 class HostSession:
     """The inventory's hosts in one pyinfra State, connected on first use."""
 
@@ -71,6 +88,7 @@ class HostSession:
         logging.getLogger("pyinfra").setLevel(logging.CRITICAL)
         self.inventory = inventory
         self.connect_timeout = connect_timeout
+        use_openssh(inventory)
         self.state = State(inventory, Config(CONNECT_TIMEOUT=connect_timeout))
         self.hosts: dict[str, Host] = {host.name: host for host in inventory}
 

@@ -1,0 +1,1 @@
+"""pyinfra connectors archfleet adds (registered under pyinfra.connectors in pyproject.toml)."""

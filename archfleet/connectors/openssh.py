@@ -1,0 +1,219 @@
+"""A pyinfra connector that carries commands over the system's OpenSSH client, one multiplexed connection per host.
+
+pyinfra's own ``@ssh`` connector is paramiko: key exchange and ciphers in Python, a few tens of milliseconds of CPU
+per host. OpenSSH does the same in C, honours ``~/.ssh/config``, and multiplexes every later command of a run over
+the first connection (``ControlMaster``), so a host costs one handshake per run. It reads the same host data as
+pyinfra's ``@ssh`` connector (``ssh_hostname``, ``ssh_port``, ``ssh_user``, ``ssh_key``, ``ssh_known_hosts_file``,
+``ssh_strict_host_key_checking``, ``ssh_config_file``), so an inventory works with either.
+
+    pyinfra @openssh/web-1 fact server.Arch           # registered as the `openssh` connector (pyproject.toml)
+
+`archfleet sync` and `archfleet verify` use it for every host of the default ``@ssh`` kind (host data
+``archfleet_ssh: paramiko`` keeps pyinfra's own). Host keys are checked as configured (``StrictHostKeyChecking``);
+nothing is ever added to a known_hosts file silently unless the host data says ``accept-new``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from io import IOBase
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from pyinfra.api import StringCommand
+from pyinfra.connectors.base import BaseConnector, DataMeta
+from pyinfra.connectors.util import (
+    CommandOutput,
+    OutputLine,
+    execute_command_with_sudo_retry,
+    make_unix_command_for_host,
+)
+
+from archfleet.errors import ArchfleetError
+
+if TYPE_CHECKING:
+    from pyinfra.api import Host, State
+
+
+class OpenSSHConnectError(ArchfleetError):
+    pass
+
+
+CONNECTOR_DATA = {
+    "ssh_hostname": DataMeta("SSH hostname"),
+    "ssh_port": DataMeta("SSH port"),
+    "ssh_user": DataMeta("SSH user"),
+    "ssh_key": DataMeta("SSH key filename"),
+    "ssh_known_hosts_file": DataMeta("known_hosts file"),
+    "ssh_strict_host_key_checking": DataMeta("StrictHostKeyChecking", "yes"),
+    "ssh_config_file": DataMeta("ssh_config file"),
+    "ssh_connect_timeout": DataMeta("ConnectTimeout in seconds"),
+}
+
+
+def ssh_options(data: dict[str, Any], control_path: str, connect_timeout: int) -> list[str]:
+    """The ssh options for a host's data (pure; the destination and command are added by the caller)."""
+    options = [
+        "-o", "BatchMode=yes",
+        "-o", f"ConnectTimeout={int(data.get('ssh_connect_timeout') or connect_timeout)}",
+        "-o", f"StrictHostKeyChecking={data.get('ssh_strict_host_key_checking') or 'yes'}",
+        "-o", f"ControlPath={control_path}",
+        "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
+    ]
+    if data.get("ssh_config_file"):
+        options += ["-F", str(data["ssh_config_file"])]
+    if data.get("ssh_known_hosts_file"):
+        options += ["-o", f"UserKnownHostsFile={data['ssh_known_hosts_file']}"]
+    if data.get("ssh_key"):
+        options += ["-i", str(data["ssh_key"]), "-o", "IdentitiesOnly=yes"]
+    if data.get("ssh_port"):
+        options += ["-p", str(int(data["ssh_port"]))]
+    if data.get("ssh_user"):
+        options += ["-l", str(data["ssh_user"])]
+    return options
+
+
+def connect_failure(stderr: str) -> str:
+    """OpenSSH's complaint in a few words."""
+    text = " ".join(line.strip() for line in stderr.splitlines() if line.strip())
+    lowered = text.lower()
+    for needle, reason in (
+        ("remote host identification has changed", "host key mismatch (the host's SSH key is not the one recorded)"),
+        ("host key verification failed", "host key verification failed (the host's key is not recorded)"),
+        ("connection refused", "connection refused"),
+        ("connection timed out", "connect timed out"),
+        ("operation timed out", "connect timed out"),
+        ("no route to host", "no route to host"),
+        ("permission denied", "SSH authentication failed"),
+        ("could not resolve", "could not resolve the host name"),
+        ("connection closed", "the connection was closed"),
+    ):
+        if needle in lowered:
+            return reason
+    return text[-200:] or "ssh failed"
+
+
+class OpenSSHConnector(BaseConnector):
+    """Commands over ``ssh``; files over ``ssh ... 'cat > FILE'`` (stdin), so no sftp subsystem is needed."""
+
+    handles_execution = True
+    data_meta = CONNECTOR_DATA
+    _control_dir: str | None = None
+
+    def __init__(self, state: State, host: Host):
+        super().__init__(state, host)
+        self.data: dict[str, Any] = {key: host.data.get(key) for key in CONNECTOR_DATA}
+
+    @staticmethod
+    def make_names_data(name: str) -> Iterator[tuple[str, dict[str, Any], list[str]]]:
+        yield f"@openssh/{name}", {"ssh_hostname": name}, []
+
+    @classmethod
+    def control_dir(cls) -> str:
+        """One private folder for every control socket of this process (removed when its hosts disconnect)."""
+        if cls._control_dir is None or not os.path.isdir(cls._control_dir):
+            cls._control_dir = tempfile.mkdtemp(prefix="archfleet-ssh-")
+        return cls._control_dir
+
+    @property
+    def destination(self) -> str:
+        return str(self.data.get("ssh_hostname") or self.host.name.split("/", 1)[-1])
+
+    @property
+    def control_path(self) -> str:
+        return str(Path(self.control_dir()) / f"{abs(hash((self.host.name, self.destination))):x}")
+
+    def options(self) -> list[str]:
+        timeout = int(getattr(self.state.config, "CONNECT_TIMEOUT", 10) or 10)
+        return ssh_options(self.data, self.control_path, timeout)
+
+    def argv(self, *remote: str) -> list[str]:
+        """A command over the master connection (or a connection of its own when there is no master)."""
+        return ["ssh", *self.options(), "-o", "ControlMaster=no", self.destination, "--", *remote]
+
+    def _run(self, remote: str, stdin: bytes | None = None,
+             timeout: float | None = None) -> tuple[int, list[str], list[str]]:
+        process = subprocess.Popen(self.argv(remote), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        try:
+            out, err = process.communicate(stdin, timeout=timeout)
+        finally:
+            if process.poll() is None:  # a time-out (ours or the caller's) must not leave ssh behind
+                process.kill()
+                process.wait()
+        return (process.returncode,
+                out.decode(errors="replace").splitlines(), err.decode(errors="replace").splitlines())
+
+    def connect(self) -> None:
+        """Open the master connection (``ssh -M -N -f``): it goes to the background once authenticated and carries
+        every later command. Its stderr goes to a file, not a pipe: a backgrounded master would hold a pipe open."""
+        from pyinfra.api.exceptions import ConnectError
+
+        argv = ["ssh", *self.options(), "-o", "ControlMaster=yes", "-o", "ControlPersist=yes", "-N", "-f",
+                self.destination]
+        with tempfile.TemporaryFile() as errors:
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
+            try:
+                code = process.wait()
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+            if code != 0:
+                errors.seek(0)
+                raise ConnectError(connect_failure(errors.read().decode(errors="replace")))
+
+    def disconnect(self) -> None:
+        subprocess.run(["ssh", "-o", f"ControlPath={self.control_path}", "-O", "exit", self.destination],
+                       capture_output=True, check=False, timeout=10)
+        directory = self._control_dir
+        if directory and os.path.isdir(directory) and not os.listdir(directory):
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def run_shell_command(self, command: StringCommand, print_output: bool = False, print_input: bool = False,
+                          **arguments: Any) -> tuple[bool, CommandOutput]:
+        arguments.pop("_get_pty", False)
+        timeout = arguments.pop("_timeout", None)
+        stdin = arguments.pop("_stdin", None)
+        success_codes = arguments.pop("_success_exit_codes", None)
+
+        def execute() -> tuple[int, CommandOutput]:
+            unix_command = make_unix_command_for_host(self.state, self.host, command, **arguments)
+            data = stdin.encode() if isinstance(stdin, str) else stdin
+            code, out, err = self._run(unix_command.get_raw_value(), data, timeout)
+            lines = [OutputLine("stdout", line) for line in out] + [OutputLine("stderr", line) for line in err]
+            return code, CommandOutput(lines)
+
+        code, output = execute_command_with_sudo_retry(self.host, cast(Any, arguments), execute)
+        return (code in success_codes if success_codes else code == 0), output
+
+    def put_file(self, filename_or_io: str | IOBase, remote_filename: str, remote_temp_filename: str | None = None,
+                 print_output: bool = False, print_input: bool = False, **arguments: Any) -> bool:
+        """The content goes on stdin to ``cat`` on the host, written to a temporary name then moved into place."""
+        if isinstance(filename_or_io, str):
+            content = Path(filename_or_io).read_bytes()
+        else:
+            raw = filename_or_io.read()
+            content = raw.encode() if isinstance(raw, str) else raw
+        temporary = f"{remote_filename}.archfleet-upload"
+        script = (f"umask 077 && cat > {shlex.quote(temporary)} && "
+                  f"mv -f {shlex.quote(temporary)} {shlex.quote(remote_filename)}")
+        ok, _ = self.run_shell_command(StringCommand("sh", "-c", shlex.quote(script)), _stdin=content, **arguments)
+        return ok
+
+    def get_file(self, remote_filename: str, filename_or_io: str | IOBase, remote_temp_filename: str | None = None,
+                 print_output: bool = False, print_input: bool = False, **arguments: Any) -> bool:
+        code, out, _ = self._run(f"cat {shlex.quote(remote_filename)}")
+        if code != 0:
+            return False
+        text = "\n".join(out) + ("\n" if out else "")
+        if isinstance(filename_or_io, str):
+            Path(filename_or_io).write_text(text)
+        else:
+            filename_or_io.write(text.encode() if "b" in getattr(filename_or_io, "mode", "b") else text)
+        return True
