@@ -23,6 +23,7 @@ from archfleet.lab.system import ensure_packages
 from archfleet.lab.v2ray_client import client_config_text, fetch_through_proxy
 from archfleet.pyinfra_run import print_summary, project_path, run_deploy
 from archfleet.run import say
+from archfleet.table import format_table
 
 STEPS = 8
 
@@ -53,9 +54,9 @@ def ci_build_on_every_runner(state: LabState, fleet_path: Path) -> None:
     runners = [h for h in state.hosts if h.kind in fleet.services["ci-runner"].groups]
     expected = {f"uname-{h.name}" for h in runners}
     results = build_on_every_runner(state, master.address, expected)
-    print(f"{'BUILDER':<24}{'BUILD':<7}{'RESULT':<9}UNAME -M")
-    for name, number, outcome, machine in results:
-        print(f"{name:<24}{number:<7}{'success' if outcome == 0 else 'failure':<9}{machine}")
+    print(format_table(("BUILDER", "BUILD", "RESULT", "UNAME -M"), [
+        (name, number, "success" if outcome == 0 else "failure", machine) for name, number, outcome, machine in results
+    ]))
     if not expected <= {r[0] for r in results if r[2] == 0}:
         raise OperationFailed(f"CI: not every runner built ({sorted(expected)}); see the table above")
 

@@ -15,6 +15,7 @@ from archfleet.lab import hosts as lab_hosts
 from archfleet.lab import images, pki, registry, system
 from archfleet.lab.state import DEFAULT_COUNTS, LabPaths, LabState, RegistryInfo, load, save, state_dir, write_private
 from archfleet.run import run, say, succeeds
+from archfleet.table import format_table
 
 DEFAULT_NETWORK = "archfleet-lab"
 DEFAULT_SUBNET = "172.28.77.0/24"
@@ -189,10 +190,7 @@ def down() -> None:
 
 def print_status_table(rows: list[dict[str, str]]) -> None:
     columns = ["host", "arch", "address", "ssh", "machine", "engine"]
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
-    print("  ".join(c.upper().ljust(widths[c]) for c in columns))
-    for row in rows:
-        print("  ".join(row[c].ljust(widths[c]) for c in columns))
+    print(format_table([c.upper() for c in columns], [[row[c] for c in columns] for row in rows]))
 
 
 
