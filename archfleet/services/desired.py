@@ -7,6 +7,7 @@ container back with its own files.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import posixpath
@@ -104,16 +105,25 @@ def managed_file(service: str, basename: str, mount: str, content: bytes, secret
     )
 
 
-def render_template(spec: ServiceSpec, index: int, variables: dict[str, object]) -> bytes:
-    file_spec = spec.files[index]
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(file_spec.template.parent)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
+@functools.cache
+def template_environment(folder: str) -> jinja2.Environment:
+    """One Jinja2 environment per template folder: each template is compiled once per run, however many hosts."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(folder), undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
         autoescape=False,
     )
+
+
+@functools.cache
+def text_template(text: str) -> jinja2.Template:
+    return jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(text)
+
+
+def render_template(spec: ServiceSpec, index: int, variables: dict[str, object]) -> bytes:
+    file_spec = spec.files[index]
     try:
-        return environment.get_template(file_spec.template.name).render(**variables).encode()
+        template = template_environment(str(file_spec.template.parent)).get_template(file_spec.template.name)
+        return template.render(**variables).encode()
     except jinja2.TemplateError as error:
         line = getattr(error, "lineno", None)
         where = f"{file_spec.template}:{line}" if line else str(file_spec.template)
@@ -126,7 +136,7 @@ def render_text(spec: ServiceSpec, where: str, text: str, variables: dict[str, o
     if "{{" not in text and "{%" not in text:
         return text
     try:
-        return jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(text).render(**variables)
+        return text_template(text).render(**variables)
     except jinja2.TemplateError as error:
         raise InputError(f"{spec.node.where}: services.{spec.name}.{where}: {error}") from None
 
