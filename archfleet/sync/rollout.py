@@ -57,7 +57,7 @@ def hosts_in_scope(fleet: Fleet, limit: str | None) -> list[str]:
         return names
     chosen: set[str] = set()
     for word in (w.strip() for w in limit.split(",") if w.strip()):
-        group = inventory.get_group(word, None) if hasattr(inventory, "get_group") else None
+        group = inventory.get_group(word, None)
         if word in names:
             chosen.add(word)
         elif group is not None:
