@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from archfleet.errors import OperationFailed
 from archfleet.fleet import Fleet
+from archfleet.images.verify import VerifyReport
 from archfleet.services.desired import DesiredContainer, desired_container, fleet_context
 from archfleet.services.preflight import PinnedTag, pin_services
 from archfleet.sync.plan import HostPlan, plan_host
@@ -48,9 +49,11 @@ def desired_on_host(fleet: Fleet, host: str, platform: str, pins: dict[str, Pinn
     return result
 
 
-def plan_fleet(fleet: Fleet, states: dict[str, ServicesStateValue], prune: bool) -> dict[str, HostPlan]:
-    """One plan per host whose state was read (the pre-flight pins every tag first, once)."""
-    pins = pin_services(fleet, hosts_by_platform(fleet, states))
+def plan_fleet(fleet: Fleet, states: dict[str, ServicesStateValue], prune: bool,
+               reports: dict[str, VerifyReport] | None = None) -> dict[str, HostPlan]:
+    """One plan per host whose state was read (the pre-flight pins every tag first, once; ``reports``: tags
+    already read by prefetch_reports)."""
+    pins = pin_services(fleet, hosts_by_platform(fleet, states), reports)
     plans = {}
     for host, state in sorted(states.items()):
         platform = state.get("platform")

@@ -25,6 +25,7 @@ from archfleet.fleet import Fleet
 from archfleet.fleet.rollout import TimeoutsSpec
 from archfleet.fleet.services import ServiceSpec
 from archfleet.placement import start_order
+from archfleet.services.preflight import prefetch_reports
 from archfleet.sync.hosts import HostSession, Outcome, StepFailed
 from archfleet.sync.pipeline import placement_of, plan_fleet
 from archfleet.sync.plan import SWITCHING_ACTIONS, HostPlan, ServiceStep, batches
@@ -282,8 +283,10 @@ def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say) -
     session = HostSession(fleet.hosts, int(timeouts.connect))
     try:
         with gevent.Timeout(timeouts.run, StepFailed(f"the whole sync timed out after {timeouts.run:g} s")):
+            placed = sorted({spec.name for host in names for spec in placement_of(fleet).services_on(host)})
+            prefetch = gevent.spawn(prefetch_reports, fleet, placed)  # the registry is read while the hosts are
             states = read_states(session, names, fleet, report, say)
-            plans = plan_fleet(fleet, states, prune)
+            plans = plan_fleet(fleet, states, prune, prefetch.get())
             for host, plan in plans.items():
                 entry = report.host(host)
                 for step in plan.steps:
