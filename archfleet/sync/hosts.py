@@ -151,7 +151,9 @@ class HostSession:
                  "could not set the owner and mode of the uploaded files")
 
     def disconnect(self) -> None:
-        for host in self.hosts.values():
-            if host.connected:
-                with contextlib.suppress(Exception):  # closing what is lost must not hide the results
-                    host.disconnect()
+        """Close every connection, all at once (closing what is already lost must not hide the results)."""
+        def close(host: Host) -> None:
+            with contextlib.suppress(Exception):
+                host.disconnect()
+
+        gevent.joinall([gevent.spawn(close, host) for host in self.hosts.values() if host.connected], timeout=30)
