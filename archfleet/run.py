@@ -12,7 +12,8 @@ from archfleet.errors import OperationFailed
 
 def say(message: str) -> None:
     """Progress output: one line on stderr, so stdout stays for results."""
-    print(f"archfleet: {message}", file=sys.stderr, flush=True)
+    sys.stderr.write(f"archfleet: {message}\n")  # one write: lines from concurrent steps never interleave
+    sys.stderr.flush()
 
 
 def run(
