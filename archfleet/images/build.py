@@ -378,7 +378,8 @@ def build_and_push(spec: ImageSpec, result: PlatformResult, args: dict[str, str]
         except (EngineError, docker.errors.DockerException, requests.RequestException) as error:
             reason = one_line(error)
             log.line(f"{stage} failed: {reason}")
-            raise OperationFailed(f"{name}: {stage} failed {result.path.where}: {reason} (log: {log.path})") from None
+            what = f"build failed {result.path.where}" if stage == "build" else f"push of {tag} failed"
+            raise OperationFailed(f"{name}: {what}: {reason} (log: {log.path})") from None
         finally:
             if engine is not None:
                 engine.close()

@@ -1,6 +1,9 @@
 """End to end on the lab: build v2ray and the CI runner for amd64 and arm64 (arm64 natively on the arm64 host),
 verify the published tags, prove each variant's main binary is an ELF for its machine (read from the published
-layers), run each host's own variant, build again and see nothing rebuilt, and catch a tampered tag.
+layers), run each host's own variant, build again and see nothing rebuilt, and catch a tampered tag (table and
+``--json``). Then, with a small amd64-only image: a failing build is one line naming its private log; a cold
+builder rebuilds only the steps after a changed file, taking the rest from the registry's previous image; a build
+past its time bound fails and the engine stops it.
 
 The images go to their own repositories (``archfleet-test/...``) with a per-run build arg, so every run really
 builds and publishes (from the builders' layer cache when warm) and the fleet's own tags are left alone.
