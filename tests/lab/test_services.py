@@ -18,7 +18,7 @@ import pytest
 from archfleet.lab.images import base_image
 from archfleet.lab.state import LabState
 from archfleet.lab.v2ray_client import fetch_through_proxy
-from tests.lab.support import LAB_INVENTORY, archfleet, fleet_header, on_host, pyinfra
+from tests.lab.support import LAB_INVENTORY, PROJECT, archfleet, fleet_header, on_host, pyinfra
 
 pytestmark = pytest.mark.lab
 
@@ -132,6 +132,18 @@ def test_first_sync_runs_every_service_and_the_second_changes_nothing(fleet: Fle
     assert proof.returncode == 0, proof.stdout + proof.stderr
     assert "arm64-1  linux/arm64  mover    running" in proof.stdout
     assert "aarch64" in proof.stdout and "x86_64" in proof.stdout
+
+
+def test_the_plain_pyinfra_deploy_runs_the_same_plan_and_finds_nothing_to_do(fleet: Fleet) -> None:
+    """`pyinfra INVENTORY deploys/services.py` executes the same per-host plans as `archfleet sync`."""
+    result = subprocess.run(
+        [str(PROJECT / ".venv/bin/pyinfra"), "-y", LAB_INVENTORY, "deploys/services.py", "--limit", "amd64",
+         "--limit", "arm64"], cwd=PROJECT, capture_output=True, text=True, timeout=600, check=False,
+        env={**os.environ, "ARCHFLEET_FLEET": str(fleet.path)},
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "2 service(s) up to date" in output, output[-3000:]
 
 
 def test_v2ray_on_each_host_proxies_a_local_client(fleet: Fleet, lab: LabState, tmp_path: Path) -> None:
