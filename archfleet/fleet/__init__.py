@@ -43,6 +43,7 @@ class Fleet:
     services: dict[str, Any] = field(default_factory=dict)
     spot_fleets: dict[str, Any] = field(default_factory=dict)
     laptop: Any = None
+    registries: dict[str, Any] = field(default_factory=dict)  # `registries:` (archfleet.fleet.registries)
     rollout: RolloutSpec = field(default_factory=RolloutSpec)  # the fleet-wide default (`rollout:`)
     timeouts: TimeoutsSpec = field(default_factory=TimeoutsSpec)  # `timeouts:`
     # Worked out once at load time, from the inventory the file names (None without `inventory:`):
@@ -75,8 +76,9 @@ def load_fleet(path: Path | None = None) -> Fleet:
 
     # Each section's parser lives in its own module; they are imported here so that a file that uses
     # only one section still has every key checked.
-    from archfleet.fleet import images, laptop, services, spot
+    from archfleet.fleet import images, laptop, registries, services, spot
 
+    fleet.registries = registries.parse_registries(top.mapping("registries"), fleet)
     fleet.images = images.parse_images(top.mapping("images"), fleet)
     services_node = top.get("services")
     fleet.services_declared = services_node is not None
