@@ -1,18 +1,20 @@
 """Pre-flight: before any host is touched, each service's tag must hold a verified image for every target
 host's platform (the same check as `archfleet images verify`). Each tag is read from the registry once per
-sync, for all the platforms its hosts need at once.
+sync, for all the platforms its hosts need at once, from whichever registry it is in (the fleet's own, Docker
+Hub, GHCR, ECR...), with that registry's credentials (archfleet.credentials).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archfleet.errors import OperationFailed
+from archfleet.errors import ArchfleetError, OperationFailed
 from archfleet.fleet import Fleet
 from archfleet.fleet.services import ServiceSpec
-from archfleet.images.verify import verify_tag
+from archfleet.images.verify import DEFAULT_PLATFORMS, VerifyReport, verify_with_client
 from archfleet.platforms import parse as parse_platform
-from archfleet.registry_client import parse_reference
+from archfleet.references import parse
+from archfleet.registry_client import client_for
 
 
 class PreflightFailed(OperationFailed):
@@ -27,16 +29,47 @@ class PinnedTag:
 
 
 def service_reference(fleet: Fleet, spec: ServiceSpec) -> str:
-    """The full multi-arch tag a service runs: a declared image's published tag, or the reference as written."""
-    registry = fleet.registry.resolve().address
+    """The full multi-arch tag a service runs: a declared image's published tag in the fleet's registry, else the
+    reference as Docker reads it (``redis:7`` is ``docker.io/library/redis:7``, ``ghcr.io/acme/web:1.2``)."""
     image = fleet.images.get(spec.image)
-    text = image.ref(registry) if image is not None else spec.image
-    return str(parse_reference(text, registry))
+    if image is not None:
+        return str(parse(image.ref(fleet.registry.resolve().address)))
+    return str(parse(spec.image))
 
 
-def pin_services(fleet: Fleet, hosts_by_platform: dict[str, dict[str, list[str]]]) -> dict[str, PinnedTag]:
-    """``hosts_by_platform``: service -> platform -> the hosts of that platform it runs on. Returns service ->
-    PinnedTag. Raises PreflightFailed naming the tag, a host and what the tag has; nothing was changed then."""
+def verify_reference(fleet: Fleet, reference: str, platforms: list[str]) -> VerifyReport:
+    """The tag read from its own registry, with that registry's credentials (archfleet.credentials)."""
+    parsed = parse(reference)
+    return verify_with_client(client_for(parsed.registry, fleet), parsed, [parse_platform(p) for p in platforms])
+
+
+def expected_platforms(fleet: Fleet, spec: ServiceSpec) -> list[str]:
+    """The platforms a service's tag is expected to have: its fleet image's, else linux/amd64 and linux/arm64."""
+    image = fleet.images.get(spec.image)
+    platforms = getattr(image, "platforms", None) or DEFAULT_PLATFORMS
+    return sorted({str(p) for p in platforms})
+
+
+def prefetch_reports(fleet: Fleet, services: list[str]) -> dict[str, VerifyReport]:
+    """Each tag verified for the platforms it is expected to have, before the hosts' platforms are known (so that
+    the registry is read while the hosts are): reference -> report. Failures are left to pin_services."""
+    reports: dict[str, VerifyReport] = {}
+    for service in services:
+        spec = fleet.services[service]
+        reference = service_reference(fleet, spec)
+        if reference not in reports:
+            try:
+                reports[reference] = verify_reference(fleet, reference, expected_platforms(fleet, spec))
+            except ArchfleetError:
+                continue
+    return reports
+
+
+def pin_services(fleet: Fleet, hosts_by_platform: dict[str, dict[str, list[str]]],
+                 reports: dict[str, VerifyReport] | None = None) -> dict[str, PinnedTag]:
+    """``hosts_by_platform``: service -> platform -> the hosts of that platform it runs on; ``reports``: tags already
+    read (prefetch_reports), used when they cover the platforms needed. Returns service -> PinnedTag. Raises
+    PreflightFailed naming the tag, a host and what the tag has; nothing was changed then."""
     pinned: dict[str, PinnedTag] = {}
     by_reference: dict[str, list[str]] = {}
     for service in hosts_by_platform:
@@ -45,7 +78,10 @@ def pin_services(fleet: Fleet, hosts_by_platform: dict[str, dict[str, list[str]]
         needed = sorted({p for s in services for p in hosts_by_platform[s]})
         if not needed:
             continue
-        report = verify_tag(fleet.registry, reference, [parse_platform(p) for p in needed])
+        parsed = parse(reference)
+        report = (reports or {}).get(reference)
+        if report is None or not set(needed) <= {c.platform for c in report.checks}:
+            report = verify_reference(fleet, reference, needed)
         digests = report.digests()
         present = sorted({c.platform for c in report.checks if c.verdict != "missing"} | set(report.extra))
         for service in services:
@@ -56,8 +92,6 @@ def pin_services(fleet: Fleet, hosts_by_platform: dict[str, dict[str, list[str]]
                         f"pre-flight: {reference} has no verified {platform} image for host {sorted(hosts)[0]} "
                         f"(the tag has: {', '.join(present) or 'none'}; {report.summary()}); nothing was changed"
                     )
-        parsed = parse_reference(reference)
-        repository = f"{parsed.registry}/{parsed.repository}" if parsed.registry else parsed.repository
         for service in services:
-            pinned[service] = PinnedTag(reference, repository, digests)
+            pinned[service] = PinnedTag(reference, parsed.name, digests)
     return pinned
