@@ -22,6 +22,7 @@ from archfleet.registry_client import (
     NotFound,
     Reference,
     RegistryClient,
+    client_for,
     config_platform,
     image_size,
     parse_index,
@@ -145,5 +146,6 @@ def verify_tag(registry: RegistrySpec, ref: str, platforms: Sequence[str | Platf
     (``report.ok``, ``report.table()``, ``report.digests()``); raises OperationFailed only when the registry
     cannot be reached or answers with an error other than "not found".
     """
-    client = RegistryClient.for_spec(registry.resolve())
+    own = registry.resolve()
+    client = client_for(parse_reference(ref, own.address).registry, own)  # any registry, with its credentials
     return verify_with_client(client, ref, platforms)
