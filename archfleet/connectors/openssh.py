@@ -78,24 +78,29 @@ def ssh_options(data: dict[str, Any], control_path: str, connect_timeout: int) -
     return options
 
 
-def connect_failure(stderr: str) -> str:
-    """OpenSSH's complaint in a few words."""
-    text = " ".join(line.strip() for line in stderr.splitlines() if line.strip())
-    lowered = text.lower()
-    for needle, reason in (
-        ("remote host identification has changed", "host key mismatch (the host's SSH key is not the one recorded)"),
-        ("host key verification failed", "host key verification failed (the host's key is not recorded)"),
-        ("connection refused", "connection refused"),
-        ("connection timed out", "connect timed out"),
-        ("operation timed out", "connect timed out"),
-        ("no route to host", "no route to host"),
-        ("permission denied", "SSH authentication failed"),
-        ("could not resolve", "could not resolve the host name"),
-        ("connection closed", "the connection was closed"),
-    ):
+CONNECT_FAILURES = (  # what OpenSSH or paramiko says -> a few plain words
+    ("remote host identification has changed", "host key mismatch (the host's SSH key is not the one recorded)"),
+    ("does not match", "host key mismatch (the host's SSH key is not the one recorded)"),
+    ("host key verification failed", "host key verification failed (the host's key is not recorded)"),
+    ("connection refused", "connection refused"),
+    ("timed out", "connect timed out"),
+    ("no route to host", "no route to host"),
+    ("permission denied", "SSH authentication failed"),
+    ("authentication", "SSH authentication failed"),
+    ("could not resolve", "could not resolve the host name"),
+    ("error reading ssh protocol banner", "no SSH banner (the host accepts connections but does not answer)"),
+    ("connection closed", "the connection was closed"),
+)
+
+
+def connect_failure(text: str) -> str:
+    """An SSH client's complaint (OpenSSH's stderr, a paramiko error) in a few words."""
+    flat = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    lowered = flat.lower()
+    for needle, reason in CONNECT_FAILURES:
         if needle in lowered:
             return reason
-    return text[-200:] or "ssh failed"
+    return flat[-200:] or "ssh failed"
 
 
 class OpenSSHConnector(BaseConnector):

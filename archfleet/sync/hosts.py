@@ -20,6 +20,7 @@ import gevent
 from pyinfra.api import Config, FactBase, State, StringCommand
 from pyinfra.api.exceptions import ConnectError
 
+from archfleet.connectors.openssh import connect_failure
 from archfleet.services.desired import ManagedFile
 from facts.services import FILES_ROOT
 from tasks import docker_commands
@@ -49,20 +50,7 @@ class StepFailed(Exception):
 
 def connect_error_reason(error: BaseException) -> str:
     """pyinfra's connect errors in a few plain words (connection refused, host key mismatch, ...)."""
-    text = str(error.args[0] if error.args else error)
-    lowered = text.lower()
-    for needle, reason in (
-        ("connection refused", "connection refused"),
-        ("host key", "host key mismatch (the host's SSH key is not the one recorded)"),
-        ("authentication", "SSH authentication failed"),
-        ("no route", "no route to host"),
-        ("timed out", "connect timed out"),
-        ("could not resolve", "could not resolve the host name"),
-        ("error reading ssh protocol banner", "no SSH banner (the host accepts connections but does not answer)"),
-    ):
-        if needle in lowered:
-            return reason
-    return text.splitlines()[0] if text else type(error).__name__
+    return connect_failure(str(error.args[0] if error.args else error) or type(error).__name__)
 
 
 def use_openssh(inventory: Inventory) -> None:
