@@ -3,22 +3,29 @@ Host bootstrap for Debian/Ubuntu hosts of either architecture:
 
 - the Docker engine installed (Debian's package when missing), running, enabled at boot where there is
   an init system;
-- the private registry's CA trusted by Docker, and Docker logged in to the registry.
+- the private registry's CA trusted by Docker, and Docker logged in to the registry;
+- Docker logged in to every other registry this host's services pull from (the fleet file's ``registry:`` and
+  ``registries:``, Docker's config.json and its credential helpers, ECR), each with its CA when it has one.
 
     pyinfra inventories/lab.py deploys/host.py
 
 Registry settings come from host data: ``registry_address``, ``registry_username``,
 ``registry_password_file`` (a local file; the password never appears in a command line or in output)
 and ``registry_ca_file`` (a local file; optional for registries with a public certificate). A host
-without ``registry_address`` gets the engine only.
+without ``registry_address`` gets the engine only. The fleet file (host data ``archfleet_fleet``, else
+``$ARCHFLEET_FLEET`` or ./fleet.yaml, when there is one) says which registries the host's services pull from
+(archfleet.credentials.host_logins); a registry with no credentials anywhere is pulled from anonymously.
+ECR passwords are new on every request and last 12 hours: an ECR login is renewed when it is older than 11 hours.
 
-A no-op run costs two commands per host: the DockerEngine and RegistryAccess facts.
+A no-op run costs one command per registry plus one: the DockerEngine and RegistryAccess facts.
 """
 
 from pathlib import Path
 
 from pyinfra import host
 
+from archfleet.credentials import host_logins
+from archfleet.fleet import default_fleet_path, fleet_for_deploy
 from tasks import docker_engine
 
 docker_engine.engine_running(name="Docker engine installed, running and enabled at boot")
@@ -34,16 +41,33 @@ if registry_address:
         ca_certificate=Path(ca_file).read_bytes() if ca_file else None,
     )
 
+# Every other registry this host's services pull from (several registries in one fleet).
+fleet_file = host.data.get("archfleet_fleet") or default_fleet_path()
+if Path(fleet_file).is_file():
+    for login in host_logins(fleet_for_deploy(fleet_file), host.name):
+        if login.registry == registry_address:
+            continue  # logged in above, from host data
+        credentials = login.credentials
+        if credentials is None and login.ca_file is None:
+            continue  # a public registry with a public certificate: nothing to set up
+        docker_engine.registry_access(
+            name=f"Docker trusts and is logged in to {login.registry}" if credentials
+            else f"Docker trusts {login.registry} (anonymous pulls)",
+            address=login.registry,
+            username=credentials.username if credentials else None,
+            password=credentials.secret if credentials else None,
+            ca_certificate=login.ca_file.read_bytes() if login.ca_file else None,
+            refresh_after=login.refresh_after,
+        )
+
 # Spot instances (host data ``spot: true`` or ``lifecycle: spot``, as inventories/ec2.py sets): the interruption
 # watcher (tasks/spot_watcher.py). It polls ``spot_metadata_url`` (default http://169.254.169.254) and, on a notice,
 # stops the containers in ``spot_stop_order`` in that order (the CI runner first; container names archfleet-<service>).
 # Without ``spot_stop_order``, the order is the fleet file's services on this host by their ``stop_order``.
 if str(host.data.get("spot")).lower() in ("true", "yes", "1") or host.data.get("lifecycle") == "spot":
-    from archfleet.fleet import default_fleet_path, fleet_for_deploy
     from tasks import spot_watcher
 
     stop_order = spot_watcher.stop_order_from(host.data.get("spot_stop_order"))
-    fleet_file = host.data.get("archfleet_fleet") or default_fleet_path()
     if not stop_order and Path(fleet_file).is_file():
         fleet = fleet_for_deploy(fleet_file)
         stop_order = fleet.placement.stop_order_on(host.name) if fleet.placement else []

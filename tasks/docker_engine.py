@@ -50,25 +50,39 @@ def sha256(data: bytes) -> str:
 
 @operation()
 def registry_access(
-    address: str, username: str, password: str, ca_certificate: bytes | None = None
+    address: str, username: str | None = None, password: str | None = None,
+    ca_certificate: bytes | str | None = None, refresh_after: int | None = None,
 ) -> Generator[StringCommand | FileUploadCommand, None, None]:
     """
-    Docker on the host trusts ``ca_certificate`` for the registry at ``address`` and is logged in to it.
-    The password is uploaded to a root-only file and fed to `docker login` on stdin.
+    Docker on the host trusts ``ca_certificate`` (PEM) for the registry at ``address`` (when given) and is logged in to
+    it (when ``username`` is given). The password is uploaded to a root-only file and fed to `docker login` on
+    stdin. A password that is the same every run (a fleet password, a helper's) is compared by its sha256; one
+    that is new every run (an ECR token) passes ``refresh_after``: the login is renewed only when it is older
+    than that many seconds.
     """
     state = host.get_fact(RegistryAccess, address=address)
-    if ca_certificate is not None and state["ca_sha256"] != sha256(ca_certificate):
+    ca = ca_certificate.encode() if isinstance(ca_certificate, str) else ca_certificate
+    if ca is not None and state["ca_sha256"] != sha256(ca):
         dest = ca_path(address)
         yield docker_commands.public_directory(posixpath.dirname(dest))
-        yield FileUploadCommand(BytesIO(ca_certificate), dest)
+        yield FileUploadCommand(BytesIO(ca), dest)
         yield docker_commands.chmod("0644", dest)
+    if username is None or password is None:
+        host.noop(f"{address}: no login (anonymous pulls)")
+        return
     secret = password.encode()
-    password_changed = state["password_sha256"] != sha256(secret)
-    if password_changed:
+    if refresh_after is None:
+        stale = state["password_sha256"] != sha256(secret)
+    else:
+        age = state["login_age"]
+        stale = age is None or age >= refresh_after
+    if stale:
         yield docker_commands.private_directory(CREDENTIALS_DIR)
         yield FileUploadCommand(BytesIO(secret), password_path(address))
         yield docker_commands.chmod("0600", password_path(address))
-    if password_changed or not state["logged_in"]:
+    if stale or not state["logged_in"]:
         yield docker_commands.login(address, username, password_path(address))
+    elif refresh_after is not None:
+        host.noop(f"logged in to {address} {state['login_age']} s ago (renewed after {refresh_after} s)")
     else:
         host.noop(f"logged in to {address}")

@@ -1,12 +1,21 @@
-"""Pure parts of the registry client: references, index parsing (Docker lists, OCI indexes with attestations),
-image configs, and the manifest list archfleet publishes."""
+"""The registry client: references, index parsing (Docker lists, OCI indexes with attestations), image configs,
+the manifest list archfleet publishes, challenges, Docker config.json credentials; and 429 handling against a
+rate-limited registry stand-in on loopback. Token auth against a real Distribution: tests/lab/test_registries.py."""
 
 from __future__ import annotations
 
+import base64
+import http.server
 import json
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from archfleet.credentials import config_hostname, from_docker_config
 from archfleet.errors import InputError
 from archfleet.platforms import Platform
 from archfleet.registry_client import (
@@ -14,13 +23,20 @@ from archfleet.registry_client import (
     DOCKER_MANIFEST_LIST,
     OCI_INDEX,
     Manifest,
+    RateLimited,
+    RegistryClient,
+    RetryPolicy,
     config_labels,
     config_platform,
+    error_codes,
     image_size,
     index_media_type,
     manifest_list,
+    parse_challenge,
     parse_index,
     parse_reference,
+    path_repository,
+    rate_limit_text,
     sha256_digest,
 )
 
@@ -118,3 +134,184 @@ def test_config_platform_and_labels() -> None:
 def test_image_size_is_config_plus_layers() -> None:
     manifest = {"config": {"size": 1000}, "layers": [{"size": 20000}, {"size": 300}]}
     assert image_size(manifest) == 21300
+
+
+# --- authentication, rate limits and errors, against a registry stand-in on loopback -----------------------------
+
+
+
+def test_bearer_challenge_parameters_keep_commas_inside_quotes() -> None:
+    challenge = parse_challenge('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
+                                'scope="repository:library/redis:pull,push",error="insufficient_scope"')
+    assert challenge is not None and challenge.scheme == "bearer"
+    assert challenge.params == {"realm": "https://auth.docker.io/token", "service": "registry.docker.io",
+                                "scope": "repository:library/redis:pull,push", "error": "insufficient_scope"}
+    basic = parse_challenge('Basic realm="archfleet-lab"')
+    assert basic is not None and (basic.scheme, basic.params) == ("basic", {"realm": "archfleet-lab"})
+    assert parse_challenge("") is None
+
+
+def test_rate_limit_text_reads_docker_hubs_headers() -> None:
+    assert rate_limit_text({"ratelimit-limit": "100;w=21600", "ratelimit-remaining": "0;w=21600"}) == (
+        "limit 100 pulls per 21600 s, 0 left")
+    assert rate_limit_text({"retry-after": "30"}) == "it asked to retry after 30 s"
+    assert rate_limit_text({}) == "no limit stated"
+
+
+def test_error_codes_and_path_repository() -> None:
+    assert error_codes(b'{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known"}]}') == [
+        ("NAME_UNKNOWN", "repository name not known")]
+    assert error_codes(b"<html>") == []
+    assert path_repository("acme/web/manifests/1.2") == "acme/web"
+    assert path_repository("acme/web/blobs/uploads/?mount=x") == "acme/web"
+
+
+def test_docker_config_auths_are_matched_by_host_as_docker_does() -> None:
+    auth = base64.b64encode(b"acme:hub-token").decode()
+    config = {"auths": {"https://index.docker.io/v1/": {"auth": auth},
+                        "https://ghcr.io": {"identitytoken": "refresh-me"}}}
+    hub = from_docker_config("docker.io", config)
+    assert hub is not None and (hub.username, hub.secret) == ("acme", "hub-token")
+    ghcr = from_docker_config("ghcr.io", config)
+    assert ghcr is not None and ghcr.identity_token and ghcr.secret == "refresh-me"
+    assert from_docker_config("quay.io", config) is None
+    assert config_hostname("https://registry-1.docker.io/v2/") == "docker.io"
+
+
+@pytest.fixture(scope="module")
+def loopback_tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (cert, key)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture
+def rate_limited_registry(loopback_tls: tuple[Path, Path]) -> Iterator[tuple[str, list[int]]]:
+    """A STAND-IN registry on loopback answering 429 as Docker Hub does (its rate-limit headers), ``limited[0]``
+    times, then 200 with an empty index."""
+    limited = [2]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if limited[0] > 0:
+                limited[0] -= 1
+                self.send_response(429)
+                self.send_header("ratelimit-limit", "100;w=21600")
+                self.send_header("ratelimit-remaining", "0;w=21600")
+                self.send_header("Retry-After", "7")
+                self.end_headers()
+                self.wfile.write(b'{"errors":[{"code":"TOOMANYREQUESTS","message":"pull rate limit"}]}')
+                return
+            body = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", OCI_INDEX)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*loopback_tls)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", limited
+    finally:
+        server.shutdown()
+
+
+def test_429_is_retried_after_the_delay_the_registry_asks(rate_limited_registry: tuple[str, list[int]],
+                                                         loopback_tls: tuple[Path, Path]) -> None:
+    address, _ = rate_limited_registry
+    waited: list[float] = []
+    client = RegistryClient(address, ca_file=loopback_tls[0], retry=RetryPolicy(attempts=3), sleep=waited.append)
+    assert client.manifest("library/redis", "7").is_index
+    assert waited == [7.0, 7.0]
+
+
+def test_429_past_the_retries_is_one_line_naming_registry_repository_and_limit(
+        rate_limited_registry: tuple[str, list[int]], loopback_tls: tuple[Path, Path]) -> None:
+    address, limited = rate_limited_registry
+    limited[0] = 10
+    waited: list[float] = []
+    client = RegistryClient(address, ca_file=loopback_tls[0], retry=RetryPolicy(attempts=4, max_delay=5),
+                            sleep=waited.append)
+    with pytest.raises(RateLimited, match=(
+            rf"^registry {address}: repository library/redis: rate limit reached \(HTTP 429, limit 100 pulls per "
+            r"21600 s, 0 left\); gave up after 4 tries in \d+ s$")):
+        client.manifest("library/redis", "7")
+    assert waited == [5.0, 5.0, 5.0]  # Retry-After 7, capped by max_delay
+
+
+# --- the fleet file's registries: section ------------------------------------------------------------------------
+
+FLEET_WITH_REGISTRIES = """\
+registry: {address: "r.example:5000"}
+registries:
+  ghcr.io: {username: acme-bot, password_env: ARCHFLEET_TEST_GHCR_TOKEN}
+  123456789012.dkr.ecr.eu-west-1.amazonaws.com: {ecr: true}
+  index.docker.io: {username: acme, password_file: hub-token}
+  lab.internal:5001: {ecr: {region: eu-west-1, registry_id: "123456789012"}}
+"""
+
+
+def write_fleet(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "hub-token").write_text("hub-secret\n")
+    (tmp_path / "hub-token").chmod(0o600)
+    path = tmp_path / "fleet.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_registries_section_names_registries_as_references_do(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from archfleet.fleet import load_fleet
+    from archfleet.fleet.registries import EcrAuth
+
+    fleet = load_fleet(write_fleet(tmp_path, FLEET_WITH_REGISTRIES))
+    assert sorted(fleet.registries) == ["123456789012.dkr.ecr.eu-west-1.amazonaws.com", "docker.io", "ghcr.io",
+                                        "lab.internal:5001"]
+    assert fleet.registries["123456789012.dkr.ecr.eu-west-1.amazonaws.com"].ecr == EcrAuth("eu-west-1",
+                                                                                            "123456789012")
+    assert fleet.registries["docker.io"].password() == "hub-secret"
+    monkeypatch.delenv("ARCHFLEET_TEST_GHCR_TOKEN", raising=False)
+    with pytest.raises(InputError, match=r"fleet.yaml:3: registries.ghcr.io.password_env: "
+                                         r"\$ARCHFLEET_TEST_GHCR_TOKEN is not set$"):
+        fleet.registries["ghcr.io"].password()
+    monkeypatch.setenv("ARCHFLEET_TEST_GHCR_TOKEN", "ghp_x")
+    assert fleet.registries["ghcr.io"].password() == "ghp_x"
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (("ghcr.io: {username: acme-bot, password_env: ARCHFLEET_TEST_GHCR_TOKEN}",
+      "ghcr.io: {username: acme-bot, password: hunter2}"), "fleet.yaml:3: registries.ghcr.io.password: unknown key"),
+    (("ghcr.io: {username: acme-bot, password_env: ARCHFLEET_TEST_GHCR_TOKEN}", "ghcr.io: {username: acme-bot}"),
+     "fleet.yaml:3: registries.ghcr.io.username: username goes with password_file or password_env"),
+    (("ghcr.io:", "https://ghcr.io:"), "fleet.yaml:3: registries.https://ghcr.io: a registry is named as in image"),
+    (("lab.internal:5001: {ecr:", "docker.io: {ecr:"), "fleet.yaml:6: registries.docker.io: docker.io is listed twice"),
+    (("{ecr: true}", "{ecr: true, username: x, password_file: hub-token}"),
+     "fleet.yaml:4: registries.123456789012.dkr.ecr.eu-west-1.amazonaws.com.ecr: ECR logins come from AWS"),
+    (("lab.internal:5001: {ecr: {region: eu-west-1, ", "lab.internal:5001: {ecr: {region: europe, "),
+     "fleet.yaml:6: registries.lab.internal:5001.ecr.region: 'europe' is not an AWS region"),
+    (("lab.internal:5001: {ecr: {region: eu-west-1, registry_id: \"123456789012\"}}", "lab.internal:5001: {ecr: true}"),
+     "fleet.yaml:6: registries.lab.internal:5001.ecr: lab.internal:5001 is not an ECR host"),
+    (("registries:\n", "registries:\n  r.example:5000: {}\n"),
+     "fleet.yaml:3: registries.r.example:5000: r.example:5000 is the fleet's own registry"),
+])
+def test_registries_section_errors_name_file_line_and_key(tmp_path: Path, change: tuple[str, str],
+                                                          expected: str) -> None:
+    from archfleet.fleet import load_fleet
+
+    text = FLEET_WITH_REGISTRIES.replace(*change)
+    assert text != FLEET_WITH_REGISTRIES
+    with pytest.raises(InputError) as raised:
+        load_fleet(write_fleet(tmp_path, text))
+    assert str(raised.value).startswith(f"{tmp_path}/{expected}"), str(raised.value)
