@@ -14,7 +14,7 @@ same events, so the same results and, for bad YAML, the same messages), with the
 
 - **No tags**: a tag of any kind (``!!python/object``, ``!!str``, ``!foo``) on any node is an error.
 - **Bounded aliases**: at most ``max(MIN_ALIAS_BUDGET, len(text) // 10)`` nodes may come from aliases and at most
-  ``max(MIN_ALIAS_COUNT, len(text) // 50)`` aliases may be used; nesting stops at ``MAX_DEPTH``. A "billion
+  ``max(MIN_ALIAS_COUNT, len(text) // 8)`` aliases may be used; nesting stops at ``MAX_DEPTH``. A "billion
   laughs" file is refused at the first alias over the budget, before it is expanded.
 - **Merge keys** (``<<: *defaults`` or ``<<: [*a, *b]``) as YAML 1.1 says: explicit keys override merged ones,
   earlier merged mappings override later ones; an explicit key written twice is still a duplicate.
@@ -48,7 +48,7 @@ from archfleet.errors import InputError
 
 MAX_DEPTH = 64  # nesting of mappings and lists, aliases included
 MIN_ALIAS_BUDGET = 100_000  # nodes that aliases may add, at least (more for a bigger file: len(text) // 10)
-MIN_ALIAS_COUNT = 10_000  # aliases a file may use, at least (more for a bigger file: len(text) // 50)
+MIN_ALIAS_COUNT = 10_000  # aliases a file may use, at least (more for a bigger file: len(text) // 8)
 
 # libyaml's parser when PyYAML was built with it; the pure-Python one otherwise (and for error messages).
 PURE_LOADER: type = yaml.SafeLoader
@@ -174,7 +174,7 @@ class _Composer:
         self.stack: list[_Frame] = []
         self.anchors: dict[str, tuple[Node, int, int]] = {}  # anchor -> (node, size, height)
         self.alias_budget = max(MIN_ALIAS_BUDGET, len(text) // 10)
-        self.alias_limit = max(MIN_ALIAS_COUNT, len(text) // 50)
+        self.alias_limit = max(MIN_ALIAS_COUNT, len(text) // 8)
         self.alias_nodes = 0
         self.alias_count = 0
 
@@ -188,6 +188,25 @@ class _Composer:
                 return _child_path(frame.node.path, frame.key)
             return frame.node.path
         return _child_path(frame.node.path, len(frame.items))
+
+    def error_path(self, error: yaml.MarkedYAMLError) -> str:
+        """Where a syntax error is: the collection it names as opening on a line (an unclosed bracket), else the
+        node being read."""
+        context = error.context or ""
+        if error.context_mark is not None and "flow" in context:
+            for frame in reversed(self.stack):
+                if frame.node.line == error.context_mark.line + 1:
+                    return frame.node.path
+        if error.context_mark is not None and "quoted scalar" in context:
+            top = self.stack[-1] if self.stack else None
+            if top is not None and top.is_mapping and top.key is None:
+                # the parser had not reached the key yet: take it from the line the quote opens on
+                lines = self.text.splitlines()
+                opening = lines[error.context_mark.line] if error.context_mark.line < len(lines) else ""
+                key = re.match(r"^\s*([A-Za-z0-9_.-]+)\s*:\s", opening)
+                if key:
+                    return _child_path(top.node.path, key[1])
+        return self.path()
 
     def fail(self, line: int, message: str, path: str | None = None) -> NoReturn:
         Node(None, line, self.path() if path is None else path, self.file).fail(message)
@@ -404,7 +423,7 @@ def parse_yaml(text: str, file: str, *, loader: type | None = None) -> Node:
     except yaml.MarkedYAMLError as error:
         if (loader or FAST_LOADER) is not PURE_LOADER:
             return parse_yaml(text, file, loader=PURE_LOADER)  # the same error, in PyYAML's words
-        raise _syntax_error(error, composer.path(), file) from None
+        raise _syntax_error(error, composer.error_path(error), file) from None
     except yaml.reader.ReaderError as error:
         line = text.count("\n", 0, error.position) + 1
         character = f"U+{error.character:04X}" if isinstance(error.character, int) else repr(error.character)

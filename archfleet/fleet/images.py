@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64")
 DEFAULT_TAG = "latest"
+BUILD_ARG_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,10 @@ def parse_image(name: str, section: Mapping, base_dir: Path) -> ImageSpec:
     if not platforms:
         section.fail("platforms", "needs at least one platform")
     build_args = section.string_map("build_args")
+    for arg_name in build_args:
+        if not BUILD_ARG_PATTERN.fullmatch(arg_name):
+            Mapping(section.items["build_args"]).fail(
+                arg_name, "a build argument's name is letters, digits and '_' (not starting with a digit)")
     repository = section.string("repository", f"archfleet/{name}")
     if repository != repository.lower() or not all(repository.split("/")) or ":" in repository:
         section.fail("repository", f"{repository!r} is not a repository path (lowercase, a/b/c)")
