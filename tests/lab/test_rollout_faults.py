@@ -1,0 +1,640 @@
+"""The fault matrix of safe rollouts, on the lab: three amd64 hosts and the arm64 host run v2ray; each case breaks
+a release (or the registry, or a host, or the fleet file) and checks afterwards, by container id, what runs on
+every host, the exit code, every host's summary line, that no `-previous` container is left, and that the v2ray
+proxy answered (a page on this machine fetched through each host's proxy, again and again during the sync).
+
+One module-scoped rig serves every case: the v2ray service runs `archfleet-test/faults-v2ray`, built FROM the
+project's v2ray image with no RUN step plus a layer of its own, so a case moves the service to a new build by
+moving a tag. A build whose name starts with `bad` fails its health check on a host that has the marker file
+/etc/archfleet-faults/fail (mounted at /faults): the test picks where a release fails.
+
+The matrix is printed at the end (pytest -s) and written to fault-matrix.md in pytest's base temp directory.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from archfleet.lab import lab as lab_module
+from archfleet.lab import registry as lab_registry
+from archfleet.lab.images import base_image
+from archfleet.lab.state import LabHost, LabState
+from archfleet.lab.system import ensure_packages
+from tests.lab.faults import (
+    Container,
+    ProxyWatch,
+    PublishedImage,
+    SyncResult,
+    SyncRun,
+    container_events,
+    delete_layer_from_registry,
+    fleet_containers,
+    host_containers,
+    in_lab_host,
+    kill_host,
+    lab_paths,
+    leftover_previous,
+    paused,
+    paused_when,
+    publish_test_image,
+    running_ids,
+    sync,
+    wait_until,
+)
+from tests.lab.support import LAB_INVENTORY, archfleet, fleet_header, pyinfra
+from tests.lab.test_services import V2RAY_TEMPLATE
+
+pytestmark = pytest.mark.lab
+
+V2RAY_REPO = "archfleet-test/faults-v2ray"
+SPARE_REPO = "archfleet-test/faults-spare"
+V2RAY = "archfleet-v2ray"
+SPARE = "archfleet-spare"
+MARKER_DIR = "/etc/archfleet-faults"
+CONNECT_TIMEOUT = 20  # the arm64 host answers SSH under QEMU: slow on a busy machine
+TIMEOUTS = f"timeouts: {{connect: {CONNECT_TIMEOUT}, facts: 60, pull: 120, start: 20, health: 40, run: 900}}\n"
+HEALTH = ("bash -c 'echo > /dev/tcp/127.0.0.1/10086' && "
+          "case \"$FAULTS_BUILD\" in bad*) test ! -e /faults/fail ;; esac")
+FLEET = """\
+registry: {{lab: true}}
+inventory: {inventory}
+{timeouts}{rollout}services:
+  v2ray:
+    image: {registry}/{repo}:{tag}
+    groups: [amd64, arm64]
+    ports: [10086]
+    files: [{{template: v2ray.json.j2, mount: /etc/v2ray/config.json}}]
+    vars: {{port: 10086, loglevel: warning}}
+    secrets: {{vmess_id: {{file: vmess-id, generate: uuid}}}}
+    volumes: ["{marker_dir}:/faults:ro"]
+{v2ray_extra}    healthcheck:
+      command: >-
+        {health}
+      interval: 1
+      timeout: 5
+      retries: 6
+{spare}"""
+SPARE_SERVICE = """\
+  spare:
+    image: {registry}/{repo}:live
+    groups: [amd64]
+    command: [sleep, infinity]
+"""
+DEFAULT_ROLLOUT = "rollout: {canary: 1, batch: 3}\n"
+
+
+@dataclass
+class CaseRecord:
+    """One row of the matrix, as measured."""
+
+    case: str
+    exit: int
+    updated: list[str]
+    rolled_back: list[str]
+    untouched: list[str]
+    answered: str  # "all hosts throughout", or where and how long it did not answer
+    note: str = ""
+
+
+@dataclass(repr=False)
+class Rig:
+    lab: LabState
+    directory: Path
+    watch: ProxyWatch | None = None
+    tag: str = "live"  # the tag of the release the fleet file runs now
+    spare: bool = True
+    canary: str | None = None  # learned from the first canary failure
+    records: list[CaseRecord] = field(default_factory=list)
+    canary_times: list[str] = field(default_factory=list)
+    builds: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    timeouts: str = TIMEOUTS  # the fleet file's `timeouts:` line
+    rollout: str = DEFAULT_ROLLOUT  # its `rollout:` line
+
+    def __repr__(self) -> str:
+        return f"Rig({self.directory}, tag {self.tag}, canary {self.canary})"
+
+    @property
+    def path(self) -> Path:
+        return self.directory / "fleet.yaml"
+
+    @property
+    def hosts(self) -> list[LabHost]:
+        return self.lab.hosts_of("amd64") + self.lab.hosts_of("arm64")
+
+    @property
+    def host_names(self) -> list[str]:
+        return [h.name for h in self.hosts]
+
+    def host(self, name: str) -> LabHost:
+        return self.lab.host(name)
+
+    def fleet_text(self, tag: str | None = None, v2ray_extra: str = "", health: str = HEALTH,
+                   rollout: str | None = None, spare: bool | None = None) -> str:
+        registry = self.lab.registry.address
+        with_spare = self.spare if spare is None else spare
+        return FLEET.format(
+            inventory=LAB_INVENTORY, timeouts=self.timeouts, rollout=self.rollout if rollout is None else rollout,
+            registry=registry, repo=V2RAY_REPO,
+            tag=tag or self.tag, marker_dir=MARKER_DIR, v2ray_extra=v2ray_extra, health=health,
+            spare=SPARE_SERVICE.format(registry=registry, repo=SPARE_REPO) if with_spare else "",
+        )
+
+    def write(self, **changes: object) -> None:
+        """The fleet file as it is now, with ``changes`` (see ``fleet_text``)."""
+        self.path.write_text(self.fleet_text(**changes))  # type: ignore[arg-type]
+
+    def publish(self, prefix: str, tag: str, payload_bytes: int = 64) -> PublishedImage:
+        """A new build of the v2ray test image (``prefix`` ``bad`` fails where the marker is) under ``tag``."""
+        base = {arch: f"{self.lab.registry.address}/archfleet/v2ray:4.34-{arch}" for arch in ("amd64", "arm64")}
+        return publish_test_image(self.lab, V2RAY_REPO, f"{prefix}-{next(self.builds)}", tag, base,
+                                  payload_bytes=payload_bytes)
+
+    def snapshot(self) -> dict[str, dict[str, Container] | None]:
+        return fleet_containers(self.hosts)
+
+    def markers(self, on: list[str]) -> None:
+        """The failure marker on exactly the hosts ``on``."""
+        def place(host: LabHost) -> None:
+            script = f"mkdir -p {MARKER_DIR} && " + (f"touch {MARKER_DIR}/fail" if host.name in on
+                                                    else f"rm -f {MARKER_DIR}/fail")
+            assert in_lab_host(host, "sh", "-c", script).returncode == 0
+
+        with ThreadPoolExecutor(max_workers=len(self.hosts)) as pool:
+            list(pool.map(place, self.hosts))
+
+    def touched(self, since: float, until: float) -> dict[str, list[str]]:
+        """host -> container events (not health checks) between two wall-clock times."""
+        with ThreadPoolExecutor(max_workers=len(self.hosts)) as pool:
+            events = pool.map(lambda h: container_events(h, since, until), self.hosts)
+            return dict(zip(self.host_names, events, strict=True))
+
+    def answered(self, result: SyncResult, served_before: list[str]) -> str:
+        """Where the proxy did not answer during the sync (and up to the end of this check), measured."""
+        assert self.watch is not None
+        self.watch.answering(served_before, timeout=60)  # every host that served before serves again
+        gaps = []
+        for host in served_before:
+            for down, up in self.watch.outages(host, result.started, time.monotonic()):
+                gaps.append(f"{host} {(up or time.monotonic()) - down:.1f} s")
+        return "all hosts throughout" if not gaps else "gaps: " + ", ".join(gaps)
+
+
+def kinds_of(result: SyncResult, rig: Rig) -> dict[str, str]:
+    """host -> the kind of its summary line; every host of the rig has one."""
+    kinds = result.kinds()
+    assert sorted(kinds) == sorted(rig.host_names), result
+    return kinds
+
+
+def hosts_with(kinds: dict[str, str], kind: str) -> list[str]:
+    return sorted(h for h, k in kinds.items() if k == kind)
+
+
+def check_total(result: SyncResult, hosts: int) -> None:
+    """The total line agrees with the per-host lines."""
+    kinds = result.kinds()
+    assert len(kinds) == hosts, result
+    counts = {k: sum(1 for v in kinds.values() if v == k) for k in
+              ("updated", "rolled back", "FAILED", "not reached", "no changes")}
+    expected = (f"sync: {hosts} host(s): {counts['updated']} updated, {counts['rolled back']} rolled back, "
+                f"{counts['FAILED']} failed, {counts['not reached']} not reached, {counts['no changes']} unchanged")
+    assert result.total == expected, result
+
+
+def wall(moment: float) -> float:
+    """A monotonic time of this process as wall-clock time (docker events speak wall-clock)."""
+    return time.time() - (time.monotonic() - moment)
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    lab = lab_module.up(amd64=3)
+    directory = tmp_path_factory.mktemp("faults")
+    rig = Rig(lab, directory)
+    try:
+        ensure_packages(("v2ray", "curl"))
+        bootstrap = pyinfra("deploys/host.py", "--limit", "amd64", "--limit", "arm64")
+        assert bootstrap.returncode == 0, bootstrap.output[-3000:]
+        images = directory / "images.yaml"
+        images.write_text(fleet_header("v2ray"))
+        archfleet("images", "build", "-f", str(images), check=True)
+        (directory / "v2ray.json.j2").write_text(V2RAY_TEMPLATE.replace("{{ loglevel }}", "warning"))
+        rig.publish("good", "live")
+        publish_test_image(lab, SPARE_REPO, "spare", "live", {a: base_image(a) for a in ("amd64", "arm64")})
+        rig.markers(on=[])
+        rig.write()
+        first = sync(rig.path)
+        if first.returncode != 0:  # the stage, not a case: a slow arm64 host may need a second pass
+            first = sync(rig.path)
+        assert first.returncode == 0, first
+        assert set(kinds_of(first, rig).values()) <= {"updated", "no changes"}, first
+        rig.watch = ProxyWatch(rig.hosts, (directory / "vmess-id").read_text().strip(), lab.gateway, directory)
+        rig.watch.start()
+        rig.watch.answering(rig.host_names, timeout=60)
+        yield rig
+    finally:
+        if rig.watch is not None:
+            rig.watch.stop()
+        report(rig, tmp_path_factory.getbasetemp() / "fault-matrix.md")
+        remove_test_services(rig)
+        lab_module.up(amd64=1)
+
+
+def remove_test_services(rig: Rig) -> None:
+    """Leave the hosts without this module's services: through `sync --prune` (a service placed on no host),
+    else by hand."""
+    for host in rig.hosts:
+        subprocess.run(["docker", "unpause", host.container], capture_output=True, check=False)
+    rig.markers(on=[])
+    rig.path.write_text(
+        f"registry: {{lab: true}}\ninventory: {LAB_INVENTORY}\nservices:\n"
+        f"  nothing: {{image: {rig.lab.registry.address}/{SPARE_REPO}:live, groups: [workstation]}}\n")
+    pruned = sync(rig.path, "--prune")
+    if pruned.returncode != 0:
+        for host in rig.hosts:
+            in_lab_host(host, "sh", "-c", f"docker rm -f {V2RAY} {V2RAY}-previous {SPARE} {SPARE}-previous; "
+                                          "rm -rf /etc/archfleet/services/v2ray /etc/archfleet/services/spare")
+    for host in rig.hosts:
+        in_lab_host(host, "rm", "-rf", MARKER_DIR)
+
+
+def report(rig: Rig, path: Path) -> None:
+    lines = ["| case | exit | updated | rolled back | untouched | service answered |", "|---|---|---|---|---|---|"]
+    for r in rig.records:
+        lines.append(f"| {r.case} | {r.exit} | {', '.join(r.updated) or '-'} | {', '.join(r.rolled_back) or '-'} "
+                     f"| {', '.join(r.untouched) or '-'} | {r.answered}{'; ' + r.note if r.note else ''} |")
+    lines += ["", "Failed canary -> old container serving again:", *rig.canary_times]
+    text = "\n".join(lines) + "\n"
+    path.write_text(text)
+    print("\n" + text)
+
+
+def record(rig: Rig, case: str, result: SyncResult, before: dict[str, dict[str, Container] | None],
+           after: dict[str, dict[str, Container] | None], answered: str, note: str = "") -> None:
+    old, new = running_ids(before, V2RAY), running_ids(after, V2RAY)
+    kinds = result.kinds()
+    rig.records.append(CaseRecord(
+        case, result.returncode,
+        updated=sorted(h for h in old if new.get(h) and new[h] != old[h]),
+        rolled_back=hosts_with(kinds, "rolled back"),
+        untouched=sorted(h for h in old if new.get(h) == old[h] and kinds.get(h) != "rolled back"),
+        answered=answered, note=note,
+    ))
+
+
+def canary_failure(rig: Rig, case: str, reason_words: tuple[str, ...], **changes: object) -> None:
+    """A release that fails on the canary: exactly one host touched and put back, the rest not reached."""
+    before = rig.snapshot()
+    rig.write(**changes)
+    try:
+        result = sync(rig.path)
+    finally:
+        rig.write()
+    after = rig.snapshot()
+    kinds = kinds_of(result, rig)
+    assert result.returncode == 1, result
+    failed = hosts_with(kinds, "FAILED")
+    assert len(failed) == 1, result
+    canary = failed[0]
+    assert hosts_with(kinds, "not reached") == sorted(h for h in rig.host_names if h != canary), result
+    status = result.statuses[canary]
+    assert "v2ray" in status and any(word in (status + result.stderr).lower() for word in reason_words), result
+    assert f"(the rollout stopped at {canary})" in result.statuses[next(h for h in kinds if h != canary)], result
+    check_total(result, len(rig.hosts))
+    assert running_ids(after, V2RAY) == running_ids(before, V2RAY), "every host keeps its old container running"
+    assert leftover_previous(after) == [], leftover_previous(after)
+    touched = rig.touched(wall(result.started), wall(result.finished))
+    assert touched[canary], f"the canary {canary} was not touched at all"
+    assert {h: e for h, e in touched.items() if h != canary and e} == {}, "only the canary is touched"
+    assert rig.watch is not None
+    # Untouched hosts are proven untouched by their engines' events; a probe they miss is the machine's load (the
+    # arm64 proxy runs under QEMU), so it is measured and reported, not asserted.
+    answered = rig.answered(result, rig.host_names)
+    rig.canary = canary
+    rig.canary_times.append(f"- {case}: {canary_time(rig, result, canary)}")
+    record(rig, case, result, before, after, answered)
+
+
+def canary_time(rig: Rig, result: SyncResult, canary: str) -> str:
+    """From the failure the sync printed to the old container serving again (and the whole outage)."""
+    assert rig.watch is not None
+    outages = rig.watch.outages(canary, result.started, time.monotonic())
+    failure = result.first_line(rf"{canary}.*(FAIL|fail|did not|unhealthy|exited|rolled back|put .* back)")
+    if not outages:
+        return f"{canary}: no probe missed an answer (outage shorter than the probe period)"
+    down, up = outages[0]
+    assert up is not None
+    printed = f"{up - failure[0]:+.1f} s after the failure was printed" if failure else "no failure line seen"
+    return f"{canary}: outage {up - down:.1f} s (first missed probe to first answer); serving again {printed}"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The matrix
+
+
+def test_01_a_process_that_cannot_start_leaves_every_host_on_its_old_container(rig: Rig) -> None:
+    canary_failure(rig, "1 cannot start (entrypoint /nonexistent)", ("nonexistent", "no such file", "start"),
+                   v2ray_extra="    entrypoint: [/nonexistent]\n")
+
+
+def test_02_a_process_that_exits_at_once_is_put_back(rig: Rig) -> None:
+    canary_failure(rig, "2 exits at once (sh -c 'exit 3')", ("exit", "exited"),
+                   v2ray_extra="    entrypoint: [sh, -c, 'exit 3']\n")
+
+
+def test_03_a_failed_health_check_is_put_back(rig: Rig) -> None:
+    canary_failure(rig, "3 failed health check", ("health",), health="exit 1")
+
+
+def test_04_a_layer_the_registry_does_not_have_fails_in_the_pull_and_stops_nothing(rig: Rig) -> None:
+    published = rig.publish("good", "missing-layer")
+    for arch in ("amd64", "arm64"):
+        delete_layer_from_registry(V2RAY_REPO, published.layers[arch][-1])
+    before = rig.snapshot()
+    rig.write(tag="missing-layer")
+    try:
+        result = sync(rig.path)
+    finally:
+        rig.write()
+    after = rig.snapshot()
+    kinds = kinds_of(result, rig)
+    assert result.returncode == 1, result
+    assert set(kinds.values()) <= {"FAILED", "not reached"}, result
+    assert any("pull" in result.statuses[h].lower() for h in hosts_with(kinds, "FAILED")), result
+    check_total(result, len(rig.hosts))
+    assert running_ids(after, V2RAY) == running_ids(before, V2RAY)
+    assert leftover_previous(after) == []
+    touched = rig.touched(wall(result.started), wall(result.finished))
+    assert {h: e for h, e in touched.items() if e} == {}, "nothing is stopped anywhere"
+    record(rig, "4 layer missing from the registry", result, before, after, rig.answered(result, rig.host_names))
+
+
+def test_05_the_registry_stopped_in_the_middle_of_a_rollout(rig: Rig) -> None:
+    """The registry goes away once the first host has the new image (the others are still pulling it): every host
+    ends with the service running, old or new as its summary line says; the next sync, with the registry back,
+    finishes the rollout."""
+    published = rig.publish("good", "registry-stop", payload_bytes=24 * 1024 * 1024)
+    before = rig.snapshot()
+    rig.write(tag="registry-stop")
+    paths = lab_paths()
+    first_host = rig.hosts[0]
+    run = SyncRun(rig.path)
+    try:
+        wait_until("a host has pulled the new image",
+                   lambda: in_lab_host(first_host, "docker", "image", "inspect", "-f", "{{.Id}}",
+                                       f"{published.tag.rsplit(':', 1)[0]}@{published.digests['amd64']}"
+                                       ).returncode == 0 or run.process.poll() is not None, timeout=300, interval=0.2)
+        stopped_at = time.monotonic()
+        lab_registry.stop_registry(paths)
+        result = run.finish()
+    finally:
+        lab_registry.ensure_registry(paths, rig.lab.registry.address)
+    after = rig.snapshot()
+    kinds = kinds_of(result, rig)
+    check_consistent(rig, result, before, after, published)
+    assert result.returncode == (0 if set(kinds.values()) <= {"updated"} else 1), result
+    note = f"registry stopped {stopped_at - result.started:.1f} s into the sync; " + ", ".join(
+        f"{h}: {k}" for h, k in sorted(kinds.items()))
+    record(rig, "5 registry stopped mid-rollout", result, before, after,
+           rig.answered(result, rig.host_names), note)
+    converge(rig, "registry-stop", published)
+
+
+def check_consistent(rig: Rig, result: SyncResult, before: dict[str, dict[str, Container] | None],
+                     after: dict[str, dict[str, Container] | None], published: PublishedImage,
+                     interrupted: tuple[str, ...] = ()) -> None:
+    """Each host's summary line agrees with what it runs: updated -> the new release, anything else -> the old
+    container, running; no `-previous` left (except on ``interrupted`` hosts, which the next sync repairs)."""
+    old, new = running_ids(before, V2RAY), running_ids(after, V2RAY)
+    for host, kind in result.kinds().items():
+        if host in interrupted:
+            continue
+        container = (after[host] or {}).get(V2RAY)
+        assert container is not None and container.state == "running", (host, after[host], result)
+        arch = rig.host(host).arch
+        if kind == "updated":
+            assert new[host] != old[host] and container.digest == published.digests[arch], (host, result)
+        else:
+            assert new[host] == old[host], (host, kind, result)
+    left = [line for line in leftover_previous(after) if line.split(":")[0] not in interrupted]
+    assert left == [], left
+
+
+def converge(rig: Rig, tag: str, published: PublishedImage) -> None:
+    """The next sync of the same release ends with every host running it, nothing left behind; the one after
+    changes nothing."""
+    rig.tag = tag
+    rig.write()
+    repair = sync(rig.path)
+    assert repair.returncode == 0, repair
+    after = rig.snapshot()
+    for host in rig.hosts:
+        container = (after[host.name] or {}).get(V2RAY)
+        assert container and container.state == "running" and container.digest == published.digests[host.arch], (
+            host.name, after[host.name], repair)
+    assert leftover_previous(after) == [], (leftover_previous(after), repair)
+    again = sync(rig.path)
+    assert again.returncode == 0 and set(again.kinds().values()) == {"no changes"}, again
+    assert rig.watch is not None
+    rig.watch.answering(rig.host_names, timeout=60)
+
+
+def replacement_started(host: LabHost, old_id: str | None) -> bool:
+    """The rollout is at work on ``host``: the old container was renamed `-previous`, or another one runs."""
+    containers = host_containers(host) or {}
+    current = containers.get(V2RAY)
+    return f"{V2RAY}-previous" in containers or (current is not None and current.id != old_id)
+
+
+def test_06_a_host_killed_in_the_middle_of_a_rollout_is_repaired_by_the_next_sync(rig: Rig) -> None:
+    published = rig.publish("good", "kill")
+    before = rig.snapshot()
+    victim = rig.host("amd64-2")
+    old_id = running_ids(before, V2RAY)[victim.name]
+    rig.write(tag="kill")
+    run = SyncRun(rig.path)
+    try:
+        wait_until(f"the rollout reaches {victim.name}",
+                   lambda: replacement_started(victim, old_id) or run.process.poll() is not None, timeout=300)
+        assert run.process.poll() is None, "the sync ended before the rollout reached the victim"
+        kill_host(victim)
+        killed_at = time.monotonic()
+    finally:
+        lab_module.up()  # the host boots again (same address, same engine volume) while the sync goes on
+    result = run.finish()
+    after = rig.snapshot()
+    kinds = kinds_of(result, rig)
+    assert result.returncode == 1, result
+    assert kinds[victim.name] == "FAILED", result
+    check_consistent(rig, result, before, after, published, interrupted=(victim.name,))
+    revived = after[victim.name] or {}
+    note = (f"killed {killed_at - result.started:.1f} s into the sync; {victim.name} after revival: "
+            + (", ".join(f"{c.name} {c.state}" for c in revived.values()) or "no container") + "; "
+            + ", ".join(f"{h}: {k}" for h, k in sorted(kinds.items())))
+    served = [h for h in rig.host_names if h != victim.name]
+    record(rig, "6 host killed mid-rollout", result, before, after, rig.answered(result, served), note)
+    converge(rig, "kill", published)
+
+
+def test_07a_a_paused_host_times_out_alone_and_the_others_finish(rig: Rig) -> None:
+    published = rig.publish("good", "paused-before")
+    before = rig.snapshot()
+    frozen = rig.host("amd64-3")
+    rig.write(tag="paused-before")
+    with paused(frozen):
+        result = sync(rig.path, timeout=300)
+    after = rig.snapshot()
+    kinds = kinds_of(result, rig)
+    assert result.returncode == 1, result
+    assert kinds[frozen.name] == "FAILED" and "timed out after" in result.statuses[frozen.name], result
+    assert f"timed out after {CONNECT_TIMEOUT} s" in result.statuses[frozen.name], result
+    others = [h for h in rig.host_names if h != frozen.name]
+    assert all(kinds[h] == "updated" for h in others), result
+    check_consistent(rig, result, before, after, published)
+    assert running_ids(after, V2RAY)[frozen.name] == running_ids(before, V2RAY)[frozen.name]
+    record(rig, "7a host paused before the sync", result, before, after, rig.answered(result, rig.host_names),
+           f"sync took {result.finished - result.started:.1f} s")
+    converge(rig, "paused-before", published)
+
+
+def test_07b_a_host_paused_during_its_rollout_times_out_and_the_next_sync_repairs_it(rig: Rig) -> None:
+    published = rig.publish("good", "paused-during")
+    before = rig.snapshot()
+    frozen = rig.host("amd64-3")
+    old_id = running_ids(before, V2RAY)[frozen.name]
+    rig.write(tag="paused-during")
+    run = SyncRun(rig.path)
+    with paused_when(frozen, lambda: replacement_started(frozen, old_id) or run.process.poll() is not None):
+        assert run.process.poll() is None, "the sync ended before the rollout reached the paused host"
+        result = run.finish(timeout=300)
+    after = rig.snapshot()
+    kinds = kinds_of(result, rig)
+    assert result.returncode == 1, result
+    assert kinds[frozen.name] == "FAILED" and "timed out after" in result.statuses[frozen.name], result
+    check_consistent(rig, result, before, after, published, interrupted=(frozen.name,))
+    note = (f"sync took {result.finished - result.started:.1f} s; "
+            + ", ".join(f"{h}: {k}" for h, k in sorted(kinds.items())))
+    record(rig, "7b host paused during its rollout", result, before, after, rig.answered(result, rig.host_names),
+           note)
+    converge(rig, "paused-during", published)
+
+
+@pytest.mark.parametrize("text", ["", "# only comments\n# services:\n", "NO_SERVICES"],
+                         ids=["empty", "comments", "no-services-key"])
+def test_08_an_empty_or_truncated_fleet_file_is_refused_and_removes_nothing(rig: Rig, text: str) -> None:
+    before = rig.snapshot()
+    started = time.time()
+    header = f"registry: {{lab: true}}\ninventory: {LAB_INVENTORY}\n"
+    broken = rig.directory / "broken.yaml"
+    broken.write_text(header if text == "NO_SERVICES" else text)
+    for args in ((), ("--dry",), ("--prune",)):
+        result = sync(broken, *args)
+        assert result.returncode == 2, (args, result)
+        assert result.stdout == "", result
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result
+        assert str(broken) in result.stderr, result
+    after = rig.snapshot()
+    assert running_ids(after, V2RAY) == running_ids(before, V2RAY)
+    assert running_ids(after, SPARE) == running_ids(before, SPARE)
+    touched = rig.touched(started, time.time())
+    assert {h: e for h, e in touched.items() if e} == {}, "nothing removed, nothing stopped"
+    if text == "":
+        rig.records.append(CaseRecord("8 empty / comments only / no services: (sync, --dry, --prune)", 2, [], [],
+                                      rig.host_names, "-", "refused before any host is contacted"))
+
+
+def test_08b_services_empty_without_prune_keeps_and_lists_everything(rig: Rig) -> None:
+    """`services: {}` declares no service: without --prune every container stays (listed as kept)."""
+    before = rig.snapshot()
+    empty = rig.directory / "no-services.yaml"
+    empty.write_text(f"registry: {{lab: true}}\ninventory: {LAB_INVENTORY}\nservices: {{}}\n")
+    for args in (("--dry",), ()):
+        result = sync(empty, *args)
+        assert result.returncode == 0, (args, result)
+        for host in rig.hosts:
+            kept = "v2ray" + (", spare" if host.kind == "amd64" and rig.spare else "")
+            kept_services = sorted(kept.split(", "))
+            assert result.statuses[host.name] == (
+                f"no changes; kept undeclared: {', '.join(kept_services)} (sync --prune removes)"), result
+    after = rig.snapshot()
+    assert running_ids(after, V2RAY) == running_ids(before, V2RAY)
+    assert running_ids(after, SPARE) == running_ids(before, SPARE)
+    touched = rig.touched(wall(result.started), wall(result.finished))
+    assert {h: e for h, e in touched.items() if e} == {}, "nothing removed, nothing stopped"
+    rig.records.append(CaseRecord("8b services: {} without --prune (sync, --dry)", result.returncode, [], [],
+                                  rig.host_names, rig.answered(result, rig.host_names),
+                                  "every container kept and listed"))
+
+
+def test_09_a_removed_service_is_listed_and_kept_and_removed_only_with_prune(rig: Rig) -> None:
+    before = rig.snapshot()
+    spare_hosts = sorted(h.name for h in rig.lab.hosts_of("amd64"))
+    rig.spare = False
+    rig.write()
+    kept = sync(rig.path)
+    assert kept.returncode == 0, kept
+    for host in rig.host_names:
+        assert kept.statuses[host] == ("no changes; kept undeclared: spare (sync --prune removes)"
+                                       if host in spare_hosts else "no changes"), kept
+    assert running_ids(rig.snapshot(), SPARE) == running_ids(before, SPARE), "kept: same container, running"
+    pruned = sync(rig.path, "--prune")
+    after = rig.snapshot()
+    assert pruned.returncode == 0, pruned
+    for host in rig.host_names:
+        if host in spare_hosts:
+            assert pruned.statuses[host] == "updated: spare (remove)", pruned
+        else:
+            assert pruned.statuses[host] == "no changes", pruned
+        assert SPARE not in (after[host] or {}), host
+    check_total(pruned, len(rig.hosts))
+    assert running_ids(after, V2RAY) == running_ids(before, V2RAY)
+    rig.records.append(CaseRecord(
+        "9 removed service: kept without --prune, removed with it", pruned.returncode,
+        [f"{h} (spare removed)" for h in spare_hosts], [], [], rig.answered(pruned, rig.host_names),
+        "without --prune: exit 0, listed, same ids"))
+
+
+def test_10_a_canary_failure_on_four_hosts_touches_exactly_one_and_puts_it_back(rig: Rig) -> None:
+    """A new build (pulled on every host first) that fails its health check everywhere: the canary only."""
+    rig.publish("bad", "bad-everywhere")
+    rig.markers(on=rig.host_names)
+    try:
+        canary_failure(rig, "10 canary failure, 4 hosts (bad build)", ("health",), tag="bad-everywhere")
+    finally:
+        rig.markers(on=[])
+
+
+def test_11_a_failure_in_the_second_batch_rolls_the_first_back(rig: Rig) -> None:
+    canary = rig.canary or rig.host_names[0]
+    rig.publish("bad", "bad-second-batch")
+    rig.markers(on=[h for h in rig.host_names if h != canary])
+    before = rig.snapshot()
+    rig.write(tag="bad-second-batch", rollout="rollout: {canary: 1, batch: 1}\n")
+    try:
+        result = sync(rig.path)
+    finally:
+        rig.write()
+        rig.markers(on=[])
+    after = rig.snapshot()
+    kinds = kinds_of(result, rig)
+    assert result.returncode == 1, result
+    assert kinds[canary] == "rolled back", result
+    failed = hosts_with(kinds, "FAILED")
+    assert len(failed) == 1 and "health" in result.statuses[failed[0]].lower(), result
+    assert hosts_with(kinds, "not reached") == sorted(set(rig.host_names) - {canary, failed[0]}), result
+    assert f"(the rollout stopped at {failed[0]})" in result.statuses[canary], result
+    check_total(result, len(rig.hosts))
+    assert running_ids(after, V2RAY) == running_ids(before, V2RAY), "the first batch is back on its old container"
+    assert leftover_previous(after) == []
+    touched = rig.touched(wall(result.started), wall(result.finished))
+    assert sorted(h for h, e in touched.items() if e) == sorted([canary, failed[0]]), touched
+    record(rig, "11 failure in the second batch (canary 1, batch 1)", result, before, after,
+           rig.answered(result, rig.host_names), f"failed at {failed[0]}")
