@@ -7,6 +7,7 @@ from typing import TypedDict
 from pyinfra.api import FactBase
 
 from archfleet.platforms import UnknownPlatform, from_uname
+from facts.registry import CREDENTIALS_DIR  # <registry>.password: what the host's docker login used
 
 SERVICE_LABEL = "archfleet.service"
 SPEC_LABEL = "archfleet.spec"
@@ -23,7 +24,9 @@ SERVICES_STATE_COMMAND = (
     f"'container={{{{.Name}}}} {{{{.State.Status}}}} {{{{index .Config.Labels \"{SERVICE_LABEL}\"}}}} "
     f"{{{{index .Config.Labels \"{SPEC_LABEL}\"}}}} {{{{index .Config.Labels \"{DIGEST_LABEL}\"}}}}' $ids; fi; "
     f"find {FILES_ROOT} -mindepth 3 -maxdepth 3 -type f -printf 'meta=%U:%G %#m %p\\n' "
-    "-exec sha256sum {} + 2>/dev/null | sed 's/^\\([0-9a-f]\\{64\\}  \\)/file=\\1/'; true"
+    "-exec sha256sum {} + 2>/dev/null | sed 's/^\\([0-9a-f]\\{64\\}  \\)/file=\\1/'; "
+    f"now=$(date +%s); for f in {CREDENTIALS_DIR}/*.password; do [ -f \"$f\" ] && "
+    "echo \"login=$((now - $(stat -c %Y \"$f\"))) $f\"; done; true"
 )
 
 
@@ -42,6 +45,7 @@ class ServicesStateValue(TypedDict):
     containers: dict[str, ContainerState]  # by container name
     files: dict[str, str]  # host path -> sha256
     file_modes: dict[str, str]  # host path -> "UID:GID MODE" ("0:0 0600")
+    login_ages: dict[str, int]  # registry -> seconds since archfleet last logged the host in to it
 
 
 def oci_platform(uname: str) -> tuple[str | None, str | None]:
@@ -69,7 +73,7 @@ class ServicesState(FactBase[ServicesStateValue]):
     def process(self, output: list[str]) -> ServicesStateValue:
         value: ServicesStateValue = {
             "platform": None, "machine": None, "engine_running": False, "containers": {}, "files": {},
-            "file_modes": {},
+            "file_modes": {}, "login_ages": {},
         }
         for line in output:
             key, _, rest = line.strip().partition("=")
@@ -87,6 +91,11 @@ class ServicesState(FactBase[ServicesStateValue]):
             elif key == "file":
                 digest, _, path = rest.partition("  ")
                 value["files"][path.strip()] = digest.strip()
+            elif key == "login":
+                age, _, path = rest.partition(" ")
+                registry = path.strip().rsplit("/", 1)[-1].removesuffix(".password")
+                if age.lstrip("-").isdigit() and registry:
+                    value["login_ages"][registry] = max(int(age), 0)
             elif key == "meta":
                 owner, mode, path = [*rest.split(" ", 2), "", ""][:3]
                 value["file_modes"][path.strip()] = f"{owner} {mode}"

@@ -14,6 +14,7 @@ from archfleet.fleet.rollout import TimeoutsSpec
 from archfleet.services.proof import OK, ProofRow
 from archfleet.sync.plan import SWITCHING_ACTIONS, HostPlan
 from archfleet.sync.steps import finalize_command, step_command
+from facts.registry import CREDENTIALS_DIR, password_path
 from facts.services import FILES_ROOT
 from tasks import docker_commands, service_commands
 
@@ -44,6 +45,11 @@ def services_converged(
         return
     for step in plan.steps:
         logger.info(f"{host.print_prefix}{step.describe()}")
+    for login in plan.logins:  # expiring logins (ECR) renewed before a pull from their registry
+        yield docker_commands.private_directory(CREDENTIALS_DIR)
+        yield FileUploadCommand(BytesIO(login.credentials.secret.encode()), password_path(login.registry))
+        yield docker_commands.own_files([("0:0", "0600", password_path(login.registry))])
+        yield docker_commands.login(login.registry, login.credentials.username, password_path(login.registry))
     if plan.files:
         directories = sorted({f.host_path.rsplit("/", 1)[0] for f in plan.files})
         parents = sorted({d.rsplit("/", 1)[0] for d in directories})

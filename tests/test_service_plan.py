@@ -87,7 +87,8 @@ def test_config_or_secret_change_changes_the_spec_hash_and_nothing_else_does(tmp
 
 def host_state(*containers: ContainerState, files: dict[str, str] | None = None) -> ServicesStateValue:
     return {"platform": "linux/arm64", "machine": "aarch64", "engine_running": True,
-            "containers": {c["name"]: c for c in containers}, "files": files or {}, "file_modes": {}}
+            "containers": {c["name"]: c for c in containers}, "files": files or {}, "file_modes": {},
+            "login_ages": {}}
 
 
 def uploaded(d: DesiredContainer) -> dict[str, str]:

@@ -22,6 +22,7 @@ from pyinfra.api.exceptions import ConnectError
 
 from archfleet.connectors.openssh import connect_failure
 from archfleet.services.desired import ManagedFile
+from facts.registry import CREDENTIALS_DIR, password_path
 from facts.services import FILES_ROOT
 from tasks import docker_commands
 from tasks.service_commands import failure_reason
@@ -137,6 +138,18 @@ class HostSession:
                 raise StepFailed(f"could not upload {managed.host_path}")
         self.run(host, docker_commands.own_files([(f.owner, f.mode, f.host_path) for f in pending]),
                  "could not set the owner and mode of the uploaded files")
+
+    def login(self, host: Host, logins: Iterable[Any]) -> None:
+        """Renew registry logins (archfleet.credentials.RegistryLogin): the password in a root-only file, fed to
+        `docker login` on stdin."""
+        for login in logins:
+            path = password_path(login.registry)
+            self.run(host, docker_commands.private_directory(CREDENTIALS_DIR), f"could not create {CREDENTIALS_DIR}")
+            if not host.put_file(BytesIO(login.credentials.secret.encode()), path, print_output=False):
+                raise StepFailed(f"could not upload the password for {login.registry}")
+            self.run(host, docker_commands.own_files([("0:0", "0600", path)]), "could not protect the password")
+            self.run(host, docker_commands.login(login.registry, login.credentials.username, path),
+                     f"docker login to {login.registry} failed")
 
     def disconnect(self) -> None:
         """Close every connection, all at once (closing what is already lost must not hide the results)."""

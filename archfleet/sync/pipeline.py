@@ -10,9 +10,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from archfleet.credentials import host_logins
 from archfleet.errors import OperationFailed
 from archfleet.fleet import Fleet
 from archfleet.images.verify import VerifyReport
+from archfleet.references import parse
 from archfleet.services.desired import DesiredContainer, desired_container, fleet_context
 from archfleet.services.preflight import PinnedTag, pin_services
 from archfleet.sync.plan import HostPlan, plan_host
@@ -58,8 +62,23 @@ def plan_fleet(fleet: Fleet, states: dict[str, ServicesStateValue], prune: bool,
     for host, state in sorted(states.items()):
         platform = state.get("platform")
         desired = desired_on_host(fleet, host, str(platform), pins) if platform else []
-        plans[host] = plan_host(host, state, desired, prune)
+        plans[host] = with_stale_logins(fleet, plan_host(host, state, desired, prune), state)
     return plans
+
+
+def with_stale_logins(fleet: Fleet, plan: HostPlan, state: ServicesStateValue) -> HostPlan:
+    """Logins that expire (ECR's last 12 hours) are renewed before a pull from their registry when they are older
+    than their ``refresh_after`` (the ServicesState fact says how old each is: no command of its own)."""
+    pulled = {parse(step.pulls).registry for step in plan.steps if step.pulls}
+    if not pulled:
+        return plan
+    ages = state.get("login_ages") or {}
+    stale = tuple(
+        login for login in host_logins(fleet, plan.host)
+        if login.registry in pulled and login.refresh_after is not None and login.credentials is not None
+        and ages.get(login.registry, login.refresh_after) >= login.refresh_after
+    )
+    return replace(plan, logins=stale) if stale else plan
 
 
 _PINS: dict[tuple[int, str, str], PinnedTag] = {}
@@ -77,4 +96,5 @@ def plan_one_host(fleet: Fleet, host: str, state: ServicesStateValue, prune: boo
         if key not in _PINS:
             _PINS[key] = pin_services(fleet, {spec.name: {str(platform): [host]}})[spec.name]
         pins[spec.name] = _PINS[key]
-    return plan_host(host, state, desired_on_host(fleet, host, str(platform), pins), prune)
+    return with_stale_logins(fleet, plan_host(host, state, desired_on_host(fleet, host, str(platform), pins), prune),
+                             state)

@@ -16,6 +16,7 @@ pruning is asked for (``remove``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from archfleet.placement import CONTAINER_PREFIX, PREVIOUS_SUFFIX, container_name, previous_container_name
 from archfleet.services.desired import DesiredContainer, ManagedFile, decide, short
@@ -52,6 +53,7 @@ class HostPlan:
     unchanged: tuple[ServiceStep, ...] = ()
     orphans: tuple[ServiceStep, ...] = ()  # services no longer declared here, kept (no --prune)
     files: tuple[ManagedFile, ...] = field(default=(), repr=False)  # every file the host's steps need uploaded
+    logins: tuple[Any, ...] = field(default=(), repr=False)  # archfleet.credentials.RegistryLogin to renew first
 
     @property
     def changed(self) -> bool:

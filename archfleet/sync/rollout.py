@@ -116,6 +116,7 @@ class Rollout:
 
         def prepare(host: Any) -> None:
             plan = self.plans[host.name]
+            self.session.login(host, plan.logins)
             self.session.upload(host, plan.files)
             images = sorted({s.pulls for s in plan.steps if s.pulls})
             if images:
