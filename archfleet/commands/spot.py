@@ -53,8 +53,9 @@ def run_up(args: argparse.Namespace) -> int:
     from archfleet.spot import fleets
     from archfleet.spot.discovery import format_rows
 
-    for spec in selected(args):
-        result = fleets.up(spec, wait_seconds=args.wait, dry=args.dry)
+    for checked in [fleets.check_fleet(spec, for_up=True) for spec in selected(args)]:
+        spec = checked.spec
+        result = fleets.up(checked, wait_seconds=args.wait, dry=args.dry)
         if args.dry:
             for change in result.changes:
                 print(f"{spec.name}: would {change}")
@@ -77,7 +78,7 @@ def run_status(args: argparse.Namespace) -> int:
     from archfleet.spot import fleets
     from archfleet.spot.discovery import format_rows
 
-    states = [fleets.status(spec) for spec in selected(args)]
+    states = [fleets.status(checked) for checked in [fleets.check_fleet(spec) for spec in selected(args)]]
     if args.json:
         print(json.dumps({"spot_fleets": [state.as_json() for state in states]}, indent=2))
         return 0
@@ -102,15 +103,16 @@ def run_down(args: argparse.Namespace) -> int:
     from archfleet.spot import fleets
 
     unfinished: list[str] = []
-    for spec in selected(args):
+    for checked in [fleets.check_fleet(spec) for spec in selected(args)]:
+        spec = checked.spec
         if args.dry:
-            plan_lines = fleets.down_plan(spec)
+            plan_lines = fleets.down_plan(checked)
             for line in plan_lines:
                 print(f"{spec.name}: would {line}")
             if not plan_lines:
                 print(f"{spec.name}: nothing to remove")
             continue
-        result = fleets.down(spec, wait_seconds=args.wait)
+        result = fleets.down(checked, wait_seconds=args.wait)
         for line in result.done:
             say(f"spot fleet {spec.name}: {line}")
         if result.complete:
@@ -120,17 +122,19 @@ def run_down(args: argparse.Namespace) -> int:
             print(f"{spec.name}: left: {item}")
         left = ", ".join(map(str, result.left)) if result.left is not None else "unknown (listing it failed)"
         unfinished.append(f"spot fleet {spec.name}: {len(result.failures)} call(s) failed, left: {left} "
-                          f"(EC2 endpoint {result.endpoint})")
+                          f"{result.endpoint_note}")
     if unfinished:
         raise OperationFailed(f"down incomplete ({'; '.join(unfinished)}); run `archfleet spot down` again")
     return 0
 
 
 def run_prices(args: argparse.Namespace) -> int:
-    from archfleet.spot.prices import fleet_prices, format_prices
+    from archfleet.spot.fleets import check_fleet
+    from archfleet.spot.prices import format_prices, pool_prices
 
-    for spec in selected(args):
-        prices, choice = fleet_prices(spec)
+    for checked in [check_fleet(spec) for spec in selected(args)]:
+        spec = checked.spec
+        prices, choice = pool_prices(checked.ec2, spec)
         print(f"# {spec.name}")
         for line in format_prices(prices, choice, spec.max_price):
             print(line)

@@ -46,6 +46,11 @@ class AwsClient:
     endpoint: str  # client.meta.endpoint_url
     session: boto3.session.Session
 
+    @property
+    def note(self) -> str:
+        """``(EC2 endpoint URL)``: how an error found in this client's answers names where it came from."""
+        return endpoint_note(self.service, self.endpoint)
+
     def errors(self, action: str) -> AbstractContextManager[None]:
         """Failures of calls inside the block as one-line archfleet errors naming this endpoint."""
         return api_errors(action, self.service, self.endpoint)

@@ -12,7 +12,7 @@ from archfleet.errors import ArchfleetError, InputError, OperationFailed
 from archfleet.fleet.spot import AmiSource, SpotFleetSpec
 from archfleet.run import say
 from archfleet.spot import plan
-from archfleet.spot.connection import AwsClient, connect, endpoint_note, ssm_client, tag_filter
+from archfleet.spot.connection import AwsClient, connect, ssm_client, tag_filter
 from archfleet.spot.discovery import InstanceRow, tagged_instances
 from archfleet.spot.instance_types import instance_type_architectures, require_amis
 
@@ -41,10 +41,10 @@ def resolve_ami(ec2: AwsClient, fleet: str, arch: str, source: AmiSource) -> str
         images = [i for i in images if plan.arch_of([i.get("Architecture", "")]) == arch]
         images.sort(key=lambda i: (i.get("CreationDate", ""), i["ImageId"]), reverse=True)
     if not images:
-        raise InputError(f"{action}: no such image")
+        raise InputError(f"{action}: no such image {ec2.note}")
     image = images[0]
     if plan.arch_of([image.get("Architecture", "")]) != arch:
-        raise InputError(f"{action}: image {image['ImageId']} is {image.get('Architecture')}, not {arch}")
+        raise InputError(f"{action}: image {image['ImageId']} is {image.get('Architecture')}, not {arch} {ec2.note}")
     return str(image["ImageId"])
 
 
@@ -57,8 +57,32 @@ def check_max_price(ec2: AwsClient, spec: SpotFleetSpec) -> None:
         low = prices[0]
         raise OperationFailed(
             f"{spec.where}: spot fleet {spec.name}: insufficient spot capacity at max_price {spec.max_price:g}: "
-            f"the cheapest pool is {low.instance_type} in {low.availability_zone} at {low.price:g} USD/hour"
+            f"the cheapest pool is {low.instance_type} in {low.availability_zone} at {low.price:g} USD/hour {ec2.note}"
         )
+
+
+@dataclass(frozen=True)
+class CheckedFleet:
+    """A spot fleet spec checked against EC2 (read-only calls): its instance types exist and are offered, and for
+    ``up`` its AMIs resolve and its max price buys something. Commands check every selected fleet first, so bad
+    input stops them before any fleet is created or removed."""
+
+    spec: SpotFleetSpec
+    ec2: AwsClient
+    type_arch: dict[str, str]  # instance type -> arm64 | amd64
+    images: dict[str, str] = field(default_factory=dict)  # arch -> AMI id (for up)
+
+
+def check_fleet(spec: SpotFleetSpec, for_up: bool = False) -> CheckedFleet:
+    ec2 = connect(spec.region, spec.where)
+    type_arch = instance_type_architectures(ec2, spec)
+    if not for_up:
+        return CheckedFleet(spec, ec2, type_arch)
+    require_amis(spec, type_arch)
+    images = {arch: resolve_ami(ec2, spec.name, arch, spec.amis[arch]) for arch in sorted(set(type_arch.values()))}
+    if spec.max_price is not None and spec.target_capacity > 0:
+        check_max_price(ec2, spec)
+    return CheckedFleet(spec, ec2, type_arch, images)
 
 
 # --- finding what belongs to a fleet ---------------------------------------------------------------------------
@@ -156,20 +180,16 @@ def _ensure_template(
     return plan.TemplateRef(arch, template_id, str(version["VersionNumber"]))
 
 
-def up(spec: SpotFleetSpec, wait_seconds: float = 600, dry: bool = False) -> UpResult:
+def up(checked: CheckedFleet, wait_seconds: float = 600, dry: bool = False) -> UpResult:
     """Create the fleet or bring it to the spec; then wait until its target capacity runs."""
     started = time.monotonic()
-    ec2 = connect(spec.region, spec.where)
-    type_arch = instance_type_architectures(ec2, spec)
-    require_amis(spec, type_arch)
-    arches = sorted(set(type_arch.values()))
-    images = {arch: resolve_ami(ec2, spec.name, arch, spec.amis[arch]) for arch in arches}
-    if spec.max_price is not None and spec.target_capacity > 0:
-        check_max_price(ec2, spec)
+    spec, ec2, type_arch, images = checked.spec, checked.ec2, checked.type_arch, checked.images
+    arches = sorted(images)
     fleets = find_fleets(ec2, spec.name)
     if len(fleets) > 1:
         ids = ", ".join(f["FleetId"] for f in fleets)
-        raise OperationFailed(f"spot fleet {spec.name}: {len(fleets)} EC2 fleets carry its tag ({ids}); run `down`")
+        raise OperationFailed(f"spot fleet {spec.name}: {len(fleets)} EC2 fleets carry its tag ({ids}); run `down` "
+                              f"{ec2.note}")
     existing_templates = {t["LaunchTemplateName"]: t for t in find_templates(ec2, spec.name)}
     created = _Created()
     changes: list[str] = []
@@ -227,7 +247,7 @@ def wait_for_capacity(ec2: AwsClient, spec: SpotFleetSpec, fleet_id: str, wait_s
         if time.monotonic() >= deadline:
             raise OperationFailed(
                 f"spot fleet {spec.name}: insufficient spot capacity: {len(running)} of {spec.target_capacity} "
-                f"instances running after {wait_seconds:g}s (fleet {fleet_id})"
+                f"instances running after {wait_seconds:g}s (fleet {fleet_id}) {ec2.note}"
             )
         time.sleep(POLL_SECONDS)
 
@@ -346,10 +366,8 @@ def read_status(ec2: AwsClient, name: str) -> Status:
     )
 
 
-def status(spec: SpotFleetSpec) -> Status:
-    ec2 = connect(spec.region, spec.where)
-    instance_type_architectures(ec2, spec)
-    return read_status(ec2, spec.name)
+def status(checked: CheckedFleet) -> Status:
+    return read_status(checked.ec2, checked.spec.name)
 
 
 # --- down ------------------------------------------------------------------------------------------------------
@@ -377,7 +395,7 @@ class DownResult:
     done: list[str]
     failures: list[str]  # one line per failed call
     left: list[Leftover] | None  # what still belongs to the fleet afterwards; None: the last listing failed
-    endpoint: str
+    endpoint_note: str  # (EC2 endpoint URL)
 
     @property
     def complete(self) -> bool:
@@ -395,7 +413,7 @@ def _delete_fleets(ec2: AwsClient, name: str, fleet_ids: list[str]) -> list[str]
     if failed:
         first = failed[0]
         raise OperationFailed(f"spot fleet {name}: cannot delete {first.get('FleetId')}: {first.get('Error')} "
-                              f"{endpoint_note(ec2.service, ec2.endpoint)}")
+                              f"{ec2.note}")
     return [f"deleted fleet(s) {', '.join(deleted or fleet_ids)}"]
 
 
@@ -431,14 +449,14 @@ def _wait_until_terminated(ec2: AwsClient, name: str, wait_seconds: float) -> li
     while tagged_instances(ec2, name):
         if time.monotonic() >= deadline:
             raise OperationFailed(f"spot fleet {name}: instances still not terminated after {wait_seconds:g}s "
-                                  f"{endpoint_note(ec2.service, ec2.endpoint)}")
+                                  f"{ec2.note}")
         time.sleep(POLL_SECONDS)
     return []
 
 
-def down_plan(spec: SpotFleetSpec) -> list[str]:
+def down_plan(checked: CheckedFleet) -> list[str]:
     """What ``down`` would remove (``--dry``), from one status lookup."""
-    current = status(spec)
+    current = status(checked)
     lines = [f"delete fleet {f['FleetId']}" for f in current.fleets]
     lines += [f"terminate {r.instance_id}" for r in current.instances]
     lines += [f"cancel {r['SpotInstanceRequestId']}" for r in current.requests]
@@ -446,13 +464,11 @@ def down_plan(spec: SpotFleetSpec) -> list[str]:
     return lines
 
 
-def down(spec: SpotFleetSpec, wait_seconds: float = 600) -> DownResult:
+def down(checked: CheckedFleet, wait_seconds: float = 600) -> DownResult:
     """Delete the fleet (terminating its instances), cancel its spot requests, terminate stray instances, delete
     its launch templates. A failed call does not stop the rest; afterwards, what still belongs to the fleet is
-    listed again, so a second ``down`` finishes the job. Bad input (an unknown instance type) stops it before
-    anything is removed."""
-    ec2 = connect(spec.region, spec.where)
-    instance_type_architectures(ec2, spec)
+    listed again, so a second ``down`` finishes the job."""
+    spec, ec2 = checked.spec, checked.ec2
     removal = Removal(ec2, spec.name)
     fleet_ids: list[str] = []
     template_refs: list[tuple[str, str]] = []
@@ -481,4 +497,4 @@ def down(spec: SpotFleetSpec, wait_seconds: float = 600) -> DownResult:
         return []
 
     removal.attempt(list_left)
-    return DownResult(removal.done, removal.failures, left[0] if left else None, ec2.endpoint)
+    return DownResult(removal.done, removal.failures, left[0] if left else None, ec2.note)

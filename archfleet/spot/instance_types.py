@@ -12,7 +12,7 @@ import botocore.exceptions
 from archfleet.errors import InputError
 from archfleet.fleet.spot import SpotFleetSpec
 from archfleet.spot import plan
-from archfleet.spot.connection import AwsClient, endpoint_note, error_code
+from archfleet.spot.connection import AwsClient, error_code
 
 
 def offered_types(ec2: AwsClient, spec: SpotFleetSpec) -> set[str]:
@@ -64,7 +64,7 @@ def instance_type_architectures(ec2: AwsClient, spec: SpotFleetSpec) -> dict[str
             else:
                 result[instance_type] = arch
     if problems:
-        raise InputError(f"{spec.types_where}: {'; '.join(problems)} {endpoint_note(ec2.service, ec2.endpoint)}")
+        raise InputError(f"{spec.types_where}: {'; '.join(problems)} {ec2.note}")
     return result
 
 

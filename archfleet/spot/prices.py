@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from archfleet.fleet.spot import SpotFleetSpec
-from archfleet.spot.connection import AwsClient, connect
-from archfleet.spot.instance_types import instance_type_architectures
+from archfleet.spot.connection import AwsClient
 
 PRODUCT = "Linux/UNIX"
 PRODUCTS = ("Linux/UNIX", "Linux/UNIX (Amazon VPC)")
@@ -90,13 +89,6 @@ def pool_prices(ec2: AwsClient, spec: SpotFleetSpec) -> tuple[list[PoolPrice], P
     types = list(spec.instance_types)
     prices = current_prices(fetch_history(ec2, types), types, subnet_zones(ec2, spec.subnets))
     return prices, cheapest(prices, types, spec.max_price)
-
-
-def fleet_prices(spec: SpotFleetSpec) -> tuple[list[PoolPrice], PoolPrice | None]:
-    """``spot prices``: the declared types are checked first (an unknown one is bad input, not an empty table)."""
-    ec2 = connect(spec.region, spec.where)
-    instance_type_architectures(ec2, spec)
-    return pool_prices(ec2, spec)
 
 
 def format_prices(prices: list[PoolPrice], choice: PoolPrice | None, max_price: float | None) -> list[str]:

@@ -8,34 +8,41 @@ import json
 from pathlib import Path
 
 from tests.spot.conftest import Endpoint, free_port
-from tests.spot.test_fleet_on_moto import NOTHING_TAGGED, X86_FILTER, one_error_line, tagged, write_fleet
+from tests.spot.test_fleet_on_moto import ARM_SSM, NOTHING_TAGGED, X86_FILTER, one_error_line, tagged, write_fleet
 
 
 def test_an_unknown_or_unoffered_instance_type_is_bad_input_in_every_command(tmp_path: Path,
                                                                              endpoint: Endpoint) -> None:
     """Exit 2, one line naming each bad type, its index and the file's line; nothing created and (down) nothing
-    removed: a launch template tagged with the fleet stays. moto knows p5.48xlarge but does not offer it in
-    eu-west-1."""
-    name = "typo"
-    template = endpoint.ec2.create_launch_template(
-        LaunchTemplateName=f"archfleet-{name}-arm64", LaunchTemplateData={"InstanceType": "t4g.small"},
-        TagSpecifications=[{"ResourceType": "launch-template", "Tags": [{"Key": "archfleet:fleet", "Value": name}]}],
-    )["LaunchTemplate"]["LaunchTemplateId"]
-    before = tagged(endpoint, name)
-    assert before["templates"] == [f"archfleet-{name}-arm64"]
-    bad = write_fleet(tmp_path, endpoint, name, 1, types="[t4g.small, t9g.small, p5.48xlarge]")
+    removed, for the bad fleet nor for a good one the command reaches first (every selected fleet is checked
+    before any is acted on): a launch template tagged with each fleet stays. moto knows p5.48xlarge but does not
+    offer it in eu-west-1."""
+    name, good = "typo", "a-good"  # the command takes fleets in name order: the good one first
+    templates = [endpoint.ec2.create_launch_template(
+        LaunchTemplateName=f"archfleet-{fleet}-arm64", LaunchTemplateData={"InstanceType": "t4g.small"},
+        TagSpecifications=[{"ResourceType": "launch-template", "Tags": [{"Key": "archfleet:fleet", "Value": fleet}]}],
+    )["LaunchTemplate"]["LaunchTemplateId"] for fleet in (name, good)]
+    before = {fleet: tagged(endpoint, fleet) for fleet in (name, good)}
+    assert before[good]["templates"] == [f"archfleet-{good}-arm64"]
+    bad = write_fleet(tmp_path, endpoint, name, 1, types="[t4g.small, t9g.small, p5.48xlarge]", extra=f"""\
+  {good}:
+    target_capacity: 1
+    instance_types: [t4g.small]
+    ami: {{arm64: {{ssm: {ARM_SSM}}}}}
+""")
     try:
         for command in ("up", "status", "down", "prices"):
-            result = endpoint.archfleet("spot", command, "-f", str(bad), name)
+            result = endpoint.archfleet("spot", command, "-f", str(bad))
             assert result.returncode == 2, (command, result.stderr)
             line = one_error_line(result.stderr)
             assert f"{bad}:5: spot_fleets.{name}.instance_types[1]: t9g.small: EC2 has no such instance type; " in line
             assert f"spot_fleets.{name}.instance_types[2]: p5.48xlarge: not offered in eu-west-1" in line
             assert f"(EC2 endpoint {endpoint.url})" in line and "Traceback" not in result.stderr
             assert result.stdout == ""
-            assert tagged(endpoint, name) == before, command
+            assert {fleet: tagged(endpoint, fleet) for fleet in (name, good)} == before, command
     finally:
-        endpoint.ec2.delete_launch_template(LaunchTemplateId=template)
+        for template in templates:
+            endpoint.ec2.delete_launch_template(LaunchTemplateId=template)
 
 
 def test_down_goes_on_past_failed_calls_and_a_second_down_finishes(tmp_path: Path, failing: Endpoint) -> None:
