@@ -46,7 +46,7 @@ def test_a_good_service_loads_with_typed_values(tmp_path: Path) -> None:
     assert web.groups == ["amd64"]
     assert [str(p) for p in web.ports] == ["8080:8080/tcp"]
     assert web.environment == {"MODE": "production", "WORKERS": "4", "DEBUG": "false"}
-    assert web.network == "host" and web.restart == "unless-stopped" and web.container_name == "archfleet-web"
+    assert web.network == "host" and web.restart == "unless-stopped"
 
 
 @pytest.mark.parametrize(

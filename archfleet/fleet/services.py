@@ -141,9 +141,6 @@ class ServiceSpec:
     node: Node = field(repr=False)
     rollout: RolloutSpec = field(default_factory=RolloutSpec)
 
-    @property
-    def container_name(self) -> str:
-        return f"archfleet-{self.name}"
 
 
 SECRETS_INSTEAD = ("a secret cannot be rendered into {where}: it would show in `docker inspect` and in the "
@@ -351,6 +348,13 @@ def parse_service(name: str, node: Node, fleet: Fleet) -> ServiceSpec:
     image = section.string("image")
     if image not in fleet.images and ":" not in image and "@" not in image:
         section.fail("image", f"{image!r} is neither an image declared under `images:` nor a REPO:TAG reference")
+    if image not in fleet.images:  # read as Docker reads it: a malformed reference stops here, with its line
+        from archfleet.references import BadReference, parse
+
+        try:
+            parse(image)
+        except BadReference as error:
+            section.fail("image", str(error))
     network = section.string("network", "host")
     if network not in NETWORK_MODES:
         section.fail("network", f"expected one of {', '.join(NETWORK_MODES)}, got {network!r}")
