@@ -18,7 +18,7 @@ import pytest
 from archfleet.lab.images import base_image
 from archfleet.lab.state import LabState
 from archfleet.lab.v2ray_client import fetch_through_proxy
-from tests.lab.support import LAB_INVENTORY, PROJECT, archfleet, fleet_header, on_host, pyinfra
+from tests.lab.support import LAB_INVENTORY, PROJECT, PyinfraResult, archfleet, fleet_header, on_host, pyinfra
 
 pytestmark = pytest.mark.lab
 
@@ -141,9 +141,9 @@ def test_the_plain_pyinfra_deploy_runs_the_same_plan_and_finds_nothing_to_do(fle
          "--limit", "arm64"], cwd=PROJECT, capture_output=True, text=True, timeout=600, check=False,
         env={**os.environ, "ARCHFLEET_FLEET": str(fleet.path)},
     )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-3000:]
-    assert "2 service(s) up to date" in output, output[-3000:]
+    output = PyinfraResult(result.returncode, result.stdout + result.stderr)
+    assert result.returncode == 0, output.output[-3000:]
+    assert output.grand_total() == {"operations": 2, "changed": 0, "errors": 0, "unchanged": 2}, output.output
 
 
 def test_v2ray_on_each_host_proxies_a_local_client(fleet: Fleet, lab: LabState, tmp_path: Path) -> None:
