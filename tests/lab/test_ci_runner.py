@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from archfleet.lab.state import LabState
 from archfleet.lab.ci import build_on_every_runner
+from archfleet.lab.state import LabState
 from tests.lab.support import LAB_INVENTORY, PROJECT, archfleet, fleet_header, on_host, pyinfra
 
 pytestmark = pytest.mark.lab
