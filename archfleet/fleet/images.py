@@ -112,8 +112,9 @@ def parse_images(section: Mapping | None, fleet: Fleet) -> dict[str, ImageSpec]:
     if section is None:
         return {}
     images = {}
+    base_dir = fleet.base_dir  # resolved once, not once per image
     for name, node in section.entries():
         if not name.replace("-", "").replace("_", "").isalnum() or name != name.lower():
             node.fail("image names are lowercase letters, digits, - and _")
-        images[name] = parse_image(name, Mapping(node), fleet.base_dir)
+        images[name] = parse_image(name, Mapping(node), base_dir)
     return images

@@ -29,6 +29,7 @@ the mounted file instead (the `*_FILE` convention of Docker's official images).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets as secrets_module
@@ -201,14 +202,22 @@ def _container_path(node: Node, path: str, what: str) -> None:
 _TEMPLATE_SYNTAX = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
 
 
+@functools.lru_cache(maxsize=4096)
+def _template_syntax_error(text: str) -> str | None:
+    try:
+        _TEMPLATE_SYNTAX.parse(text)
+    except jinja2.TemplateSyntaxError as error:
+        return error.message or "template syntax error"
+    return None
+
+
 def check_template_text(node: Node, text: str) -> None:
     """A ``{{ }}`` value compiles (rendering against the fleet's variables is checked later, per host)."""
     if "{{" not in text and "{%" not in text and "{#" not in text:
         return
-    try:
-        _TEMPLATE_SYNTAX.parse(text)
-    except jinja2.TemplateSyntaxError as error:
-        node.fail(f"template syntax error: {error.message}")
+    message = _template_syntax_error(text)
+    if message is not None:
+        node.fail(f"template syntax error: {message}")
 
 
 def _check_template_file(node: Node, template: Path) -> None:
@@ -341,9 +350,10 @@ def _volumes(section: Mapping) -> list[str]:
     return volumes
 
 
-def parse_service(name: str, node: Node, fleet: Fleet) -> ServiceSpec:
+def parse_service(name: str, node: Node, fleet: Fleet, base_dir: Path | None = None) -> ServiceSpec:
     if not NAME_PATTERN.match(name):
         node.fail("a service name is lower-case letters, digits, '.', '_' and '-'")
+    base_dir = base_dir or fleet.base_dir
     section = Mapping(node)
     image = section.string("image")
     if image not in fleet.images and ":" not in image and "@" not in image:
@@ -372,9 +382,9 @@ def parse_service(name: str, node: Node, fleet: Fleet) -> ServiceSpec:
         ports=_ports(section, network),
         environment=_environment(section),
         volumes=_volumes(section),
-        files=_files(section, fleet.base_dir),
+        files=_files(section, base_dir),
         vars=section.string_map("vars"),
-        secrets=_secrets(section.mapping("secrets"), fleet.base_dir),
+        secrets=_secrets(section.mapping("secrets"), base_dir),
         healthcheck=_healthcheck(section.mapping("healthcheck")),
         restart=restart,
         stop_order=section.integer("stop_order", 50, minimum=STOP_ORDER_RANGE[0], maximum=STOP_ORDER_RANGE[1]),
@@ -394,4 +404,5 @@ def parse_service(name: str, node: Node, fleet: Fleet) -> ServiceSpec:
 def parse_services(section: Mapping | None, fleet: Fleet) -> dict[str, ServiceSpec]:
     if section is None:
         return {}
-    return {name: parse_service(name, node, fleet) for name, node in section.entries()}
+    base_dir = fleet.base_dir  # resolved once (a path resolve per service is most of a big file's load time)
+    return {name: parse_service(name, node, fleet, base_dir) for name, node in section.entries()}
