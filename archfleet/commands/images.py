@@ -17,7 +17,7 @@ from archfleet.images.plan import inventory_hosts
 from archfleet.images.verify import DEFAULT_PLATFORMS, human_size, verify_with_client
 from archfleet.platforms import UnknownPlatform
 from archfleet.platforms import parse as parse_platform
-from archfleet.registry_client import RegistryClient, parse_reference
+from archfleet.registry_client import RegistryClient, client_for, parse_reference
 from archfleet.run import say
 
 DEFAULT_INVENTORY = "inventories/lab.py"
@@ -124,16 +124,19 @@ def parse_platform_args(values: list[str] | None) -> list[str] | None:
 
 def verify_command(args: argparse.Namespace) -> int:
     fleet_path = args.fleet or default_fleet_path()
+    source: Fleet | RegistrySpec
     if args.fleet is None and not fleet_path.exists():
-        registry, images = RegistrySpec(lab=True), dict[str, ImageSpec]()
+        source, images = RegistrySpec(lab=True), dict[str, ImageSpec]()
     else:
         fleet = load_fleet(fleet_path)
-        registry, images = fleet.registry, fleet.images
-    client = RegistryClient.for_spec(registry.resolve())
+        source, images = fleet, fleet.images
+    own = (source.registry if isinstance(source, Fleet) else source).resolve()
+    if not own.address:
+        raise InputError("registry: no address (set registry.address, or registry.lab: true)")
     named: ImageSpec | None = images.get(args.ref)
-    reference = parse_reference(named.ref(client.address) if named else args.ref, client.address)
-    if reference.registry != client.address:
-        raise InputError(f"{args.ref}: not in the fleet's registry {client.address}")
+    # A REF without a registry part is in the fleet's registry; any other registry is read with its own credentials.
+    reference = parse_reference(named.ref(own.address) if named else args.ref, own.address)
+    client = client_for(reference.registry or own.address, source)
     platforms = parse_platform_args(args.platforms)
     if platforms is None:
         matching = [named] if named else [s for s in images.values() if s.repository == reference.repository]
