@@ -64,15 +64,23 @@ def in_lab_host(host: LabHost, *command: str, timeout: float = 60) -> subprocess
 
 
 def host_containers(host: LabHost) -> dict[str, Container] | None:
-    """The host's archfleet containers by name (None when the host does not answer: killed or paused)."""
+    """The host's archfleet containers by name (None when the host is down or paused: killed or frozen)."""
     script = (f"ids=$(docker ps -aq --filter label={SERVICE_LABEL}) || exit 3; [ -z \"$ids\" ] || "
               f"docker inspect --format '{INSPECT_FORMAT}' $ids")
-    try:
-        result = in_lab_host(host, "sh", "-c", script, timeout=60)
-    except subprocess.TimeoutExpired:
-        return None
-    if result.returncode != 0:
-        return None
+    for _ in range(3):
+        state = subprocess.run(["docker", "inspect", "-f", "{{.State.Status}}", host.container], capture_output=True,
+                               text=True, check=False).stdout.strip()
+        if state != "running":
+            return None
+        try:
+            result = in_lab_host(host, "sh", "-c", script, timeout=120)
+        except subprocess.TimeoutExpired:
+            continue
+        if result.returncode == 0:
+            break
+        time.sleep(1)  # a container removed between `ps` and `inspect`: ask again
+    else:
+        raise AssertionError(f"{host.name}: cannot list its containers: {result.stderr}")
     found = {}
     for line in result.stdout.splitlines():
         if line.strip():
@@ -208,10 +216,6 @@ class ProxyWatch:
             waiting = [h for h in waiting if not any(p.ok for p in self.of(h, since))]
             time.sleep(0.1)
         assert not waiting, f"the v2ray proxy did not answer within {timeout:.0f} s on {', '.join(waiting)}"
-
-    def answered_throughout(self, host: str, since: float, until: float) -> bool:
-        probes = self.of(host, since, until)
-        return bool(probes) and all(p.ok for p in probes)
 
     def outages(self, host: str, since: float, until: float) -> list[tuple[float, float | None]]:
         """(first failed probe, first ok probe after it) per outage; None when it had not answered again."""
@@ -420,14 +424,6 @@ def paused(host: LabHost) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["docker", "unpause", host.container], check=False, capture_output=True)
-
-
-@contextmanager
-def paused_when(host: LabHost, ready: Callable[[], object], timeout: float = 300) -> Iterator[None]:
-    """Pause ``host`` as soon as ``ready()`` is true, for the ``with`` block."""
-    wait_until(f"the moment to pause {host.name}", ready, timeout=timeout)
-    with paused(host):
-        yield
 
 
 def kill_host(host: LabHost) -> None:

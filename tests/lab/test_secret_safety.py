@@ -22,7 +22,6 @@ import os
 import re
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -112,15 +111,11 @@ def write_secret(path: Path, value: str) -> None:
 
 
 def remove_services(rig: SecretRig) -> None:
-    """This module's containers and files off the hosts: `sync --prune` with a service placed on no host, else by
-    hand (they are this module's own containers)."""
-    registry = rig.lab.registry.address
-    path = rig.write({"registry": {"lab": True}, "inventory": LAB_INVENTORY, "services": {
-        "nothing": {"image": f"{registry}/{ROOT_REPO}:live", "groups": ["workstation"]}}}, "prune.yaml")
-    if sync(path, "--prune").returncode != 0:
-        for host in rig.hosts:
-            in_lab_host(host, "sh", "-c", "docker rm -f archfleet-hostile archfleet-owned; "
-                                          "rm -rf /etc/archfleet/services/hostile /etc/archfleet/services/owned")
+    """This module's containers and files off the hosts (nothing else: a `sync --prune` would take what other
+    modules left too)."""
+    for host in rig.hosts:
+        in_lab_host(host, "sh", "-c", "docker rm -f archfleet-hostile archfleet-owned >/dev/null 2>&1; "
+                                      "rm -rf /etc/archfleet/services/hostile /etc/archfleet/services/owned")
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +145,7 @@ def schema_error(rig: SecretRig, fleet: dict[str, object]) -> str:
         assert result.returncode == 2, result
         assert result.stdout == "" and "Traceback" not in result.stderr, result
         lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and re.match(rf"{re.escape(str(path))}:\d+: services\.", lines[0]), result
+        assert len(lines) == 1 and re.search(rf"{re.escape(str(path))}:\d+: services\.", lines[0]), result
     assert not Path(MARKER).exists() and not list(Path("/tmp").glob("pwned*"))
     return lines[0]
 
@@ -314,8 +309,9 @@ def test_secrets_appear_in_no_output_inspect_or_readable_file(rig: SecretRig, ho
         assert strays == [], (host.name, strays)
         assert len(holders) == len(rig.tokens), (host.name, holders)  # each secret once, in its own file
         assert [str(p) for p in holders if readable_by_others(p, root)] == [], host.name
-    local = files_holding(rig.tokens, [Path(p) for p in ("/tmp", "/var/tmp", "/root", "/var/log", "/run",
-                                                         "/var/lib/archfleet", "/etc")])
+    local = files_holding(rig.tokens, [Path(p) for p in ("/tmp", "/var/tmp", "/root/.config", "/root/.ssh",
+                                                         "/root/.docker", "/var/log", "/run", "/var/lib/archfleet",
+                                                         "/etc")])
     strays = [str(p) for p in local if rig.directory not in p.parents and not str(p).startswith("/proc")]
     assert strays == [], strays
 
@@ -335,4 +331,3 @@ def test_an_owned_secret_is_readable_by_its_uid_only(rig: SecretRig, hostile_syn
 def test_a_second_sync_changes_nothing(rig: SecretRig, hostile_sync: SyncResult) -> None:
     again = sync(rig.directory / "fleet.yaml")
     assert again.returncode == 0 and set(again.statuses.values()) == {"no changes"}, again
-    time.sleep(0)
