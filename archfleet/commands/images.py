@@ -19,6 +19,7 @@ from archfleet.platforms import UnknownPlatform
 from archfleet.platforms import parse as parse_platform
 from archfleet.registry_client import RegistryClient, client_for, parse_reference
 from archfleet.run import say
+from archfleet.table import format_table
 
 DEFAULT_INVENTORY = "inventories/lab.py"
 
@@ -71,15 +72,14 @@ def selected_images(fleet: Fleet, names: list[str]) -> list[ImageSpec]:
 
 def results_table(results: list[ImageResult]) -> str:
     """One row per image platform. CACHED is ``cached/steps`` of the build (steps that can come from the cache)."""
-    rows = [("IMAGE", "PLATFORM", "PATH", "RESULT", "SIZE", "TIME", "CACHED", "DIGEST")]
+    rows = []
     for image in results:
         for r in image.platforms:
             steps = r.cached_steps + r.run_steps
             rows.append((image.spec.name, str(r.platform), r.path.label, r.action,
                          human_size(r.size) if r.size else "-", f"{r.seconds:.0f}s" if r.seconds else "-",
                          f"{r.cached_steps}/{steps}" if steps else "-", r.digest or "-"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+    return format_table(("IMAGE", "PLATFORM", "PATH", "RESULT", "SIZE", "TIME", "CACHED", "DIGEST"), rows)
 
 
 def build_command(args: argparse.Namespace) -> int:

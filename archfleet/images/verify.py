@@ -28,6 +28,7 @@ from archfleet.registry_client import (
     parse_index,
     parse_reference,
 )
+from archfleet.table import format_table
 
 DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64")
 OK, MISSING, MISMATCH = "ok", "missing", "mismatch"
@@ -87,14 +88,9 @@ class VerifyReport:
 
     def table(self) -> str:
         """The table `archfleet images verify` prints: platform, digest, size, verdict."""
-        rows = [("PLATFORM", "DIGEST", "SIZE", "VERDICT")]
-        for c in self.checks:
-            rows.append((c.platform, c.digest or "-", human_size(c.size) if c.digest else "-", c.detail))
-        for platform in self.extra:
-            rows.append((platform, "", "", "not required"))
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-        return "\n".join(lines)
+        rows = [(c.platform, c.digest or "-", human_size(c.size) if c.digest else "-", c.detail) for c in self.checks]
+        rows += [(platform, "", "", "not required") for platform in self.extra]
+        return format_table(("PLATFORM", "DIGEST", "SIZE", "VERDICT"), rows)
 
 
 def human_size(size: int) -> str:

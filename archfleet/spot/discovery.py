@@ -7,6 +7,7 @@ from typing import Any
 
 from archfleet.spot.connection import AwsClient, tag_filter
 from archfleet.spot.plan import EC2_ARCHITECTURES, FLEET_TAG, LIVE_STATES, tag_dict
+from archfleet.table import format_table
 
 ADDRESS_KINDS = ("public_ip", "private_ip", "public_dns", "private_dns")
 
@@ -70,13 +71,11 @@ def tagged_instances(ec2: AwsClient, fleet: str, states: tuple[str, ...] = LIVE_
 
 
 def format_rows(rows: list[InstanceRow], address: str = "auto") -> list[str]:
-    lines = [f"{'INSTANCE':<21} {'TYPE':<11} {'ARCH':<6} {'AZ':<12} {'LIFECYCLE':<10} {'STATE':<9} ADDRESS"]
-    for r in rows:
-        lines.append(
-            f"{r.instance_id:<21} {r.instance_type:<11} {r.arch:<6} {r.availability_zone:<12} {r.lifecycle:<10} "
-            f"{r.state:<9} {r.address(address) or '-'}"
-        )
-    return lines
+    table = format_table(("INSTANCE", "TYPE", "ARCH", "AZ", "LIFECYCLE", "STATE", "ADDRESS"), [
+        (r.instance_id, r.instance_type, r.arch, r.availability_zone, r.lifecycle, r.state, r.address(address) or "-")
+        for r in rows
+    ])
+    return table.splitlines()
 
 
 # --- pyinfra inventory (inventories/ec2.py) ---------------------------------------------------------------------
