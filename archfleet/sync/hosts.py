@@ -49,9 +49,15 @@ class StepFailed(Exception):
         self.stderr = stderr or []
 
 
-def connect_error_reason(error: BaseException) -> str:
-    """pyinfra's connect errors in a few plain words (connection refused, host key mismatch, ...)."""
-    return connect_failure(str(error.args[0] if error.args else error) or type(error).__name__)
+def connect_error_reason(error: BaseException, timeout: float) -> str:
+    """pyinfra's connect errors in a few plain words (connection refused, host key mismatch, ...); a connection
+    that did not complete in time says the bound."""
+    reason = connect_failure(str(error.args[0] if error.args else error) or type(error).__name__)
+    if reason == "connect timed out":
+        return f"connect timed out after {timeout:g} s"
+    if reason.startswith("no SSH banner"):
+        return f"connect timed out after {timeout:g} s ({reason})"
+    return reason
 
 
 def use_openssh(inventory: Inventory) -> None:
@@ -74,7 +80,8 @@ class HostSession:
     """The inventory's hosts in one pyinfra State, connected on first use."""
 
     def __init__(self, inventory: Inventory, connect_timeout: int):
-        logging.getLogger("pyinfra").setLevel(logging.CRITICAL)
+        for name in ("pyinfra", "paramiko"):  # their own log lines would break the one-line-per-host output
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         self.inventory = inventory
         self.connect_timeout = connect_timeout
         use_openssh(inventory)
@@ -92,7 +99,7 @@ class HostSession:
             except StepFailed as error:
                 return Outcome(False, error.reason, error.stderr)
             except ConnectError as error:
-                return Outcome(False, connect_error_reason(error))
+                return Outcome(False, connect_error_reason(error, self.connect_timeout))
             except (OSError, EOFError) as error:
                 return Outcome(False, f"{step}: connection lost ({error or type(error).__name__})")
             except Exception as error:  # paramiko raises its own; one line per host, never a traceback
