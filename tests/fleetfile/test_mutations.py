@@ -109,3 +109,18 @@ def test_the_mutator_changes_the_file() -> None:
     rng = random.Random(SEED)
     lines = (PROJECT / "fleet.yaml").read_text().splitlines()
     assert sum(mutate(lines, rng) != lines for _ in range(50)) >= 45
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError,
+                   reason="the lead's render_template catches only jinja2.TemplateError: `| tojson` of an undefined "
+                          "value raises TypeError (see /tmp/archfleet-team/requests-loader.md); remove this mark "
+                          "when it is one line")
+def test_removing_the_service_a_template_names_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the mutation test: master.cfg.j2 renders `service_hosts[runner_service] | tojson`."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    path, lines = fleet_folder(tmp_path)
+    text = "\n".join(lines) + "\n"
+    start = text.index("  ci-runner:\n")
+    path.write_text(text[:start] + text[text.index("\n\n", start):])
+    with pytest.raises(InputError, match=r"master\.cfg\.j2"):
+        load_fleet(path)
