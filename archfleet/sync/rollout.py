@@ -78,7 +78,10 @@ def rollout_batches(fleet: Fleet, plans: dict[str, HostPlan],
                  and (step := plan.step(spec.name)) is not None and step.action in SWITCHING_ACTIONS]
         if not hosts:
             continue
-        canary = spec.rollout.canary
+        # A service that runs on none of these hosts yet has nothing a canary could protect: its first rollout
+        # goes straight to the batches (which still stop at the first failure).
+        first_rollout = all(plans[h].step(spec.name).action == "create" for h in hosts)  # type: ignore[union-attr]
+        canary = 0 if first_rollout else spec.rollout.canary
         groups = batches(hosts, canary, spec.rollout.batch_size(len(hosts)))
         labelled = []
         for index, batch in enumerate(groups):
