@@ -105,6 +105,10 @@ def managed_file(service: str, basename: str, mount: str, content: bytes, secret
     )
 
 
+# What rendering can raise besides Jinja2's own errors (`| tojson` of an undefined value raises TypeError).
+RENDER_ERRORS = (jinja2.TemplateError, TypeError, ValueError, LookupError, ArithmeticError)
+
+
 @functools.cache
 def template_environment(folder: str) -> jinja2.Environment:
     """One Jinja2 environment per template folder: each template is compiled once per run, however many hosts."""
@@ -124,7 +128,7 @@ def render_template(spec: ServiceSpec, index: int, variables: dict[str, object])
     try:
         template = template_environment(str(file_spec.template.parent)).get_template(file_spec.template.name)
         return template.render(**variables).encode()
-    except jinja2.TemplateError as error:
+    except RENDER_ERRORS as error:  # a template is user code: any failure is bad input naming it
         line = getattr(error, "lineno", None)
         where = f"{file_spec.template}:{line}" if line else str(file_spec.template)
         raise InputError(f"{where}: cannot render for service {spec.name!r}: {error}") from None
@@ -137,7 +141,7 @@ def render_text(spec: ServiceSpec, where: str, text: str, variables: dict[str, o
         return text
     try:
         return text_template(text).render(**variables)
-    except jinja2.TemplateError as error:
+    except RENDER_ERRORS as error:  # a template is user code: any failure is bad input naming it
         raise InputError(f"{spec.node.where}: services.{spec.name}.{where}: {error}") from None
 
 

@@ -111,10 +111,6 @@ def test_the_mutator_changes_the_file() -> None:
     assert sum(mutate(lines, rng) != lines for _ in range(50)) >= 45
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="the lead's render_template catches only jinja2.TemplateError: `| tojson` of an undefined "
-                          "value raises TypeError (see /tmp/archfleet-team/requests-loader.md); remove this mark "
-                          "when it is one line")
 def test_removing_the_service_a_template_names_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Found by the mutation test: master.cfg.j2 renders `service_hosts[runner_service] | tojson`."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
