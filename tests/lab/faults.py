@@ -33,10 +33,7 @@ from archfleet.lab.v2ray_client import client_config_text, free_port
 from tests.lab.support import BIN, PROJECT
 
 SERVICE_LABEL = "archfleet.service"
-INSPECT_FORMAT = (
-    "{{.Id}}|{{.Name}}|{{.State.Status}}|{{if .State.Health}}{{.State.Health.Status}}{{end}}|"
-    "{{.State.StartedAt}}|{{index .Config.Labels \"archfleet.service\"}}|{{index .Config.Labels \"archfleet.digest\"}}"
-)
+DIGEST_LABEL = "archfleet.digest"
 # Container events that are not a change of the container: health checks run as execs.
 QUIET_EVENTS = ("exec_create", "exec_start", "exec_die", "health_status", "top", "attach", "detach", "resize",
                 "export", "copy", "archive-path", "extract-to-dir")
@@ -65,8 +62,10 @@ def in_lab_host(host: LabHost, *command: str, timeout: float = 60) -> subprocess
 
 def host_containers(host: LabHost) -> dict[str, Container] | None:
     """The host's archfleet containers by name (None when the host is down or paused: killed or frozen)."""
-    script = (f"ids=$(docker ps -aq --filter label={SERVICE_LABEL}) || exit 3; [ -z \"$ids\" ] || "
-              f"docker inspect --format '{INSPECT_FORMAT}' $ids")
+    # The whole inspect document (a --format template trips over a container without a health check when it
+    # inspects several at once: "map has no entry for key Health").
+    script = (f"ids=$(docker ps -aq --filter label={SERVICE_LABEL}) || exit 3; "
+              "if [ -z \"$ids\" ]; then echo '[]'; else docker inspect $ids; fi")
     for _ in range(3):
         state = subprocess.run(["docker", "inspect", "-f", "{{.State.Status}}", host.container], capture_output=True,
                                text=True, check=False).stdout.strip()
@@ -82,10 +81,11 @@ def host_containers(host: LabHost) -> dict[str, Container] | None:
     else:
         raise AssertionError(f"{host.name}: cannot list its containers: {result.stderr}")
     found = {}
-    for line in result.stdout.splitlines():
-        if line.strip():
-            cid, name, state, health, started, service, digest = line.split("|")
-            found[name.lstrip("/")] = Container(cid[:12], name.lstrip("/"), state, health, started, service, digest)
+    for inspected in json.loads(result.stdout):
+        name, state, labels = inspected["Name"].lstrip("/"), inspected["State"], inspected["Config"]["Labels"] or {}
+        health = (state.get("Health") or {}).get("Status", "")
+        found[name] = Container(inspected["Id"][:12], name, state["Status"], health, state["StartedAt"],
+                                labels.get(SERVICE_LABEL, ""), labels.get(DIGEST_LABEL, ""))
     return found
 
 

@@ -157,7 +157,11 @@ class Rig:
                                   payload_bytes=payload_bytes)
 
     def snapshot(self) -> dict[str, dict[str, Container] | None]:
-        return fleet_containers(self.hosts)
+        """Every host's containers; every host is up when a case looks (a killed host was booted again, a paused
+        one thawed)."""
+        found = fleet_containers(self.hosts)
+        assert all(containers is not None for containers in found.values()), f"a host is down: {found}"
+        return found
 
     def markers(self, on: list[str]) -> None:
         """The failure marker on exactly the hosts ``on``."""
