@@ -78,6 +78,7 @@ def ssh_options(data: dict[str, Any], control_path: str, connect_timeout: int) -
     return options
 
 
+SSH_FAILED = 255  # what ssh exits with when it could not connect (or lost the connection)
 CONNECT_FAILURES = (  # what OpenSSH or paramiko says -> a few plain words
     ("remote host identification has changed", "host key mismatch (the host's SSH key is not the one recorded)"),
     ("does not match", "host key mismatch (the host's SSH key is not the one recorded)"),
@@ -138,8 +139,11 @@ class OpenSSHConnector(BaseConnector):
         return ssh_options(self.data, self.control_path, timeout)
 
     def argv(self, *remote: str) -> list[str]:
-        """A command over the master connection (or a connection of its own when there is no master)."""
-        return ["ssh", *self.options(), "-o", "ControlMaster=no", self.destination, "--", *remote]
+        """A command over the host's master connection; the first command opens it (it stays in the background,
+        its standard streams on /dev/null, until disconnect, or 60 s idle if archfleet was killed), so a host
+        costs one handshake per run."""
+        return ["ssh", *self.options(), "-o", "ControlMaster=auto", "-o", "ControlPersist=60", self.destination,
+                "--", *remote]
 
     def _run(self, remote: str, stdin: bytes | None = None,
              timeout: float | None = None) -> tuple[int, list[str], list[str]]:
@@ -151,27 +155,16 @@ class OpenSSHConnector(BaseConnector):
             if process.poll() is None:  # a time-out (ours or the caller's) must not leave ssh behind
                 process.kill()
                 process.wait()
-        return (process.returncode,
-                out.decode(errors="replace").splitlines(), err.decode(errors="replace").splitlines())
+        errors = err.decode(errors="replace").splitlines()
+        if process.returncode == SSH_FAILED and not out:  # ssh's own failure (the remote command did not run)
+            from pyinfra.api.exceptions import ConnectError
+
+            raise ConnectError(connect_failure("\n".join(errors)))
+        return process.returncode, out.decode(errors="replace").splitlines(), errors
 
     def connect(self) -> None:
-        """Open the master connection (``ssh -M -N -f``): it goes to the background once authenticated and carries
-        every later command. Its stderr goes to a file, not a pipe: a backgrounded master would hold a pipe open."""
-        from pyinfra.api.exceptions import ConnectError
-
-        argv = ["ssh", *self.options(), "-o", "ControlMaster=yes", "-o", "ControlPersist=yes", "-N", "-f",
-                self.destination]
-        with tempfile.TemporaryFile() as errors:
-            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
-            try:
-                code = process.wait()
-            finally:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
-            if code != 0:
-                errors.seek(0)
-                raise ConnectError(connect_failure(errors.read().decode(errors="replace")))
+        """Nothing to do yet: the first command opens the connection (one process, one handshake), and a failure
+        to connect then is a ConnectError with OpenSSH's reason."""
 
     def disconnect(self) -> None:
         subprocess.run(["ssh", "-o", f"ControlPath={self.control_path}", "-O", "exit", self.destination],
