@@ -294,8 +294,10 @@ class SyncRun:
         self.started = time.monotonic()
         self.lines: list[tuple[float, str]] = []
         self._new_line = threading.Condition()
+        # Only the fleet's servers: the lab may also hold hosts other modules added (workstation-1, spot-1).
+        limit = () if "--limit" in args else ("--limit", "amd64,arm64")
         self.process = subprocess.Popen(
-            [str(BIN / "archfleet"), "sync", "-f", str(fleet), *args], cwd=PROJECT, text=True,
+            [str(BIN / "archfleet"), "sync", "-f", str(fleet), *limit, *args], cwd=PROJECT, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self._stdout: list[str] = []

@@ -111,7 +111,8 @@ def test_build_arm64_natively_on_the_arm64_host_and_publish_one_tag(first_build:
         assert table[(image, "linux/arm64")][:2] == ["arm64-1", "built"], stdout
         assert table[(image, "linux/amd64")][1] == "built", stdout
         assert table[(image, "linux/amd64")][0] != "emulated", stdout
-        assert f"{image} linux/arm64: building natively on arm64-1 (builder host arm64-1 is linux/arm64)" in stderr
+        assert f"{image} linux/arm64 [arm64-1]: building natively on arm64-1 (builder host arm64-1 is linux/arm64)" \
+            in stderr
     assert "published: " in stdout and "archfleet-test/v2ray:4.34" in stdout
 
 
@@ -257,8 +258,8 @@ images:
         result = archfleet("images", "build", "-f", str(fleet), timeout=1800)
         assert result.returncode == 0, result.stderr[-3000:]
         assert rows(result.stdout)[("v2ray", "linux/arm64")][:2] == ["emulated", "built"], result.stdout
-        assert "v2ray linux/arm64: building emulated (QEMU) on the local engine (no builder host is linux/arm64" \
-               in result.stderr
+        assert "v2ray linux/arm64 [emulated]: building emulated (QEMU) on the local engine (no builder host is " \
+               "linux/arm64" in result.stderr
         digest = resolve_platform_digests(client, "archfleet-test/v2ray-emulated:latest")["linux/arm64"]
         head = file_head(client, "archfleet-test/v2ray-emulated", digest, MAIN_BINARY["v2ray"])
         assert int.from_bytes(head[18:20], "little") == E_MACHINE["linux/arm64"]
