@@ -16,6 +16,7 @@ from archfleet.credentials import host_logins
 from archfleet.errors import OperationFailed
 from archfleet.fleet import Fleet
 from archfleet.images.verify import VerifyReport
+from archfleet.placement import Placement
 from archfleet.references import parse
 from archfleet.services.desired import DesiredContainer, desired_container, fleet_context
 from archfleet.services.preflight import PinnedTag, pin_services
@@ -23,7 +24,8 @@ from archfleet.sync.plan import HostPlan, plan_host
 from facts.services import ServicesStateValue
 
 
-def placement_of(fleet: Fleet):  # type: ignore[no-untyped-def]
+def placement_of(fleet: Fleet) -> Placement:
+    """The fleet's placement (every command that syncs needs an inventory)."""
     if fleet.placement is None:
         raise OperationFailed(f"{fleet.path}: no inventory: nothing to sync")
     return fleet.placement
