@@ -24,3 +24,7 @@ def test_failures_in_a_few_words() -> None:
     assert connect_failure(changed).startswith("host key mismatch")
     assert connect_failure("Connection timed out during banner exchange") == "connect timed out"
     assert connect_failure("root@h: Permission denied (publickey).") == "SSH authentication failed"
+
+
+def test_a_host_that_stops_answering_is_a_time_out() -> None:
+    assert connect_failure("Timeout, server 10.0.0.1 not responding.").startswith("timed out after 60 s")

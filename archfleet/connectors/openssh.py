@@ -20,6 +20,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from io import IOBase
 from pathlib import Path
@@ -63,7 +64,7 @@ def ssh_options(data: dict[str, Any], control_path: str, connect_timeout: int) -
         "-o", f"ConnectTimeout={int(data.get('ssh_connect_timeout') or connect_timeout)}",
         "-o", f"StrictHostKeyChecking={data.get('ssh_strict_host_key_checking') or 'yes'}",
         "-o", f"ControlPath={control_path}",
-        "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
+        "-o", f"ServerAliveInterval={ALIVE_INTERVAL}", "-o", f"ServerAliveCountMax={ALIVE_COUNT}",
     ]
     if data.get("ssh_config_file"):
         options += ["-F", str(data["ssh_config_file"])]
@@ -79,6 +80,7 @@ def ssh_options(data: dict[str, Any], control_path: str, connect_timeout: int) -
 
 
 SSH_FAILED = 255  # what ssh exits with when it could not connect (or lost the connection)
+ALIVE_INTERVAL, ALIVE_COUNT = 15, 4  # a host that stops answering is given up after 60 s
 CONNECT_FAILURES = (  # what OpenSSH or paramiko says -> a few plain words
     ("remote host identification has changed", "host key mismatch (the host's SSH key is not the one recorded)"),
     ("does not match", "host key mismatch (the host's SSH key is not the one recorded)"),
@@ -90,6 +92,7 @@ CONNECT_FAILURES = (  # what OpenSSH or paramiko says -> a few plain words
     ("authentication", "SSH authentication failed"),
     ("could not resolve", "could not resolve the host name"),
     ("error reading ssh protocol banner", "no SSH banner (the host accepts connections but does not answer)"),
+    ("not responding", f"timed out after {ALIVE_INTERVAL * ALIVE_COUNT} s (the host stopped answering)"),
     ("connection closed", "the connection was closed"),
 )
 
@@ -147,6 +150,7 @@ class OpenSSHConnector(BaseConnector):
 
     def _run(self, remote: str, stdin: bytes | None = None,
              timeout: float | None = None) -> tuple[int, list[str], list[str]]:
+        started = time.monotonic()
         process = subprocess.Popen(self.argv(remote), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE)
         try:
@@ -159,7 +163,11 @@ class OpenSSHConnector(BaseConnector):
         if process.returncode == SSH_FAILED and not out:  # ssh's own failure (the remote command did not run)
             from pyinfra.api.exceptions import ConnectError
 
-            raise ConnectError(connect_failure("\n".join(errors)))
+            reason = connect_failure("\n".join(errors))
+            if reason == "ssh failed" and time.monotonic() - started >= ALIVE_INTERVAL * (ALIVE_COUNT - 1):
+                # the master gave up on a host that stopped answering (its own words went to /dev/null)
+                reason = f"timed out after {ALIVE_INTERVAL * ALIVE_COUNT} s (the host stopped answering)"
+            raise ConnectError(reason)
         return process.returncode, out.decode(errors="replace").splitlines(), errors
 
     def connect(self) -> None:
