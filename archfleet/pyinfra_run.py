@@ -13,13 +13,6 @@ from typing import Any
 
 from archfleet.errors import OperationFailed
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def project_path(relative: str) -> Path:
-    """A file of the project's checkout (deploys/, inventories/): archfleet runs from an editable install."""
-    return PROJECT_ROOT / relative
-
 
 @dataclass
 class HostResult:
@@ -51,7 +44,7 @@ def pyinfra_argv(*args: str, limit: str | list[str] | None = None) -> list[str]:
 def gather_fact(inventory: Path, fact: str, limit: str | None = None) -> dict[str, Any]:
     """``{host: value}`` of one fact over an inventory (None for a host pyinfra could not read)."""
     result = subprocess.run(pyinfra_argv(str(inventory), "fact", fact, limit=limit), capture_output=True,
-                            text=True, check=False, cwd=PROJECT_ROOT)
+                            text=True, check=False)
     try:
         facts: dict[str, Any] = json.loads(result.stdout).get(fact, {})
     except json.JSONDecodeError:
@@ -67,7 +60,7 @@ def run_deploy(
     """Run ``pyinfra INVENTORY DEPLOY`` with --json; pyinfra's progress goes straight to our stderr."""
     argv = pyinfra_argv("--dry" if dry else "-y", str(inventory), str(deploy), *extra_args, limit=limit)
     result = subprocess.run(
-        argv, stdout=subprocess.PIPE, text=True, check=False, cwd=PROJECT_ROOT,
+        argv, stdout=subprocess.PIPE, text=True, check=False,
         env={**os.environ, **(env or {})},
     )
     try:

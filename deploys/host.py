@@ -26,7 +26,7 @@ from pyinfra import host
 
 from archfleet.credentials import host_logins
 from archfleet.fleet import default_fleet_path, fleet_for_deploy
-from tasks import docker_engine
+from archfleet.tasks import docker_engine
 
 docker_engine.engine_running(name="Docker engine installed, running and enabled at boot")
 
@@ -65,7 +65,7 @@ if Path(fleet_file).is_file():
 # stops the containers in ``spot_stop_order`` in that order (the CI runner first; container names archfleet-<service>).
 # Without ``spot_stop_order``, the order is the fleet file's services on this host by their ``stop_order``.
 if str(host.data.get("spot")).lower() in ("true", "yes", "1") or host.data.get("lifecycle") == "spot":
-    from tasks import spot_watcher
+    from archfleet.tasks import spot_watcher
 
     stop_order = spot_watcher.stop_order_from(host.data.get("spot_stop_order"))
     if not stop_order and Path(fleet_file).is_file():

@@ -17,8 +17,8 @@ import os
 from pyinfra import host, inventory
 
 from archfleet.fleet.laptop import find_profile
-from tasks.laptop.operations import current
-from tasks.laptop.plan import fact_args, plan
+from archfleet.tasks.laptop.operations import current
+from archfleet.tasks.laptop.plan import fact_args, plan
 
 
 def ssh_of(name: str) -> tuple[str, str] | None:

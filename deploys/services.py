@@ -13,10 +13,10 @@ command (the ServicesState fact). Host data ``archfleet_prune: true`` removes co
 from pyinfra import host
 
 from archfleet.errors import ArchfleetError
+from archfleet.facts.services import ServicesState
 from archfleet.fleet import fleet_for_deploy
 from archfleet.sync.pipeline import plan_one_host
-from facts.services import ServicesState
-from tasks import services
+from archfleet.tasks import services
 
 fleet = fleet_for_deploy(host.data.get("archfleet_fleet"))
 state = host.get_fact(ServicesState)

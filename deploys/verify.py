@@ -9,10 +9,10 @@ proof as a table.
 
 from pyinfra import host
 
+from archfleet.facts.services import ServiceProof
 from archfleet.fleet import fleet_for_deploy
 from archfleet.services.proof import judge
-from facts.services import ServiceProof
-from tasks import services
+from archfleet.tasks import services
 
 fleet = fleet_for_deploy(host.data.get("archfleet_fleet"))
 declared = [spec.name for spec in fleet.placement.services_on(host.name)] if fleet.placement else []

@@ -6,8 +6,8 @@ from typing import TypedDict
 
 from pyinfra.api import FactBase
 
+from archfleet.facts.registry import CREDENTIALS_DIR  # <registry>.password: what the host's docker login used
 from archfleet.platforms import UnknownPlatform, from_uname
-from facts.registry import CREDENTIALS_DIR  # <registry>.password: what the host's docker login used
 
 SERVICE_LABEL = "archfleet.service"
 SPEC_LABEL = "archfleet.spec"

@@ -12,9 +12,9 @@ from pyinfra.api import FileUploadCommand, StringCommand, operation
 from pyinfra.facts.server import Which
 
 from archfleet.errors import OperationFailed
-from facts.docker import DockerEngine
-from facts.registry import CREDENTIALS_DIR, RegistryAccess, ca_path, password_path
-from tasks import apt_commands, docker_commands
+from archfleet.facts.docker import DockerEngine
+from archfleet.facts.registry import CREDENTIALS_DIR, RegistryAccess, ca_path, password_path
+from archfleet.tasks import apt_commands, docker_commands
 
 DEBIAN_ENGINE_PACKAGE = "docker.io"
 

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 from pyinfra.api import QuoteString, StringCommand
 
+from archfleet.facts.services import DIGEST_LABEL, FILES_ROOT, SERVICE_LABEL, SPEC_LABEL, TAG_LABEL
 from archfleet.services.desired import DesiredContainer
-from facts.services import DIGEST_LABEL, FILES_ROOT, SERVICE_LABEL, SPEC_LABEL, TAG_LABEL
 
 LOG_LINES = 20
 FAILURE_PREFIX = "archfleet-failure: "

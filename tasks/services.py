@@ -10,13 +10,13 @@ from io import BytesIO
 from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 
+from archfleet.facts.registry import CREDENTIALS_DIR, password_path
+from archfleet.facts.services import FILES_ROOT
 from archfleet.fleet.rollout import TimeoutsSpec
 from archfleet.services.proof import OK, ProofRow
 from archfleet.sync.plan import SWITCHING_ACTIONS, HostPlan
 from archfleet.sync.steps import finalize_command, step_command
-from facts.registry import CREDENTIALS_DIR, password_path
-from facts.services import FILES_ROOT
-from tasks import docker_commands, service_commands
+from archfleet.tasks import docker_commands, service_commands
 
 
 def failed_host_command(reason: str) -> StringCommand:

@@ -19,8 +19,8 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 
 from archfleet.errors import InputError
-from facts.spot_watcher import CONFIG_PATH, INIT_SCRIPT_PATH, NAME, SCRIPT_PATH, UNIT_PATH, SpotWatcher
-from tasks import apt_commands
+from archfleet.facts.spot_watcher import CONFIG_PATH, INIT_SCRIPT_PATH, NAME, SCRIPT_PATH, UNIT_PATH, SpotWatcher
+from archfleet.tasks import apt_commands
 
 RESOURCES = Path(__file__).parent / "resources"
 DEFAULT_METADATA_URL = "http://169.254.169.254"

@@ -35,7 +35,7 @@ class FakeHost:
     asked: list[str] = field(default_factory=list)
 
     def get_fact(self, cls: type, *args: Any, **kwargs: Any) -> Any:
-        module = cls.__module__.removeprefix("pyinfra.").removeprefix("facts.")
+        module = cls.__module__.removeprefix("pyinfra.").removeprefix("archfleet.facts.")
         key = f"{module}.{cls.__name__}"
         self.asked.append(key)
         if key not in self.facts:

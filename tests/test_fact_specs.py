@@ -20,7 +20,7 @@ CASES = sorted(SPEC_ROOT.glob("*/*.json"))
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.parent.name}/{c.stem}" for c in CASES])
 def test_fact_spec(case: Path) -> None:
     module_name, class_name = case.parent.name.rsplit(".", 1)
-    fact_class = getattr(importlib.import_module(f"facts.{module_name}"), class_name)
+    fact_class = getattr(importlib.import_module(f"archfleet.facts.{module_name}"), class_name)
     spec = json.loads(case.read_text())
     fact = fact_class()
     args = spec.get("arg", [])
@@ -37,7 +37,7 @@ def test_every_fact_has_specs() -> None:
     for module_path in (Path(__file__).parent.parent / "facts").glob("*.py"):
         if module_path.stem == "__init__":
             continue
-        module = importlib.import_module(f"facts.{module_path.stem}")
+        module = importlib.import_module(f"archfleet.facts.{module_path.stem}")
         for name, value in vars(module).items():
             if isinstance(value, type) and issubclass(value, FactBase) and value.__module__ == module.__name__:
                 folder = SPEC_ROOT / f"{module_path.stem}.{name}"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from facts.laptop import BLOCK_SED
-from tasks.laptop import commands
+from archfleet.facts.laptop import BLOCK_SED
+from archfleet.tasks.laptop import commands
 
 STANDIN_INSTALLER = Path(__file__).parent / "standins" / "fake-miniforge-installer.sh"
 USER_TOP = "# mine\nalias ll='ls -l'\n"

@@ -25,8 +25,8 @@ from pyinfra.context import ctx_host
 
 from archfleet.fleet.laptop import parse_profile
 from archfleet.schema import Mapping, parse_yaml
-from tasks.laptop.operations import current
-from tasks.laptop.plan import fact_args, plan
+from archfleet.tasks.laptop.operations import current
+from archfleet.tasks.laptop.plan import fact_args, plan
 from tests.operation_specs import FakeHost, run_operation
 
 SPEC_ROOT = Path(__file__).parent / "deploys" / "laptop"

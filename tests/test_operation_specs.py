@@ -28,7 +28,7 @@ CASES = sorted(SPEC_ROOT.glob("*/*.json"))
 
 def load_operation(folder: str) -> Any:
     module_name, operation_name = folder.rsplit(".", 1)
-    return getattr(importlib.import_module(f"tasks.{module_name}"), operation_name)
+    return getattr(importlib.import_module(f"archfleet.tasks.{module_name}"), operation_name)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.parent.name}/{c.stem}" for c in CASES])

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from archfleet.facts.services import ContainerState, ServicesStateValue
 from archfleet.fleet import load_fleet
 from archfleet.services.desired import DesiredContainer, FleetContext, decide, desired_container
 from archfleet.sync.plan import batches, plan_host
-from facts.services import ContainerState, ServicesStateValue
-from tasks import service_commands
+from archfleet.tasks import service_commands
 
 FLEET = """\
 registry: {address: "r.example:5000"}

@@ -21,8 +21,9 @@ from archfleet.lab.ci import build_on_every_runner
 from archfleet.lab.state import LabState
 from archfleet.lab.system import ensure_packages
 from archfleet.lab.v2ray_client import client_config_text, fetch_through_proxy
-from archfleet.pyinfra_run import print_summary, project_path, run_deploy
+from archfleet.pyinfra_run import print_summary, run_deploy
 from archfleet.run import say
+from archfleet.shipped import deploy_file, example_fleet_file, inventory_file
 from archfleet.table import format_table
 
 STEPS = 8
@@ -90,7 +91,7 @@ def reach_v2ray(state: LabState, fleet_path: Path) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    fleet_path = (args.fleet or project_path("fleet.yaml")).resolve()
+    fleet_path = (args.fleet or example_fleet_file()).resolve()
     load_fleet(fleet_path)  # bad input stops here, before anything changes
     started = time.monotonic()
 
@@ -99,7 +100,7 @@ def run_demo(args: argparse.Namespace) -> int:
     lab.print_status_table(lab.status()[1])
 
     step(2, "host bootstrap (deploys/host.py): Docker engine, registry CA and login")
-    bootstrap = run_deploy(project_path("inventories/lab.py"), project_path("deploys/host.py"),
+    bootstrap = run_deploy(inventory_file("lab.py"), deploy_file("host.py"),
                            limit=["amd64", "arm64"])
     print_summary(bootstrap, "host")
     if bootstrap.returncode != 0:

@@ -9,8 +9,9 @@ from typing import Any
 from archfleet.errors import OperationFailed
 from archfleet.fleet import default_fleet_path
 from archfleet.fleet.laptop import find_profile
-from archfleet.pyinfra_run import print_summary, project_path, run_deploy
+from archfleet.pyinfra_run import print_summary, run_deploy
 from archfleet.run import say
+from archfleet.shipped import deploy_file
 
 
 def register(subparsers: Any) -> None:
@@ -32,7 +33,7 @@ def run_laptop(args: argparse.Namespace) -> int:
     target = args.target if args.target.startswith("@") else str(Path(args.target).resolve())
     where = args.limit or args.target
     say(f"laptop: {'planning' if args.dry else 'converging'} {where}")
-    result = run_deploy(Path(target), project_path("deploys/laptop.py"), dry=args.dry, limit=args.limit, env=env)
+    result = run_deploy(Path(target), deploy_file("laptop.py"), dry=args.dry, limit=args.limit, env=env)
     if result.returncode != 0 and not result.hosts:
         raise OperationFailed(f"laptop: pyinfra stopped without results on {where} (the reason is above)")
     print_summary(result, "laptop")

@@ -10,11 +10,11 @@ import sys
 from typing import Any
 
 from archfleet.commands.sync import add_fleet_argument, load_fleet_for_services
+from archfleet.facts.services import ServiceProof
 from archfleet.run import say
 from archfleet.services.proof import FAIL, ProofRow, judge, table
 from archfleet.sync.hosts import HostSession, Outcome
 from archfleet.sync.rollout import hosts_in_scope, timeouts_of
-from facts.services import ServiceProof
 
 
 def register(subparsers: Any) -> None:

@@ -21,11 +21,12 @@ import yaml
 from archfleet.platforms import UnknownPlatform
 from archfleet.platforms import parse as parse_platform
 from archfleet.schema import Mapping, Node, load_yaml
+from archfleet.shipped import deploy_file
 
 if TYPE_CHECKING:
     from archfleet.fleet import Fleet
 
-DEFAULTS_FILE = Path(__file__).resolve().parents[2] / "deploys" / "laptop_defaults.yaml"
+DEFAULTS_FILE = deploy_file("laptop_defaults.yaml")
 DOCKER_RUNTIMES = ("desktop", "colima")
 CONDA_DISTRIBUTIONS = ("miniforge", "miniconda")
 BUILDX_SOURCES = ("auto", "suite", "distribution")

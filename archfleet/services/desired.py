@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 import jinja2
 
 from archfleet.errors import InputError
+from archfleet.facts.services import FILES_ROOT, ContainerState
 from archfleet.inventory_file import host_addresses
 from archfleet.placement import container_name, previous_container_name
-from facts.services import FILES_ROOT, ContainerState
 
 if TYPE_CHECKING:
     from archfleet.fleet import Fleet

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from archfleet.facts.services import ServiceProofValue
 from archfleet.placement import container_name
 from archfleet.platforms import UnknownPlatform, matches
 from archfleet.platforms import parse as parse_platform
 from archfleet.services.desired import short
 from archfleet.table import format_table
-from facts.services import ServiceProofValue
 
 OK = "ok"
 FAIL = "FAIL"

@@ -21,11 +21,11 @@ from pyinfra.api import Config, FactBase, State, StringCommand
 from pyinfra.api.exceptions import ConnectError
 
 from archfleet.connectors.openssh import connect_failure
+from archfleet.facts.registry import CREDENTIALS_DIR, password_path
+from archfleet.facts.services import FILES_ROOT
 from archfleet.services.desired import ManagedFile
-from facts.registry import CREDENTIALS_DIR, password_path
-from facts.services import FILES_ROOT
-from tasks import docker_commands
-from tasks.service_commands import failure_reason
+from archfleet.tasks import docker_commands
+from archfleet.tasks.service_commands import failure_reason
 
 if TYPE_CHECKING:
     from pyinfra.api import Host, Inventory

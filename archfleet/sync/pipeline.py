@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from archfleet.credentials import host_logins
 from archfleet.errors import OperationFailed
+from archfleet.facts.services import ServicesStateValue
 from archfleet.fleet import Fleet
 from archfleet.images.verify import VerifyReport
 from archfleet.placement import Placement
@@ -21,7 +22,6 @@ from archfleet.references import parse
 from archfleet.services.desired import DesiredContainer, desired_container, fleet_context
 from archfleet.services.preflight import PinnedTag, pin_services
 from archfleet.sync.plan import HostPlan, plan_host
-from facts.services import ServicesStateValue
 
 
 def placement_of(fleet: Fleet) -> Placement:

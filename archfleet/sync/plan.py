@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from archfleet.facts.services import ServicesStateValue
 from archfleet.placement import CONTAINER_PREFIX, PREVIOUS_SUFFIX, container_name, previous_container_name
 from archfleet.services.desired import DesiredContainer, ManagedFile, decide, short
-from facts.services import ServicesStateValue
 
 SWITCHING_ACTIONS = ("create", "recreate", "start", "restore")  # rolled out in batches, behind the canary
 PULLING_ACTIONS = ("create", "recreate")

@@ -21,6 +21,7 @@ from typing import Any
 import gevent
 
 from archfleet.errors import InputError
+from archfleet.facts.services import ServicesState, ServicesStateValue
 from archfleet.fleet import Fleet
 from archfleet.fleet.rollout import TimeoutsSpec
 from archfleet.fleet.services import ServiceSpec
@@ -40,8 +41,7 @@ from archfleet.sync.report import (
     SyncReport,
 )
 from archfleet.sync.steps import finalize_command, step_command, undo_command
-from facts.services import ServicesState, ServicesStateValue
-from tasks import service_commands
+from archfleet.tasks import service_commands
 
 Say = Callable[[str], None]
 

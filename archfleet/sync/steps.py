@@ -9,7 +9,7 @@ from pyinfra.api import QuoteString, StringCommand
 
 from archfleet.fleet.rollout import TimeoutsSpec
 from archfleet.sync.plan import HostPlan, ServiceStep
-from tasks import service_commands
+from archfleet.tasks import service_commands
 
 
 def step_command(step: ServiceStep, timeouts: TimeoutsSpec) -> StringCommand:

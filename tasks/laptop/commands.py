@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pyinfra.api import QuoteString, StringCommand
 
-from facts.laptop import BLOCK_BEGIN, BLOCK_END, SHA256_FUNCTION
-from tasks.apt_commands import sudo_prefix as _sudo
+from archfleet.facts.laptop import BLOCK_BEGIN, BLOCK_END, SHA256_FUNCTION
+from archfleet.tasks.apt_commands import sudo_prefix as _sudo
 
 # --- macOS ------------------------------------------------------------------------------------------------
 

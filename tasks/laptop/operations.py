@@ -14,9 +14,9 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 
 from archfleet.errors import OperationFailed
-from facts.laptop import ENV_FILES_DIR, LaptopFacts, LaptopState
-from tasks import apt_commands, docker_commands
-from tasks.laptop import commands
+from archfleet.facts.laptop import ENV_FILES_DIR, LaptopFacts, LaptopState
+from archfleet.tasks import apt_commands, docker_commands
+from archfleet.tasks.laptop import commands
 
 Commands = Generator[StringCommand | FileUploadCommand, None, None]
 

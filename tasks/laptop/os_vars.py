@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from archfleet.errors import OperationFailed
+from archfleet.facts.laptop import LaptopFacts
 from archfleet.fleet.laptop import LaptopProfile
-from facts.laptop import LaptopFacts
 
 # The conda installers' names for a platform (the {platform} of the installer URL).
 CONDA_PLATFORMS = {

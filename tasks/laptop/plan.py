@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from archfleet.errors import OperationFailed
+from archfleet.facts.laptop import LaptopFacts
 from archfleet.fleet.laptop import LaptopProfile, RemoteNode
-from facts.laptop import LaptopFacts
-from tasks.laptop import operations
-from tasks.laptop.os_vars import OsVars, os_vars
+from archfleet.tasks.laptop import operations
+from archfleet.tasks.laptop.os_vars import OsVars, os_vars
 
 # An inventory host name -> (ssh user, address), or None when the inventory has no such host.
 HostLookup = Callable[[str], "tuple[str, str] | None"]

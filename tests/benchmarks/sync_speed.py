@@ -43,7 +43,7 @@ from typing import Any, TextIO, TypeVar
 
 from archfleet.lab.hosts import ssh_argv
 from archfleet.lab.state import LabHost, LabPaths, LabState, load, state_dir
-from tasks.apt_commands import apt_install, apt_update
+from archfleet.tasks.apt_commands import apt_install, apt_update
 from tests.benchmarks.ansible import inventory as ansible_inventory
 from tests.lab.support import BIN, LAB_INVENTORY, PROJECT, archfleet, pyinfra
 

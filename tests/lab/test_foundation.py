@@ -17,7 +17,7 @@ MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}
 
 
 def test_pyinfra_reaches_every_host_and_platforms_are_right(lab: LabState) -> None:
-    result = pyinfra("fact", "facts.platform.HostPlatform", "server.Arch")
+    result = pyinfra("fact", "archfleet.facts.platform.HostPlatform", "server.Arch")
     assert result.returncode == 0, result.output
     facts = result.facts()
     assert facts == {h.name: f"linux/{h.arch}" for h in lab.hosts}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from archfleet.errors import InputError
-from tasks.spot_watcher import enable, service, stop_order_from, watcher_config
+from archfleet.tasks.spot_watcher import enable, service, stop_order_from, watcher_config
 
 
 def test_config_lists_the_stop_order_one_line_each() -> None:
