@@ -37,7 +37,8 @@ def test_profile_overrides_only_what_it_names(tmp_path: Path) -> None:
         "  - {name: big, endpoint: 'ssh://me@10.0.0.5', platform: linux/amd64}\n")))
     assert profile["homebrew_formulae"] == ["git", "jq"]
     assert profile["ohmyzsh_theme"] == load_defaults()["ohmyzsh_theme"]
-    assert profile["conda_installer_sha256"] == {"Linux-x86_64": "abc"}
+    # per platform: the file's entry replaces that platform's default, the other defaults stay
+    assert profile["conda_installer_sha256"] == {**load_defaults()["conda_installer_sha256"], "Linux-x86_64": "abc"}
     assert profile.conda_environments == {"data": (tmp_path / "envs" / "data.yml").resolve()}
     assert profile.remote_nodes == [RemoteNode("x86-box", "linux/amd64", host="x86-box"),
                                     RemoteNode("big", "linux/amd64", endpoint="ssh://me@10.0.0.5")]

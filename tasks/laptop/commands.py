@@ -23,12 +23,20 @@ def install_command_line_tools() -> StringCommand:
     )
 
 
-def install_homebrew(installer_url: str) -> StringCommand:
-    return StringCommand(
-        "curl", "-fsSL", QuoteString(installer_url), "-o", "/tmp/archfleet-homebrew-install.sh", "&&",
-        "NONINTERACTIVE=1", "/bin/bash", "/tmp/archfleet-homebrew-install.sh", ";",
-        "rc=$?;", "rm", "-f", "/tmp/archfleet-homebrew-install.sh;", "exit", "$rc",
+def download_and_run(installer_url: str, run: str, *arguments: str) -> StringCommand:
+    """Download an installer into a private temporary directory (``mktemp -d``: mode 0700, a fresh name), then run
+    ``run`` on it as ``"$d/installer"``; the directory is removed on every exit. Never ``curl | sh``: a failed or
+    truncated download stops here and runs nothing. ``arguments`` reach ``run`` as "$1", "$2", ..."""
+    script = (
+        'd=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; '
+        'curl -fsSL "$0" -o "$d/installer" || exit 1; ' + run
     )
+    return StringCommand("sh", "-c", QuoteString(script), QuoteString(installer_url),
+                         *(QuoteString(argument) for argument in arguments))
+
+
+def install_homebrew(installer_url: str) -> StringCommand:
+    return download_and_run(installer_url, 'NONINTERACTIVE=1 /bin/bash "$d/installer"')
 
 
 def brew_tap(brew: str, tap: str) -> StringCommand:
@@ -79,11 +87,9 @@ def change_login_shell(user: str, shell: str, root: bool = True) -> StringComman
 
 def install_ohmyzsh(installer_url: str, remote: str, directory: str) -> StringCommand:
     """oh-my-zsh's own installer, unattended; it keeps the user's .zshrc (archfleet adds its block after)."""
-    return StringCommand(
-        "curl", "-fsSL", QuoteString(installer_url), "|",
-        "env", QuoteString(f"ZSH={directory}"), QuoteString(f"REMOTE={remote}"),
-        "KEEP_ZSHRC=yes", "CHSH=no", "RUNZSH=no", "sh", "-s", "--", "--unattended",
-    )
+    return download_and_run(
+        installer_url, 'ZSH="$1" REMOTE="$2" KEEP_ZSHRC=yes CHSH=no RUNZSH=no sh "$d/installer" --unattended',
+        directory, remote)
 
 
 def managed_block(lines: list[str]) -> str:
@@ -113,17 +119,13 @@ def replace_block(path: str, block: str) -> StringCommand:
 
 def install_conda(installer_url: str, sha256: str, prefix: str) -> StringCommand:
     """Download, check the sha256 (refuse and run nothing on a mismatch), then the batch install ``-b -p``."""
-    tmp = "/tmp/archfleet-conda-installer.sh"
-    script = (
-        f"{SHA256_FUNCTION}; "
-        f"curl -fsSL \"$1\" -o {tmp} || exit 1; got=$(h < {tmp}); "
-        "if [ \"$got\" != \"$2\" ]; then rm -f " + tmp + "; "
-        "echo \"archfleet: refusing the conda installer $1: its sha256 is $got, the profile expects $2\" >&2; "
-        "exit 1; fi; "
-        f"bash {tmp} -b -p \"$3\"; rc=$?; rm -f {tmp}; exit $rc"
-    )
-    return StringCommand("sh", "-c", QuoteString(script), "archfleet-conda", QuoteString(installer_url),
-                         QuoteString(sha256), QuoteString(prefix))
+    return download_and_run(
+        installer_url,
+        f'{SHA256_FUNCTION}; got=$(h < "$d/installer"); '
+        'if [ "$got" != "$1" ]; then '
+        'echo "archfleet: refusing the conda installer $0: its sha256 is $got, the profile expects $1" >&2; '
+        'exit 1; fi; bash "$d/installer" -b -p "$2"',
+        sha256, prefix)
 
 
 def conda_env(prefix: str, action: str, name: str, file: str) -> StringCommand:

@@ -164,6 +164,14 @@ def managed_block(fact_args: dict[str, Any], path: str, lines: list[str]) -> Com
 
 
 @operation()
+def skipped(fact_args: dict[str, Any], reason: str) -> Commands:
+    """A part of the profile that cannot run here, said in the plan and the results instead of failing the host."""
+    host.noop(reason)
+    return
+    yield
+
+
+@operation()
 def conda(fact_args: dict[str, Any], installer_url: str, sha256_by_platform: dict[str, str],
           platform: str) -> Commands:
     """conda is installed at the profile's prefix by the installer for this platform, its sha256 checked first."""

@@ -93,7 +93,12 @@ def plan(profile: LaptopProfile, facts: LaptopFacts, lookup: HostLookup,
         step("zsh is the login shell", operations.login_shell, shell=v.zsh, root=v.root)
     step("oh-my-zsh is installed", operations.ohmyzsh, installer_url=profile["ohmyzsh_installer_url"],
          remote=profile["ohmyzsh_remote"])
-    if profile["conda_enabled"]:
+    conda_checksum = profile["conda_installer_sha256"].get(v.conda_platform)
+    if profile["conda_enabled"] and not conda_checksum and not facts["conda"]:
+        step(f"conda is skipped: conda_installer_sha256 has no entry for {v.conda_platform}",
+             operations.skipped, reason=f"conda is skipped: add the sha256 of {v.conda_installer_url} to "
+             f"conda_installer_sha256.{v.conda_platform} (its .sha256 file on the release page) to install it")
+    elif profile["conda_enabled"]:
         step(f"conda is installed ({v.conda_platform} installer, sha256 checked)", operations.conda,
              installer_url=v.conda_installer_url, sha256_by_platform=profile["conda_installer_sha256"],
              platform=v.conda_platform)
