@@ -231,16 +231,52 @@ def host_logins(fleet: Fleet, host_name: str) -> list[RegistryLogin]:
         return []
     registries = sorted({parse(service_reference(fleet, spec)).registry
                          for spec in fleet.placement.services_on(host_name)})
-    own = fleet.registry.resolve()
+    own = fleet_registry_login(fleet)
     logins = []
     for registry in registries:
-        if registry == own.address:
-            password = own.password()
-            credentials = Credentials(own.username, password, "fleet registry") if own.username and password else None
-            logins.append(RegistryLogin(registry, credentials, own.ca_file))
+        if registry == own.registry:
+            logins.append(own)
             continue
         entry = fleet.registries.get(registry)
         found = credentials_for(registry, entry)
         refresh = ECR_REFRESH_AFTER if found is not None and found.expires_at is not None else None
         logins.append(RegistryLogin(registry, found, entry.ca_file if entry else None, refresh))
     return logins
+
+
+
+def fleet_registry_login(fleet: Fleet) -> RegistryLogin:
+    """The fleet's own registry (``registry:``; ``{lab: true}`` read from the running lab's record) as a login: its
+    address, its user and password (None: a registry without login) and its CA."""
+    own = fleet.registry.resolve()
+    assert own.address is not None  # a resolved registry always has one (the section is required)
+    password = own.password()
+    credentials = Credentials(own.username, password, "fleet registry") if own.username and password else None
+    return RegistryLogin(own.address, credentials, own.ca_file)
+
+
+def fleet_holds(fleet: Fleet, host_name: str) -> bool:
+    """Whether the fleet file speaks for ``host_name``: a host of its ``inventory:`` (every host, when the file
+    names no inventory)."""
+    return fleet.hosts is None or fleet.hosts.get_host(host_name, None) is not None
+
+
+def host_registry_login(host_data: Any, host_name: str, fleet: Fleet | None) -> RegistryLogin | None:
+    """The registry a host trusts and logs in to for the fleet (``deploys/host.py``): from its host data
+    (``registry_address``, ``registry_username``, ``registry_password_file``, ``registry_ca_file``, as the lab's
+    inventory gives them), else the fleet file's ``registry:`` when the fleet speaks for the host (an EC2 instance
+    of ``inventories/ec2.py`` has no registry data); None: neither."""
+    address = host_data.get("registry_address")
+    if not address:
+        return fleet_registry_login(fleet) if fleet is not None and fleet_holds(fleet, host_name) else None
+    username, password_file = host_data.get("registry_username"), host_data.get("registry_password_file")
+    credentials = None
+    if username:
+        try:
+            password = Path(password_file).read_text().strip()
+        except (OSError, TypeError) as error:
+            raise InputError(f"{host_name}: host data registry_password_file {password_file!r}: cannot read the "
+                             f"registry password: {getattr(error, 'strerror', None) or error}") from None
+        credentials = Credentials(str(username), password, "host data registry_password_file")
+    ca_file = host_data.get("registry_ca_file")
+    return RegistryLogin(str(address), credentials, Path(ca_file) if ca_file else None)
