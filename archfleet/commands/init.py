@@ -1,0 +1,219 @@
+"""`archfleet init [DIR] (--lab | --hosts HOSTS --registry ADDRESS [--user USER]) [--force]`: a first fleet.
+
+``--hosts`` writes a commented fleet file for your own hosts and their inventory, ready for `archfleet hosts
+bootstrap`, `archfleet images build` and `archfleet sync`: one service (the v2ray proxy, from the shipped image
+context and config template, copied beside the fleet file so they are yours to change) on every host.
+``--lab`` writes the reference fleet file of the local lab (every key commented) with what it refers to.
+
+Nothing is overwritten without ``--force``: every file is checked before the first one is written. The written
+fleet file for ``--hosts`` is loaded back (the same validation every command runs) before init says it is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from archfleet.errors import InputError
+from archfleet.shipped import deploy_file, example_fleet_file, image_contexts_dir, inventory_file
+
+HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+HOST_SPEC = re.compile(r"^(?:(?P<user>[A-Za-z_][A-Za-z0-9._-]*)@)?(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<address>[^:@\s\[\]]+))"
+                       r"(?::(?P<port>\d{1,5}))?$")
+REGISTRY_ADDRESS = re.compile(r"^[A-Za-z0-9.-]+(?::\d{1,5})?$")
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One ``--hosts`` entry: ``[NAME=][USER@]ADDRESS[:PORT]`` (an IPv6 address in brackets)."""
+
+    name: str
+    address: str
+    user: str | None = None
+    port: int | None = None
+
+
+def parse_hosts(text: str) -> list[HostSpec]:
+    """``web-1=10.0.0.5,admin@10.0.0.6:2222`` -> HostSpecs (a name defaults to the address). Bad input: InputError."""
+    hosts: list[HostSpec] = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            raise InputError(f"init: --hosts: an empty entry in {text!r}")
+        name, _, target = entry.rpartition("=")
+        match = HOST_SPEC.match(target)
+        if not match:
+            raise InputError(f"init: --hosts: {entry!r} is not [NAME=][USER@]ADDRESS[:PORT]")
+        address = match["v6"] or match["address"]
+        port = int(match["port"]) if match["port"] else None
+        if port is not None and not 0 < port < 65536:
+            raise InputError(f"init: --hosts: {entry!r}: port {port} is not 1-65535")
+        name = name or address
+        if not HOST_NAME.match(name):
+            raise InputError(f"init: --hosts: {name!r} is not a host name (letters, digits, '.', '_', '-')")
+        if any(h.name == name for h in hosts):
+            raise InputError(f"init: --hosts: {name} is named twice")
+        hosts.append(HostSpec(name, address, match["user"], port))
+    return hosts
+
+
+def inventory_text(hosts: list[HostSpec]) -> str:
+    """The pyinfra inventory for ``--hosts``: one group, ``servers`` (the fleet file's ``groups:`` name it)."""
+    lines = [
+        '"""Your hosts, written by `archfleet init`. A pyinfra inventory: each group is a list of (name, host data).',
+        "",
+        "The fleet file's `groups:` and `hosts:` name these groups and hosts. Host data here wins over the fleet",
+        "file's `ssh:` settings: ssh_hostname, ssh_port, ssh_user, ssh_key, _sudo. Add groups (e.g. `arm64`,",
+        "`amd64`) to place services by architecture; every host pulls its own platform from the multi-arch tag.",
+        '"""',
+        "",
+        "servers = [",
+    ]
+    for host in hosts:
+        data: dict[str, Any] = {"ssh_hostname": host.address}
+        if host.port is not None:
+            data["ssh_port"] = host.port
+        if host.user is not None:
+            data["ssh_user"] = host.user
+        lines.append(f"    ({host.name!r}, {data!r}),")
+    return "\n".join([*lines, "]", ""])
+
+
+def fleet_text(registry: str, user: str | None) -> str:
+    """The fleet file for ``--hosts``: every line either a setting or a comment saying what it does."""
+    ssh_user = f"  user: {user}" if user else "  # user: admin                  # default root; cloud images: admin, ubuntu, ec2-user"
+    return f"""\
+# archfleet's fleet file for your own hosts, written by `archfleet init`. What runs where, in one YAML file.
+# Every key of every section is documented in the reference fleet file: `archfleet init --lab DIR` writes it.
+# Relative paths are relative to this file's folder. Check it any time: `archfleet sync --dry`.
+#
+# Next steps:
+#   archfleet hosts bootstrap      Docker engine, the registry's CA and login, on every host
+#   archfleet images build         build v2ray for every platform and publish one multi-arch tag
+#   archfleet sync --dry           what would change, host by host; then `archfleet sync`
+#   archfleet verify               each host runs its own architecture's image, from the tag
+
+# Where images are published and pulled from. username and password_file go together (chmod 600 the file);
+# ca_file: a private CA's certificate (PEM). A registry that needs neither: the address alone.
+registry:
+  address: {registry}
+  # username: archfleet
+  # password_file: ~/.config/archfleet/registry-password
+  # ca_file: certs/registry-ca.crt
+
+# How archfleet logs in to the hosts (inventory host data wins: ssh_user, ssh_port, ssh_key, _sudo).
+# sudo is on whenever the user is not root. Host keys are archfleet's own: a new host's key is recorded on first
+# use (its fingerprint printed); a changed key is refused until `archfleet hosts forget HOST`.
+ssh:
+{ssh_user}
+  # key_file: ~/.ssh/id_ed25519
+  # known_hosts: ~/.config/archfleet/known_hosts
+
+# Images: each built for every platform in `platforms` (natively on a host of that architecture when the
+# inventory has one, else emulated with QEMU on this machine) and published as one multi-arch tag.
+images:
+  v2ray:
+    context: images/v2ray              # copied here by init: Debian's v2ray package on debian:bookworm-slim
+    platforms: [linux/amd64, linux/arm64]
+    repository: archfleet/v2ray
+    tag: "4.34"
+
+# The pyinfra inventory (written by init). Its groups are what `groups:` below name.
+inventory: inventories/hosts.py
+
+# Services: containers every host of `groups` (or `hosts`) runs, each host pulling its own platform by digest.
+# `archfleet sync` rolls them out safely: pull everywhere first, then a canary, then the rest, each host keeping
+# its previous container until the new one is healthy.
+services:
+  # A VMess proxy on every host. The client's id is generated once into the secret file (chmod 600).
+  v2ray:
+    image: v2ray
+    groups: [servers]
+    network: host
+    ports: [10086]
+    files:
+      - template: templates/v2ray/config.json.j2   # copied here by init; rendered per host, root-only on the host
+        mount: /etc/v2ray/config.json
+    vars:
+      port: 10086
+    secrets:
+      vmess_id: {{file: ~/.config/archfleet/v2ray-vmess-id, generate: uuid}}
+    healthcheck:
+      command: "bash -c 'echo > /dev/tcp/127.0.0.1/10086'"
+      interval: 2
+      retries: 20
+"""
+
+
+def plan_files(args: argparse.Namespace, directory: Path) -> dict[Path, Path | str]:
+    """Every file init writes: destination -> a shipped file to copy, or the text to write."""
+    if args.lab:
+        files: dict[Path, Path | str] = {directory / "fleet.yaml": example_fleet_file(),
+                                         directory / "inventories" / "lab.py": inventory_file("lab.py")}
+        shipped_templates = deploy_file("templates")
+        for source in sorted(shipped_templates.rglob("*")):
+            if source.is_file():
+                files[directory / "deploys" / "templates" / source.relative_to(shipped_templates)] = source
+        contexts = image_contexts_dir()
+        names = ("v2ray", "buildbot-worker", "buildbot-master", "github-runner", "debian")
+    else:
+        hosts = parse_hosts(args.hosts)
+        if not REGISTRY_ADDRESS.match(args.registry):
+            raise InputError(f"init: --registry: {args.registry!r} is not HOST[:PORT] (no https://)")
+        files = {directory / "fleet.yaml": fleet_text(args.registry, args.user),
+                 directory / "inventories" / "hosts.py": inventory_text(hosts),
+                 directory / "templates" / "v2ray" / "config.json.j2": deploy_file("templates/v2ray/config.json.j2")}
+        contexts = image_contexts_dir()
+        names = ("v2ray",)
+    for name in names:
+        for source in sorted((contexts / name).rglob("*")):
+            if source.is_file():
+                files[directory / "images" / name / source.relative_to(contexts / name)] = source
+    return files
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("init", help="write a first fleet file and inventory (your hosts, or the lab)")
+    parser.add_argument("directory", nargs="?", default=".", type=Path, metavar="DIR",
+                        help="where to write (default: the current directory)")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--hosts", metavar="HOSTS",
+                        help="your hosts: [NAME=][USER@]ADDRESS[:PORT], comma-separated")
+    target.add_argument("--lab", action="store_true", help="the local lab's reference fleet file")
+    parser.add_argument("--registry", metavar="ADDRESS", help="with --hosts: the registry, HOST[:PORT]")
+    parser.add_argument("--user", metavar="USER", help="with --hosts: the SSH user (sudo when not root)")
+    parser.add_argument("--force", action="store_true", help="replace files that exist")
+    parser.set_defaults(handler=run_init)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    if args.hosts is not None and not args.registry:
+        raise InputError("init: --hosts needs --registry ADDRESS (where images are published), or use --lab")
+    if args.lab and (args.registry or args.user):
+        raise InputError("init: --registry and --user go with --hosts (the lab brings its own)")
+    directory: Path = args.directory
+    files = plan_files(args, directory)
+    existing = [path for path in files if path.exists()]
+    if existing and not args.force:
+        raise InputError(f"init: {existing[0]} exists (and {len(existing) - 1} more): --force replaces them"
+                         if len(existing) > 1 else f"init: {existing[0]} exists: --force replaces it")
+    for destination, source in files.items():
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(source, Path):
+            shutil.copyfile(source, destination)
+        else:
+            destination.write_text(source)
+    fleet_file = directory / "fleet.yaml"
+    if not args.lab:
+        from archfleet.fleet import load_fleet  # the same load every command runs: a bad --hosts is caught here
+
+        load_fleet(fleet_file)
+    print(f"archfleet: init: wrote {fleet_file} and {len(files) - 1} more file(s) under {directory}")
+    for destination in files:
+        print(f"  {destination}")
+    print(f"next: archfleet lab up && archfleet sync --dry -f {fleet_file}" if args.lab else
+          f"next: cd {directory} && archfleet hosts bootstrap && archfleet images build && archfleet sync")
+    return 0

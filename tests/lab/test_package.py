@@ -1,0 +1,101 @@
+"""archfleet as a user gets it: a wheel installed into a fresh virtualenv, run from a folder outside the checkout.
+
+The wheel is built from this checkout, installed with its dependencies from PyPI (pip's cache makes a second run
+quick) into a new virtualenv, and every command runs with the current directory and the fleet outside the checkout,
+so nothing can come from the source tree: `init --lab`, `init --hosts`, `images build` (a no-op when the lab registry
+already has the images), `sync --dry`, `laptop --dry`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.lab.support import PROJECT
+
+pytestmark = pytest.mark.lab
+
+
+def run(argv: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """A command with a clean environment: no PYTHONPATH, no ARCHFLEET_FLEET, nothing of the checkout's venv."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("PYTHONPATH", "ARCHFLEET_FLEET", "VIRTUAL_ENV")}
+    env["PATH"] = f"{Path(argv[0]).parent}:/usr/sbin:/usr/bin:/sbin:/bin"
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The ``bin`` folder of a fresh virtualenv with the wheel of this checkout installed."""
+    root = tmp_path_factory.mktemp("package")
+    wheels = root / "wheels"
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(PROJECT)],
+                           capture_output=True, text=True, timeout=900, check=False)
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = wheels.glob("archfleet-*.whl")
+    venv.create(root / "venv", with_pip=True)
+    bin_dir = root / "venv" / "bin"
+    install = run([str(bin_dir / "pip"), "install", "-q", str(wheel)], cwd=root)
+    assert install.returncode == 0, install.stderr[-2000:]
+    yield bin_dir
+
+
+def test_the_wheel_carries_everything_under_the_archfleet_namespace(installed: Path, tmp_path: Path) -> None:
+    probe = run([str(installed / "python"), "-c", (
+        "import archfleet, importlib.util as u; from archfleet.shipped import deploy_file, example_fleet_file, "
+        "image_contexts_dir, inventory_file; print(archfleet.__file__); "
+        "print(deploy_file('host.py').is_file(), deploy_file('templates/v2ray/config.json.j2').is_file(), "
+        "inventory_file('ec2.py').is_file(), example_fleet_file().is_file(), "
+        "(image_contexts_dir() / 'v2ray' / 'Dockerfile').is_file()); "
+        "print(u.find_spec('facts'), u.find_spec('tasks'), u.find_spec('deploys'))")], cwd=tmp_path)
+    assert probe.returncode == 0, probe.stderr
+    location, shipped, top_level = probe.stdout.splitlines()
+    assert "/venv/lib/" in location and str(PROJECT) not in location
+    assert shipped == "True True True True True"
+    assert top_level == "None None None", "no top-level facts/tasks/deploys package may be installed"
+
+
+def test_init_lab_then_sync_dry_and_laptop_dry_outside_the_checkout(installed: Path, tmp_path: Path) -> None:
+    archfleet = str(installed / "archfleet")
+    init = run([archfleet, "init", "--lab", "fleet"], cwd=tmp_path)
+    assert init.returncode == 0, init.stderr
+    fleet = tmp_path / "fleet" / "fleet.yaml"
+    assert fleet.is_file() and (tmp_path / "fleet" / "images" / "v2ray" / "Dockerfile").is_file()
+    again = run([archfleet, "init", "--lab", "fleet"], cwd=tmp_path)
+    assert again.returncode == 2 and "--force" in again.stderr, "init must never overwrite without --force"
+
+    built = run([archfleet, "images", "build", "-f", str(fleet)], cwd=tmp_path / "fleet", timeout=3600)
+    assert built.returncode == 0, built.stderr[-3000:]
+    dry = run([archfleet, "sync", "--dry"], cwd=tmp_path / "fleet")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "amd64-1" in dry.stdout and "arm64-1" in dry.stdout, dry.stdout
+
+    laptop = run([archfleet, "laptop", "--dry"], cwd=tmp_path)
+    assert laptop.returncode == 0, laptop.stderr[-3000:]
+    assert "laptop: 1 host(s)" in laptop.stdout and "0 failed" in laptop.stdout, laptop.stdout
+    assert "Traceback" not in laptop.stderr + dry.stderr + built.stderr
+
+
+def test_init_hosts_writes_a_fleet_that_loads(installed: Path, tmp_path: Path) -> None:
+    archfleet = str(installed / "archfleet")
+    init = run([archfleet, "init", "mine", "--hosts", "web-1=127.0.0.1,admin@127.0.0.2:2222",
+                "--registry", "registry.example.com:5000", "--user", "admin"], cwd=tmp_path)
+    assert init.returncode == 0, init.stderr
+    inventory = (tmp_path / "mine" / "inventories" / "hosts.py").read_text()
+    assert "('web-1', {'ssh_hostname': '127.0.0.1'})" in inventory
+    assert "'ssh_port': 2222" in inventory and "'ssh_user': 'admin'" in inventory
+    # The written file passes the same load every command runs (offline: these hosts are never contacted).
+    load = run([str(installed / "python"), "-c",
+                "from pathlib import Path; from archfleet.fleet import load_fleet; "
+                "f = load_fleet(Path('mine/fleet.yaml')); print(sorted(f.placement.hosts_of('v2ray')))"], cwd=tmp_path)
+    assert load.returncode == 0, load.stderr[-2000:]
+    assert load.stdout.strip() == "['127.0.0.2', 'web-1']"
+    bad = run([archfleet, "init", "other", "--hosts", "web 1=10.0.0.1", "--registry", "r:5000"], cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--hosts" in bad.stderr
+    assert not (tmp_path / "other").exists()
