@@ -22,8 +22,8 @@ from archfleet.errors import InputError
 from archfleet.shipped import deploy_file, example_fleet_file, image_contexts_dir, inventory_file
 
 HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-HOST_SPEC = re.compile(r"^(?:(?P<user>[A-Za-z_][A-Za-z0-9._-]*)@)?(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<address>[^:@\s\[\]]+))"
-                       r"(?::(?P<port>\d{1,5}))?$")
+HOST_SPEC = re.compile(r"^(?:(?P<user>[A-Za-z_][A-Za-z0-9._-]*)@)?"
+                       r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<address>[^:@\s\[\]]+))(?::(?P<port>\d{1,5}))?$")
 REGISTRY_ADDRESS = re.compile(r"^[A-Za-z0-9.-]+(?::\d{1,5})?$")
 
 
@@ -84,7 +84,8 @@ def inventory_text(hosts: list[HostSpec]) -> str:
 
 def fleet_text(registry: str, user: str | None) -> str:
     """The fleet file for ``--hosts``: every line either a setting or a comment saying what it does."""
-    ssh_user = f"  user: {user}" if user else "  # user: admin                  # default root; cloud images: admin, ubuntu, ec2-user"
+    ssh_user = (f"  user: {user}" if user
+                else "  # user: admin                  # default root; cloud images: admin, ubuntu, ec2-user")
     return f"""\
 # archfleet's fleet file for your own hosts, written by `archfleet init`. What runs where, in one YAML file.
 # Every key of every section is documented in the reference fleet file: `archfleet init --lab DIR` writes it.
