@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from archfleet import __version__
 from archfleet.errors import ArchfleetError, InputError
 
-COMMAND_MODULES = ("init", "lab", "demo", "sync", "verify", "images", "spot", "laptop")
+COMMAND_MODULES = ("init", "lab", "demo", "hosts", "sync", "verify", "images", "spot", "laptop")
 
 
 class ArgumentParser(argparse.ArgumentParser):

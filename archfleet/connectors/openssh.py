@@ -26,7 +26,7 @@ from io import IOBase
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from pyinfra.api import StringCommand
+from pyinfra.api import QuoteString, StringCommand
 from pyinfra.connectors.base import BaseConnector, DataMeta
 from pyinfra.connectors.util import (
     CommandOutput,
@@ -81,9 +81,11 @@ def ssh_options(data: dict[str, Any], control_path: str, connect_timeout: int) -
 
 SSH_FAILED = 255  # what ssh exits with when it could not connect (or lost the connection)
 ALIVE_INTERVAL, ALIVE_COUNT = 15, 4  # a host that stops answering is given up after 60 s
+HOST_KEY_MISMATCH = "host key mismatch"
 CONNECT_FAILURES = (  # what OpenSSH or paramiko says -> a few plain words
-    ("remote host identification has changed", "host key mismatch (the host's SSH key is not the one recorded)"),
-    ("does not match", "host key mismatch (the host's SSH key is not the one recorded)"),
+    ("remote host identification has changed", f"{HOST_KEY_MISMATCH} (the host's SSH key is not the one recorded)"),
+    ("does not match", f"{HOST_KEY_MISMATCH} (the host's SSH key is not the one recorded)"),
+    ("host key error", f"{HOST_KEY_MISMATCH} (the host's SSH key is not the one recorded)"),
     ("host key verification failed", "host key verification failed (the host's key is not recorded)"),
     ("connection refused", "connection refused"),
     ("timed out", "connect timed out"),
@@ -214,9 +216,10 @@ class OpenSSHConnector(BaseConnector):
 
     def get_file(self, remote_filename: str, filename_or_io: str | IOBase, remote_temp_filename: str | None = None,
                  print_output: bool = False, print_input: bool = False, **arguments: Any) -> bool:
-        code, out, _ = self._run(f"cat {shlex.quote(remote_filename)}")
-        if code != 0:
+        ok, output = self.run_shell_command(StringCommand("cat", QuoteString(remote_filename)), **arguments)
+        if not ok:
             return False
+        out = output.stdout_lines
         text = "\n".join(out) + ("\n" if out else "")
         if isinstance(filename_or_io, str):
             Path(filename_or_io).write_text(text)

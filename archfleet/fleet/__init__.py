@@ -12,6 +12,7 @@ Sections (each parsed by its own module in this package):
 - ``services``    -> archfleet.fleet.services.ServiceSpec per service
 - ``spot_fleets`` -> archfleet.fleet.spot.SpotFleetSpec per fleet
 - ``laptop``      -> archfleet.fleet.laptop.LaptopProfile
+- ``ssh``         -> archfleet.fleet.ssh.SshSpec (SSH user, sudo, port, key and archfleet's known_hosts per host)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from archfleet.fleet.registry import RegistrySpec, parse_registry
 from archfleet.fleet.rollout import RolloutSpec, TimeoutsSpec, parse_rollout, parse_timeouts
+from archfleet.fleet.ssh import SshSpec, apply_ssh, check_inventory, parse_ssh
 from archfleet.placement import Placement, place
 from archfleet.schema import Mapping, load_yaml
 
@@ -46,6 +48,7 @@ class Fleet:
     registries: dict[str, Any] = field(default_factory=dict)  # `registries:` (archfleet.fleet.registries)
     rollout: RolloutSpec = field(default_factory=RolloutSpec)  # the fleet-wide default (`rollout:`)
     timeouts: TimeoutsSpec = field(default_factory=TimeoutsSpec)  # `timeouts:`
+    ssh: SshSpec = field(default_factory=SshSpec)  # `ssh:` (applied to `hosts` at load time)
     # Worked out once at load time, from the inventory the file names (None without `inventory:`):
     hosts: Any = None  # the pyinfra Inventory
     placement: Placement | None = None
@@ -85,6 +88,7 @@ def load_fleet(path: Path | None = None) -> Fleet:
     fleet.services = services.parse_services(top.mapping("services"), fleet)
     fleet.spot_fleets = spot.parse_spot_fleets(top.mapping("spot_fleets"), fleet)
     fleet.laptop = laptop.parse_laptop(top.mapping("laptop"), fleet)
+    fleet.ssh = parse_ssh(top.mapping("ssh"), fleet)
     top.done()
     place_services(fleet, top)
     return fleet
@@ -96,12 +100,17 @@ def place_services(fleet: Fleet, top: Mapping) -> None:
     if fleet.inventory is None or inventory_node is None:
         if fleet.services:
             top.fail("services", "services need `inventory:`, the pyinfra inventory file they run on")
+        for (kind, _), node in fleet.ssh.nodes.items():
+            node.fail(f"ssh.{kind} needs `inventory:`, the pyinfra inventory file whose {kind} it names")
         return
     from archfleet.inventory_file import group_names, load_inventory
     from archfleet.services.desired import check_renders
 
     fleet.hosts = load_inventory(fleet.base_dir / fleet.inventory, f"{inventory_node.where}: inventory")
-    fleet.placement = place(fleet.services, group_names(fleet.hosts))
+    groups = group_names(fleet.hosts)
+    check_inventory(fleet.ssh, groups)
+    apply_ssh(fleet.ssh, fleet.hosts, groups)  # every command and deploy connects with the same data
+    fleet.placement = place(fleet.services, groups)
     check_renders(fleet)
 
 

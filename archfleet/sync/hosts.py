@@ -20,9 +20,11 @@ import gevent
 from pyinfra.api import Config, FactBase, State, StringCommand
 from pyinfra.api.exceptions import ConnectError
 
-from archfleet.connectors.openssh import connect_failure
+from archfleet.connectors.openssh import HOST_KEY_MISMATCH, connect_failure
 from archfleet.facts.registry import CREDENTIALS_DIR, password_path
 from archfleet.facts.services import FILES_ROOT
+from archfleet.known_hosts import NewKeyWatch, changed_key_reason, inventory_targets
+from archfleet.run import say
 from archfleet.services.desired import ManagedFile
 from archfleet.tasks import docker_commands
 from archfleet.tasks.service_commands import failure_reason
@@ -87,6 +89,21 @@ class HostSession:
         use_openssh(inventory)
         self.state = State(inventory, Config(CONNECT_TIMEOUT=connect_timeout))
         self.hosts: dict[str, Host] = {host.name: host for host in inventory}
+        self.key_targets = inventory_targets(inventory)
+        self.new_keys = NewKeyWatch(self.key_targets.values())  # hosts met for the first time
+
+    @staticmethod
+    def sudo(host: Host) -> dict[str, Any]:
+        """pyinfra's ``_sudo`` for commands and uploads, from the host data (the fleet file's ``ssh:`` sets it
+        for a user who is not root); operations of a deploy read it from the host data themselves."""
+        return {"_sudo": True} if host.data.get("_sudo") else {}
+
+    def outcome_reason(self, name: str, reason: str) -> str:
+        """A changed host key is refused with the one line that says how to accept it."""
+        if reason.startswith(HOST_KEY_MISMATCH):
+            target = self.key_targets.get(name)
+            return changed_key_reason(name, target.file if target else None)
+        return reason
 
     def each(self, names: Iterable[str], step: str, timeout: float,
              action: Callable[[Host], T]) -> dict[str, T | Outcome]:
@@ -107,7 +124,15 @@ class HostSession:
 
         greenlets = {name: gevent.spawn(guarded, self.hosts[name]) for name in names}
         gevent.joinall(list(greenlets.values()))
-        return {name: greenlet.value for name, greenlet in greenlets.items()}
+        for line in self.new_keys.report(list(greenlets)):
+            say(line)
+        results: dict[str, T | Outcome] = {}
+        for name, greenlet in greenlets.items():
+            value = greenlet.value
+            if isinstance(value, Outcome) and not value.ok:
+                value = Outcome(False, self.outcome_reason(name, value.reason), value.stderr)
+            results[name] = value
+        return results
 
     def connect(self, host: Host) -> None:
         if not host.connected:
@@ -118,7 +143,8 @@ class HostSession:
         """One fact, read with one command (its pure ``process()`` parses the output)."""
         self.connect(host)
         instance = fact()
-        ok, output = host.run_shell_command(StringCommand(instance.command()), print_output=False)
+        ok, output = host.run_shell_command(StringCommand(instance.command()), print_output=False,
+                                            **self.sudo(host))
         if not ok:
             raise StepFailed(f"could not read {fact.__name__}: {(output.stderr_lines or ['no output'])[-1]}")
         return instance.process(output.stdout_lines)
@@ -126,7 +152,7 @@ class HostSession:
     def run(self, host: Host, command: StringCommand, default_reason: str) -> None:
         """Run one step script; a failure raises StepFailed with the script's own reason."""
         self.connect(host)
-        ok, output = host.run_shell_command(command, print_output=False)
+        ok, output = host.run_shell_command(command, print_output=False, **self.sudo(host))
         if not ok:
             raise StepFailed(failure_reason(output.stderr_lines, default_reason), output.stderr_lines)
 
@@ -141,7 +167,8 @@ class HostSession:
         self.run(host, docker_commands.private_directory(FILES_ROOT, *parents, *directories),
                  f"could not create the directories under {FILES_ROOT}")
         for managed in pending:
-            if not host.put_file(BytesIO(managed.content), managed.host_path, print_output=False):
+            if not host.put_file(BytesIO(managed.content), managed.host_path, print_output=False,
+                                 **self.sudo(host)):
                 raise StepFailed(f"could not upload {managed.host_path}")
         self.run(host, docker_commands.own_files([(f.owner, f.mode, f.host_path) for f in pending]),
                  "could not set the owner and mode of the uploaded files")
@@ -152,7 +179,8 @@ class HostSession:
         for login in logins:
             path = password_path(login.registry)
             self.run(host, docker_commands.private_directory(CREDENTIALS_DIR), f"could not create {CREDENTIALS_DIR}")
-            if not host.put_file(BytesIO(login.credentials.secret.encode()), path, print_output=False):
+            if not host.put_file(BytesIO(login.credentials.secret.encode()), path, print_output=False,
+                                 **self.sudo(host)):
                 raise StepFailed(f"could not upload the password for {login.registry}")
             self.run(host, docker_commands.own_files([("0:0", "0600", path)]), "could not protect the password")
             self.run(host, docker_commands.login(login.registry, login.credentials.username, path),
