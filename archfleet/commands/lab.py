@@ -18,6 +18,8 @@ def register(subparsers: Any) -> None:
         ("arm64", "arm64 fleet hosts (arm64 userland and engine under QEMU; default: as before, else 1)"),
         ("workstation", "bare amd64 Debian hosts for the laptop profile (default: as before, else 0)"),
         ("spot", "amd64 hosts playing spot instances (default: as before, else 0)"),
+        ("cloud", "amd64 hosts as Debian's cloud images: no root login, `admin` with passwordless sudo "
+                  "(default: as before, else 0)"),
     ):
         up.add_argument(f"--{kind}", type=int, metavar="N", help=help_text)
     up.set_defaults(handler=run_up)
@@ -31,7 +33,8 @@ def register(subparsers: Any) -> None:
 
 
 def run_up(args: argparse.Namespace) -> int:
-    state = lab.up(amd64=args.amd64, arm64=args.arm64, workstation=args.workstation, spot=args.spot)
+    state = lab.up(amd64=args.amd64, arm64=args.arm64, workstation=args.workstation, spot=args.spot,
+                   cloud=args.cloud)
     for host in state.hosts:
         print(f"{host.name}\t{host.kind}\t{host.arch}\t{host.address}")
     print(f"registry\t{state.registry.address}")

@@ -23,8 +23,8 @@ HOST_CONTAINER_FLAGS = (
     "--init",
 )
 # Address offsets inside the lab subnet, so each host keeps its address across `lab up`s.
-ADDRESS_OFFSET = {"amd64": 10, "arm64": 130, "workstation": 230, "spot": 240}
-MAX_HOSTS = {"amd64": 100, "arm64": 100, "workstation": 10, "spot": 10}
+ADDRESS_OFFSET = {"amd64": 10, "arm64": 130, "workstation": 230, "spot": 240, "cloud": 250}
+MAX_HOSTS = {"amd64": 100, "arm64": 100, "workstation": 10, "spot": 10, "cloud": 4}
 
 
 def container_name(network: str, host_name: str) -> str:
@@ -86,10 +86,16 @@ def start_host(host: LabHost, network: str, image: str, image_id: str, paths: La
         "--label", f"{LAB_LABEL}={network}", "--label", f"{LAB_LABEL}.kind={host.kind}",
         *HOST_CONTAINER_FLAGS,
         "-v", f"{volume_name(network, host.name)}:/var/lib/docker",
-        "-v", f"{paths.authorized_keys}:/root/.ssh/authorized_keys:ro",
+        "-v", f"{paths.authorized_keys}:{authorized_keys_path(host)}:ro",
         image,
     ])
     return True
+
+
+def authorized_keys_path(host: LabHost) -> str:
+    """Where the lab's key is authorized on the host: root's, or the cloud user's on a cloud-kind host."""
+    user = host.login_user("root")
+    return f"{'/root' if user == 'root' else '/home/' + user}/.ssh/authorized_keys"
 
 
 def host_key(host: LabHost, timeout: float = 120) -> str:
@@ -116,7 +122,7 @@ def ssh_argv(paths: LabPaths, user: str, address: str, *command: str) -> list[st
 def wait_for_ssh(hosts: list[LabHost], paths: LabPaths, user: str, timeout: float = 120) -> None:
     def wait(host: LabHost) -> None:
         deadline = time.monotonic() + timeout
-        while not succeeds(ssh_argv(paths, user, host.address, "true"), timeout=15):
+        while not succeeds(ssh_argv(paths, host.login_user(user), host.address, "true"), timeout=15):
             if time.monotonic() > deadline:
                 raise OperationFailed(f"{host.name} ({host.address}): sshd did not answer in {timeout:.0f}s")
             time.sleep(0.5)
@@ -129,8 +135,9 @@ def probe(host: LabHost, paths: LabPaths, user: str) -> dict[str, str]:
     """What `lab status` shows: does SSH answer, and does the host's engine answer."""
     result = subprocess.run(
         ssh_argv(
-            paths, user, host.address,
-            "uname -m; docker version --format '{{.Server.Version}} {{.Server.Arch}}' 2>/dev/null || echo down",
+            paths, host.login_user(user), host.address,
+            "uname -m; " + ("sudo -n " if host.login_user(user) != "root" else "")
+            + "docker version --format '{{.Server.Version}} {{.Server.Arch}}' 2>/dev/null || echo down",
         ),
         capture_output=True, text=True, check=False, timeout=30,
     )

@@ -131,6 +131,23 @@ def x86_64_engine_files(context: Path) -> None:
     shutil.copy(Path("/lib64/ld-linux-x86-64.so.2").resolve(), root / "lib64/ld-linux-x86-64.so.2")
 
 
+CLOUD_IMAGE = "archfleet-lab/host:amd64-cloud"
+
+
+def ensure_cloud_image() -> str:
+    """The cloud-kind host image (root login off, ``admin`` with passwordless sudo), built on the amd64 host image
+    only when a cloud host is wanted."""
+    base = ensure_host_image("amd64")
+    dockerfile = resource_dir() / "cloud.Dockerfile"
+    label = digest_of(dockerfile.read_bytes(), image_id(base).encode())
+    if image_label(CLOUD_IMAGE) == label:
+        return CLOUD_IMAGE
+    say(f"building the lab host image {CLOUD_IMAGE}")
+    with tempfile.TemporaryDirectory() as tmp:
+        build(CLOUD_IMAGE, "amd64", Path(tmp), dockerfile, label, {"BASE": base})
+    return CLOUD_IMAGE
+
+
 def ensure_host_image(arch: str) -> str:
     image = host_image(arch)
     base = ensure_base_image(arch)

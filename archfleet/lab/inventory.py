@@ -10,10 +10,13 @@ HostEntry = tuple[str, dict[str, Any]]
 
 
 def host_data(state: LabState, host: LabHost) -> dict[str, Any]:
-    """Connection data for pyinfra (host key checking on) and where the registry's trust comes from."""
+    """Connection data for pyinfra (host key checking on) and where the registry's trust comes from. A cloud-kind
+    host logs in as ``admin`` and goes through sudo."""
+    user = host.login_user(state.ssh_user)
     return {
         "ssh_hostname": host.address,
-        "ssh_user": state.ssh_user,
+        "ssh_user": user,
+        **({"_sudo": True} if user != "root" else {}),
         "ssh_key": state.ssh_key,
         "ssh_known_hosts_file": state.known_hosts,
         "ssh_strict_host_key_checking": "yes",

@@ -13,7 +13,17 @@ from pathlib import Path
 from archfleet.errors import InputError
 from archfleet.lab import hosts as lab_hosts
 from archfleet.lab import images, pki, registry, system
-from archfleet.lab.state import DEFAULT_COUNTS, LabPaths, LabState, RegistryInfo, load, save, state_dir, write_private
+from archfleet.lab.state import (
+    DEFAULT_COUNTS,
+    LabHost,
+    LabPaths,
+    LabState,
+    RegistryInfo,
+    load,
+    save,
+    state_dir,
+    write_private,
+)
 from archfleet.run import run, say, succeeds
 from archfleet.table import format_table
 
@@ -105,10 +115,16 @@ def up(**requested: int | None) -> LabState:
         lab_hosts.remove_hosts(network, surplus)
         for name in surplus:
             subprocess.run(["docker", "volume", "rm", f"{name}-docker"], capture_output=True, check=False)
-    image_ids = {arch: images.image_id(image) for arch, image in host_images.items()}
+    if any(h.kind == "cloud" for h in wanted):
+        host_images["cloud"] = images.ensure_cloud_image()
+    image_ids = {key: images.image_id(image) for key, image in host_images.items()}
+
+    def image_key(host: LabHost) -> str:
+        return "cloud" if host.kind == "cloud" else host.arch
+
     changed = [
         h for h in wanted
-        if lab_hosts.start_host(h, network, host_images[h.arch], image_ids[h.arch], paths, existing)
+        if lab_hosts.start_host(h, network, host_images[image_key(h)], image_ids[image_key(h)], paths, existing)
     ]
     if changed:
         say(f"started {len(changed)} lab host(s): {' '.join(h.name for h in changed)}")

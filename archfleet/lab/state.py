@@ -12,9 +12,11 @@ from archfleet.errors import InputError
 ARCHES = ("amd64", "arm64")
 # Kinds of lab host -> their architecture. Each kind is also a pyinfra inventory group.
 #   amd64, arm64: fleet servers; workstation: a bare Debian for the laptop profile; spot: a host playing
-#   a spot instance (with a metadata endpoint of the test's own).
-HOST_KINDS = {"amd64": "amd64", "arm64": "arm64", "workstation": "amd64", "spot": "amd64"}
-DEFAULT_COUNTS = {"amd64": 1, "arm64": 1, "workstation": 0, "spot": 0}
+#   a spot instance (with a metadata endpoint of the test's own); cloud: a host as Debian's cloud images are (root
+#   cannot log in; `admin` logs in and has passwordless sudo).
+HOST_KINDS = {"amd64": "amd64", "arm64": "arm64", "workstation": "amd64", "spot": "amd64", "cloud": "amd64"}
+DEFAULT_COUNTS = {"amd64": 1, "arm64": 1, "workstation": 0, "spot": 0, "cloud": 0}
+CLOUD_USER = "admin"  # the user a cloud-kind host logs in (Debian's cloud images call it admin)
 
 
 def state_dir() -> Path:
@@ -98,6 +100,10 @@ class LabHost:
 
     def __post_init__(self) -> None:
         self.kind = self.kind or self.arch
+
+    def login_user(self, default: str) -> str:
+        """Who logs in over SSH: ``admin`` (with sudo) on a cloud-kind host, else ``default`` (the lab's root)."""
+        return CLOUD_USER if self.kind == "cloud" else default
 
 
 @dataclass
