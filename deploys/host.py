@@ -1,8 +1,9 @@
 """
-Host bootstrap for Debian/Ubuntu hosts of either architecture:
+Host bootstrap for hosts of either architecture running Debian 12/13, Ubuntu 22.04/24.04 or Amazon Linux 2023
+(the distro read from /etc/os-release by the DockerEngine fact; what differs per distro is in tasks/distros.py):
 
-- the Docker engine installed (Debian's package when missing), running, enabled at boot where there is
-  an init system;
+- the Docker engine installed (the distro's own package when missing: apt ``docker.io``, dnf ``docker``), running,
+  enabled at boot where there is an init system;
 - the private registry's CA trusted by Docker, and Docker logged in to the registry;
 - Docker logged in to every other registry this host's services pull from (the fleet file's ``registry:`` and
   ``registries:``, Docker's config.json and its credential helpers, ECR), each with its CA when it has one.

@@ -6,23 +6,26 @@ from typing import Any, TypedDict
 
 from pyinfra.api import FactBase
 
+from archfleet.facts.distro import DISTRO_COMMAND, Distro, distro_from, is_distro_line
 from archfleet.platforms import UnknownPlatform, from_uname
 
-# One shell command: is the client there, does the daemon answer (and what is it), is buildx there.
+# One shell command: the distro (facts/distro.py), how the engine is started at boot and whether it is enabled
+# (asked before the engine, so a host without Docker says it too), is the client there, does the daemon answer
+# (and what is it), is buildx there.
 DOCKER_ENGINE_COMMAND = (
+    f"{DISTRO_COMMAND}; "
+    "if [ -d /run/systemd/system ]; then echo 'init=systemd'; "
+    "systemctl is-enabled docker.service 2>/dev/null | sed 's/^/boot=/'; "
+    "elif [ -x /etc/init.d/docker ]; then echo 'init=sysvinit'; "
+    "if ls /etc/rc2.d/S*docker >/dev/null 2>&1; then echo 'boot=enabled'; else echo 'boot=disabled'; fi; "
+    "else echo 'init=none'; fi; "
     "if ! command -v docker >/dev/null 2>&1; then echo 'installed=no'; exit 0; fi; "
     "echo 'installed=yes'; "
     "docker version --format "
     "'client={{.Client.Version}}{{if .Server}}\nserver={{.Server.Version}}\nserver_os={{.Server.Os}}"
     "\nserver_arch={{.Server.Arch}}{{end}}' 2>/dev/null; "
     "echo \"version_exit=$?\"; "
-    "docker buildx version 2>/dev/null | sed 's/^/buildx=/'; "
-    # How the engine is started at boot, and whether it is enabled.
-    "if [ -d /run/systemd/system ]; then echo 'init=systemd'; "
-    "systemctl is-enabled docker.service 2>/dev/null | sed 's/^/boot=/'; "
-    "elif [ -x /etc/init.d/docker ]; then echo 'init=sysvinit'; "
-    "if ls /etc/rc2.d/S*docker >/dev/null 2>&1; then echo 'boot=enabled'; else echo 'boot=disabled'; fi; "
-    "else echo 'init=none'; fi"
+    "docker buildx version 2>/dev/null | sed 's/^/buildx=/'"
 )
 
 
@@ -35,13 +38,15 @@ class DockerEngineState(TypedDict):
     buildx_version: str | None
     init_system: str
     enabled_at_boot: bool
+    distro: Distro
 
 
 class DockerEngine(FactBase[DockerEngineState]):
     """
     The Docker engine: installed or not, client and server versions, whether the daemon answers,
     the server's OCI platform (``linux/arm64``), the buildx plugin's version (``None`` without it),
-    the init system that starts it (``systemd``, ``sysvinit`` or ``none``) and whether it is enabled at boot.
+    the init system that starts it (``systemd``, ``sysvinit`` or ``none``), whether it is enabled at boot, and
+    the host's distro (``/etc/os-release`` and its package managers, read even where Docker is not installed).
     """
 
     def command(self) -> str:
@@ -50,6 +55,8 @@ class DockerEngine(FactBase[DockerEngineState]):
     def process(self, output: list[str]) -> DockerEngineState:
         values: dict[str, Any] = {}
         for line in output:
+            if is_distro_line(line):
+                continue
             key, sep, value = line.strip().partition("=")
             if sep:
                 values.setdefault(key, value.strip())
@@ -71,4 +78,5 @@ class DockerEngine(FactBase[DockerEngineState]):
             "buildx_version": buildx.split()[1].lstrip("v") if buildx and len(buildx.split()) > 1 else None,
             "init_system": values.get("init", "none"),
             "enabled_at_boot": values.get("boot") == "enabled",
+            "distro": distro_from(output),
         }

@@ -6,6 +6,8 @@ from typing import TypedDict
 
 from pyinfra.api import FactBase
 
+from archfleet.facts.distro import DISTRO_COMMAND, Distro, distro_from, is_distro_line
+
 NAME = "archfleet-spot-watcher"
 SCRIPT_PATH = f"/usr/local/sbin/{NAME}"
 CONFIG_PATH = "/etc/archfleet/spot-watcher.conf"
@@ -15,6 +17,7 @@ PID_FILE = f"/run/{NAME}.pid"
 FILES = (SCRIPT_PATH, CONFIG_PATH, INIT_SCRIPT_PATH, UNIT_PATH)
 
 SPOT_WATCHER_COMMAND = (
+    f"{DISTRO_COMMAND}; "
     f"for f in {' '.join(FILES)}; do "
     'if [ -f "$f" ]; then sha256sum "$f"; fi; done; '
     "if command -v curl >/dev/null 2>&1; then echo curl=yes; else echo curl=no; fi; "
@@ -34,13 +37,14 @@ class SpotWatcherState(TypedDict):
     init_system: str  # systemd | sysvinit
     enabled_at_boot: bool
     running: bool
+    distro: Distro
 
 
 class SpotWatcher(FactBase[SpotWatcherState]):
     """
     The spot interruption watcher: the sha256 of each of its files present (script, config, init script or
     unit), whether curl is installed, the init system (``systemd`` or ``sysvinit``), whether the watcher is
-    enabled at boot and whether it runs.
+    enabled at boot, whether it runs, and the host's distro (facts/distro.py: curl and init scripts differ).
     """
 
     def command(self) -> str:
@@ -50,6 +54,8 @@ class SpotWatcher(FactBase[SpotWatcherState]):
         files: dict[str, str] = {}
         values: dict[str, str] = {}
         for line in output:
+            if is_distro_line(line):
+                continue
             line = line.strip()
             digest, _, path = line.partition("  ")
             if path in FILES and len(digest) == 64:
@@ -64,4 +70,5 @@ class SpotWatcher(FactBase[SpotWatcherState]):
             "init_system": values.get("init", "sysvinit"),
             "enabled_at_boot": values.get("boot") == "enabled",
             "running": values.get("running") == "yes",
+            "distro": distro_from(output),
         }

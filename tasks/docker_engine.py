@@ -9,39 +9,36 @@ from io import BytesIO
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, StringCommand, operation
-from pyinfra.facts.server import Which
 
-from archfleet.errors import OperationFailed
 from archfleet.facts.docker import DockerEngine
 from archfleet.facts.registry import CREDENTIALS_DIR, RegistryAccess, ca_path, password_path
-from archfleet.tasks import apt_commands, docker_commands
-
-DEBIAN_ENGINE_PACKAGE = "docker.io"
+from archfleet.tasks import docker_commands
+from archfleet.tasks.distros import host_distro
 
 
 @operation()
 def engine_running(enabled: bool = True) -> Generator[StringCommand, None, None]:
     """
-    The Docker engine is installed (Debian's ``docker.io`` when missing), running and, where there is
-    an init system, enabled at boot.
+    The Docker engine is installed (when missing, the distro's own package: tasks/distros.py), running and, where
+    there is an init system, enabled at boot. Installing on a distro that is not supported fails the host.
     """
     engine = host.get_fact(DockerEngine)
+    init = engine["init_system"]
+    package_enables_engine = True
     if not engine["installed"]:
-        if not host.get_fact(Which, command="apt-get"):
-            raise OperationFailed(f"{host.name}: Docker is not installed and this is not a Debian/Ubuntu host")
-        yield apt_commands.apt_update()
-        yield apt_commands.apt_install([DEBIAN_ENGINE_PACKAGE])
+        distro = host_distro(engine["distro"], host.name, "installing Docker")
+        yield from distro.install([distro.engine_package])
+        if init == "none" and distro.engine_init_script:
+            init = "sysvinit"  # the package brings its init script
+        package_enables_engine = distro.package_enables_engine
     if not engine["daemon_running"]:
-        init = engine["init_system"]
-        if not engine["installed"] and init == "none":
-            # The package brings its init script; look again after installing.
-            init = "sysvinit"
         yield docker_commands.start_engine(init)
         yield docker_commands.wait_for_engine()
     else:
         host.noop(f"Docker engine {engine['server_version']} is running")
-    if enabled and engine["installed"] and engine["init_system"] != "none" and not engine["enabled_at_boot"]:
-        yield docker_commands.enable_engine(engine["init_system"])
+    installed_by_package = not engine["installed"] and package_enables_engine
+    if enabled and init != "none" and not engine["enabled_at_boot"] and not installed_by_package:
+        yield docker_commands.enable_engine(init)
 
 
 def sha256(data: bytes) -> str:

@@ -18,9 +18,9 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 
-from archfleet.errors import InputError
+from archfleet.errors import InputError, OperationFailed
 from archfleet.facts.spot_watcher import CONFIG_PATH, INIT_SCRIPT_PATH, NAME, SCRIPT_PATH, UNIT_PATH, SpotWatcher
-from archfleet.tasks import apt_commands
+from archfleet.tasks.distros import host_distro
 
 RESOURCES = Path(__file__).parent / "resources"
 DEFAULT_METADATA_URL = "http://169.254.169.254"
@@ -93,24 +93,29 @@ def interruption_watcher(
     stop_timeout: int = 30,
 ) -> Generator[StringCommand | FileUploadCommand, None, None]:
     """
-    The spot interruption watcher is installed (curl with apt when missing), configured to poll ``metadata_url``
-    every ``interval`` seconds and stop ``stop_order`` (container names, in order), enabled at boot and running.
-    A changed script or config restarts it.
+    The spot interruption watcher is installed (curl from the distro's packages when missing: tasks/distros.py),
+    configured to poll ``metadata_url`` every ``interval`` seconds and stop ``stop_order`` (container names, in
+    order), enabled at boot and running. A changed script or config restarts it. Where no systemd runs it is an
+    init script, which only the Debian family's tools run.
     """
     state = host.get_fact(SpotWatcher)
     init = state["init_system"]
-    if not state["curl"]:
-        yield apt_commands.apt_update()
-        yield apt_commands.apt_install(["curl", "ca-certificates"])
-    changed = False
-    for path, (content, mode) in watcher_files(init, watcher_config(metadata_url, stop_order, interval,
-                                                                     stop_timeout)).items():
-        if state["files"].get(path) == _sha256(content):
-            continue
+    files = watcher_files(init, watcher_config(metadata_url, stop_order, interval, stop_timeout))
+    stale = {path: file for path, file in files.items() if state["files"].get(path) != _sha256(file[0])}
+    init_script_work = init != "systemd" and bool(stale or not state["enabled_at_boot"] or not state["running"])
+    if not state["curl"] or init_script_work:
+        # Installing curl, and an init script's tools, differ per distro; a watcher already in place does not ask.
+        distro = host_distro(state["distro"], host.name, "the spot interruption watcher")
+        if init_script_work and not distro.init_scripts:
+            raise OperationFailed(f"{host.name}: the spot interruption watcher needs systemd on {distro.name} "
+                                  "(no update-rc.d or start-stop-daemon for an init script there)")
+        if not state["curl"]:
+            yield from distro.install(list(distro.curl_packages))
+    for path, (content, mode) in stale.items():
         yield StringCommand("install", "-d", "-m", "0755", QuoteString(posixpath.dirname(path)))
         yield FileUploadCommand(BytesIO(content.encode()), path)
         yield StringCommand("chmod", mode, QuoteString(path))
-        changed = True
+    changed = bool(stale)
     if changed and init == "systemd":
         yield StringCommand("systemctl", "daemon-reload")
     if not state["enabled_at_boot"]:
