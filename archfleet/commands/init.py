@@ -158,8 +158,7 @@ def plan_files(args: argparse.Namespace, directory: Path) -> dict[Path, Path | s
         for source in sorted(shipped_templates.rglob("*")):
             if source.is_file():
                 files[directory / "deploys" / "templates" / source.relative_to(shipped_templates)] = source
-        contexts = image_contexts_dir()
-        names = ("v2ray", "buildbot-worker", "buildbot-master", "github-runner", "debian")
+        names = sorted(path.name for path in image_contexts_dir().iterdir() if path.is_dir())
     else:
         hosts = parse_hosts(args.hosts)
         if not REGISTRY_ADDRESS.match(args.registry):
@@ -167,8 +166,8 @@ def plan_files(args: argparse.Namespace, directory: Path) -> dict[Path, Path | s
         files = {directory / "fleet.yaml": fleet_text(args.registry, args.user),
                  directory / "inventories" / "hosts.py": inventory_text(hosts),
                  directory / "templates" / "v2ray" / "config.json.j2": deploy_file("templates/v2ray/config.json.j2")}
-        contexts = image_contexts_dir()
-        names = ("v2ray",)
+        names = ["v2ray"]
+    contexts = image_contexts_dir()
     for name in names:
         for source in sorted((contexts / name).rglob("*")):
             if source.is_file():
