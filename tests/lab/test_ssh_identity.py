@@ -137,3 +137,27 @@ def test_forget_of_a_host_the_fleet_does_not_have_is_bad_input(rig: Rig) -> None
     result = rig.run("hosts", "forget", "nosuch-1")
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "no host named 'nosuch-1'" in result.stderr
+
+
+def test_pyinfras_paramiko_connector_records_and_refuses_keys_the_same_way(rig: Rig, tmp_path: Path) -> None:
+    """Host data ``archfleet_ssh: paramiko`` keeps pyinfra's own connector: the same first-use line, the same
+    refusal of a key that is not the recorded one."""
+    host = rig.hosts[1]
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text("from archfleet.lab.inventory import lab_groups\n"
+                         f"cloud = [(n, {{'ssh_hostname': d['ssh_hostname'], 'archfleet_ssh': 'paramiko'}})\n"
+                         f"         for n, d in lab_groups()['cloud'] if n == {host.name!r}]\n")
+    known_hosts = tmp_path / "known_hosts"
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(f"registry: {{lab: true}}\ninventory: {inventory}\nservices: {{}}\n"
+                     f"ssh: {{user: admin, key_file: {LabPaths(state_dir()).ssh_key}, known_hosts: {known_hosts}}}\n")
+    first = archfleet("verify", "-f", str(fleet))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"archfleet: {host.name}: new host key recorded: {host_fingerprint(host)}\n" in first.stderr
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
+    other_key = " ".join((tmp_path / "other.pub").read_text().split()[:2])
+    known_hosts.write_text(f"{host.address} {other_key}\n")
+    refused = archfleet("verify", "-f", str(fleet))
+    assert refused.returncode == 1
+    assert (f"unreachable: host key changed: {host.name}'s SSH key is not the one recorded in {known_hosts}; if the "
+            f"host was rebuilt, accept its new key with `archfleet hosts forget {host.name}`") in refused.stdout
