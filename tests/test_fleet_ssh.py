@@ -96,6 +96,7 @@ def test_inventories_fleet_py_gives_the_pyinfra_cli_the_same_hosts_and_data(tmp_
     data = dict(groups["amd64"])["a-1"]
     assert (data["ssh_user"], data["_sudo"], data["ssh_hostname"]) == ("admin", True, "10.0.0.1")
     assert data["archfleet_fleet"] == str(path.resolve())
+    assert (tmp_path / "kh").is_file()  # made for paramiko, which cannot record a first key in a missing file
 
 
 def test_a_fleet_whose_inventory_is_inventories_fleet_py_is_refused(tmp_path: Path,

@@ -192,5 +192,11 @@ def fleet_inventory_groups(path: Path | None = None) -> dict[str, list[tuple[str
     if fleet.hosts is None:
         raise InputError(f"{resolved}: the file has no `inventory:`, so it names no hosts")
     data = {host.name: {"archfleet_fleet": str(resolved), **host.data.dict()} for host in fleet.hosts}
+    from archfleet.known_hosts import ensure_file
+
+    recording = {d["ssh_known_hosts_file"] for d in data.values()
+                 if d.get("ssh_strict_host_key_checking") == ACCEPT_NEW}
+    for file in recording:
+        ensure_file(file)  # paramiko cannot record a first key in a file (or folder) that does not exist yet
     return {group: [(name, data[name]) for name in members]
             for group, members in group_names(fleet.hosts).items() if group != "all"}
