@@ -10,7 +10,8 @@ pyinfra's ``@ssh`` connector (``ssh_hostname``, ``ssh_port``, ``ssh_user``, ``ss
 
 `archfleet sync` and `archfleet verify` use it for every host of the default ``@ssh`` kind (host data
 ``archfleet_ssh: paramiko`` keeps pyinfra's own). Host keys are checked as configured (``StrictHostKeyChecking``);
-nothing is ever added to a known_hosts file silently unless the host data says ``accept-new``.
+nothing is ever added to a known_hosts file silently unless the host data says ``accept-new``. Commands, uploads and
+downloads go through sudo when the caller passes pyinfra's ``_sudo`` (as operations do from the host data).
 """
 
 from __future__ import annotations
