@@ -161,3 +161,37 @@ def test_pyinfras_paramiko_connector_records_and_refuses_keys_the_same_way(rig: 
     assert refused.returncode == 1
     assert (f"unreachable: host key changed: {host.name}'s SSH key is not the one recorded in {known_hosts}; if the "
             f"host was rebuilt, accept its new key with `archfleet hosts forget {host.name}`") in refused.stdout
+
+
+def test_the_spot_watcher_installs_through_sudo_and_converges(rig: Rig, tmp_path: Path) -> None:
+    """deploys/host.py's spot part (a root-only script, an init script, a config under /etc) as admin via sudo."""
+    host = rig.hosts[1]
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text(
+        f"_cloud = {{}}\nexec(open({str(INVENTORY)!r}).read(), _cloud)  # the test's inventory, with spot data\n"
+        f"cloud = [(n, {{**d, 'spot': True, 'spot_metadata_url': 'http://127.0.0.1:9',\n"
+        f"               'spot_stop_order': 'archfleet-idle'}}) for n, d in _cloud['cloud'] if n == {host.name!r}]\n")
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(rig.fleet.read_text().replace(str(INVENTORY), str(inventory)))
+    remove_spot_watcher(host)  # an earlier run's: the first bootstrap below must install it
+    try:
+        first = archfleet("hosts", "bootstrap", "-f", str(fleet))
+        assert first.returncode == 0, first.stdout + first.stderr[-3000:]
+        assert host_lines(first.stdout, "bootstrap")[host.name].startswith("changed: Spot interruption watcher")
+        second = archfleet("hosts", "bootstrap", "-f", str(fleet))
+        assert host_lines(second.stdout, "bootstrap") == {host.name: "no changes"}, second.stdout
+        running = subprocess.run(ssh_argv(LabPaths(state_dir()), "admin", host.address,
+                                          "sudo -n cat /etc/archfleet/spot-watcher.conf"),
+                                 capture_output=True, text=True, timeout=60, check=False)
+        assert "archfleet-idle" in running.stdout, running.stderr
+    finally:  # the host is an on-demand one again for the other tests
+        remove_spot_watcher(host)
+
+
+def remove_spot_watcher(host: LabHost) -> None:
+    script = ("/etc/init.d/archfleet-spot-watcher stop >/dev/null 2>&1; update-rc.d -f archfleet-spot-watcher remove "
+              ">/dev/null 2>&1; rm -f /etc/init.d/archfleet-spot-watcher /usr/local/sbin/archfleet-spot-watcher "
+              "/etc/archfleet/spot-watcher.conf /var/log/archfleet-spot-watcher.log")
+    result = subprocess.run(ssh_argv(LabPaths(state_dir()), "admin", host.address, f"sudo -n sh -c '{script}'"),
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
