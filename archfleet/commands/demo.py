@@ -21,9 +21,8 @@ from archfleet.lab.ci import build_on_every_runner
 from archfleet.lab.state import LabState
 from archfleet.lab.system import ensure_packages
 from archfleet.lab.v2ray_client import client_config_text, fetch_through_proxy
-from archfleet.pyinfra_run import print_summary, run_deploy
 from archfleet.run import say
-from archfleet.shipped import deploy_file, example_fleet_file, inventory_file
+from archfleet.shipped import example_fleet_file
 from archfleet.table import format_table
 
 STEPS = 8
@@ -100,11 +99,7 @@ def run_demo(args: argparse.Namespace) -> int:
     lab.print_status_table(lab.status()[1])
 
     step(2, "host bootstrap (deploys/host.py): Docker engine, registry CA and login")
-    bootstrap = run_deploy(inventory_file("lab.py"), deploy_file("host.py"),
-                           limit=["amd64", "arm64"])
-    print_summary(bootstrap, "host")
-    if bootstrap.returncode != 0:
-        raise OperationFailed("host bootstrap failed; see above")
+    archfleet("hosts", "bootstrap", "--limit", "amd64", "arm64", "-f", str(fleet_path))
 
     step(3, "images: every platform built (natively where a host of that architecture exists) and published")
     archfleet("images", "build", "-f", str(fleet_path))
