@@ -11,6 +11,7 @@ file is Python: a dynamic one, such as ``inventories/ec2.py``, may call an API o
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,12 @@ def read_groups(path: Path) -> dict[str, tuple[list[Any], dict[str, Any]]]:
 
     namespace: dict[str, Any] = {"__file__": str(path)}
     code = compile(path.read_text(encoding="utf-8"), str(path), "exec")
-    with ctx_state.use(State(check_for_changes=False)):  # inventory files may read pyinfra's context
+    # Inventory files may read pyinfra's context: give them a State when there is none. Inside a deploy (the fleet
+    # file loaded by deploys/host.py) the deploy's own stays: pyinfra prepares hosts in greenlets that share the
+    # context, and a dynamic inventory that waits on the network (inventories/ec2.py) lets another host's
+    # operations run in the meantime, which must not find a State of ours.
+    own_state = contextlib.nullcontext() if ctx_state.isset() else ctx_state.use(State(check_for_changes=False))
+    with own_state:
         exec(code, namespace)
     groups: dict[str, tuple[list[Any], dict[str, Any]]] = {}
     for name, value in namespace.items():
