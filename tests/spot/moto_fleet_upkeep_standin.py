@@ -8,7 +8,8 @@ The additions are a STAND-IN for what AWS does and are limited to:
   after a capacity decrease; moto does neither): applied when the fleet is read (DescribeFleets,
   DescribeFleetInstances) or modified, with moto's own ``create_spot_requests`` launching replacements;
 - spot pools that run out (moto's capacity is endless): ``ARCHFLEET_STANDIN_POOL_CAPACITY="t3.nano=1"`` lets at
-  most that many live instances of a type exist; a fleet asking for more stays short, as on AWS when a pool is
+  most that many live instances of a type exist; a fleet asking for more takes the rest from its other instance
+  types (in the order of its overrides), and one with no other type stays short, as on AWS when a pool is
   exhausted;
 - EC2 calls that fail on request (moto's calls never fail), so that archfleet's handling of a failed call runs:
   ``POST /archfleet-standin/fail?action=DeleteFleets&code=IncorrectState&times=1`` makes the next call(s) of that
@@ -82,18 +83,37 @@ def modify_fleet(self: Any) -> ActionResult:
 _launch_spec_counts = Fleet.get_launch_spec_counts
 
 
+def pool_room(fleet: Fleet, instance_type: str, planned: dict[str, int]) -> int | None:
+    """How many more instances of ``instance_type`` its pool takes (None: endless), ``planned`` ones counted."""
+    capacity = POOL_CAPACITY.get(instance_type)
+    if capacity is None:
+        return None
+    used = sum(1 for i in fleet.ec2_backend.all_instances() if i.instance_type == instance_type and i.state in ALIVE)
+    return max(0, capacity - used - planned.get(instance_type, 0))
+
+
 def get_launch_spec_counts(self: Fleet, weight_to_add: float) -> tuple[dict[Any, int], float]:
-    """moto's choice of how many instances of which spec, capped by the pools' capacity."""
+    """moto's choice of how many instances of which spec, capped by the pools' capacity; what an exhausted pool
+    cannot take comes from the fleet's other pools, in the order of its overrides, as far as they have room (as
+    AWS fills a fleet from its other pools; a fleet of one type stays short)."""
     weight_map, weight = _launch_spec_counts(self, weight_to_add)
+    planned: dict[str, int] = {}
+    short = 0
     for spec, count in list(weight_map.items()):
-        capacity = POOL_CAPACITY.get(spec.instance_type)
-        if capacity is None:
-            continue
-        used = sum(1 for i in self.ec2_backend.all_instances()
-                   if i.instance_type == spec.instance_type and i.state in ALIVE)
-        allowed = max(0, min(count, capacity - used))
+        room = pool_room(self, spec.instance_type, planned)
+        allowed = count if room is None else min(count, room)
+        short += count - allowed
         weight -= (count - allowed) * spec.weighted_capacity
         weight_map[spec] = allowed
+        planned[spec.instance_type] = planned.get(spec.instance_type, 0) + allowed
+    for spec in self.launch_specs:
+        room = pool_room(self, spec.instance_type, planned)
+        taken = short if room is None else min(short, room)
+        if taken > 0:
+            weight_map[spec] = weight_map.get(spec, 0) + taken
+            weight += taken * spec.weighted_capacity
+            planned[spec.instance_type] = planned.get(spec.instance_type, 0) + taken
+            short -= taken
     return weight_map, weight
 
 

@@ -237,3 +237,18 @@ def test_insufficient_capacity_fails_and_removes_what_the_run_created(tmp_path: 
     assert f"spot fleet {name}: insufficient spot capacity: 1 of 2 instances running after 3s" in line
     assert "removing fleet" in result.stderr and "removing launch template" in result.stderr
     assert tagged(endpoint, name) == NOTHING_TAGGED
+
+
+def test_an_exhausted_pool_is_filled_from_the_next_type_of_the_other_architecture(tmp_path: Path,
+                                                                                  endpoint: Endpoint) -> None:
+    """The test server's t3.nano pool holds one instance: a fleet of two gets the second from t4g.small, each
+    from its architecture's launch template (one amd64 instance and one arm64)."""
+    name = "mixed"
+    fleet = write_fleet(tmp_path, endpoint, name, 2, types=f"[{SCARCE_TYPE}, t4g.small]")
+    up = endpoint.archfleet("spot", "up", "--wait", "30", "-f", str(fleet), name)
+    assert up.returncode == 0, up.stderr
+    assert sorted((row[1], row[2]) for row in instance_lines(up.stdout)) == [(SCARCE_TYPE, "amd64"),
+                                                                            ("t4g.small", "arm64")]
+    down = endpoint.archfleet("spot", "down", "-f", str(fleet), name)
+    assert down.returncode == 0, down.stderr
+    assert tagged(endpoint, name) == NOTHING_TAGGED
