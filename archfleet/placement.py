@@ -68,6 +68,14 @@ class Placement:
         return {name: self.hosts_of(name) for name in self.services}
 
 
+def services_in_groups(services: dict[str, ServiceSpec], groups: Iterable[str]) -> list[ServiceSpec]:
+    """The services a host that is not in the inventory yet runs once it is, knowing only its groups (a spot
+    instance before it boots: its architecture, ``spot``, its role), in start order. Services placed by host
+    name never count: such a host has no name yet."""
+    member_of = set(groups) | {"all"}
+    return start_order(s for s in services.values() if member_of & set(s.groups))
+
+
 def place(services: dict[str, ServiceSpec], groups: dict[str, list[str]]) -> Placement:
     """Place ``services`` on the inventory's ``groups`` (group -> host names; ``all`` lists every host)."""
     all_hosts = sorted({h for members in groups.values() for h in members})

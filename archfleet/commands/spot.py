@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from archfleet.errors import InputError, OperationFailed
-from archfleet.fleet import load_fleet
+from archfleet.fleet import Fleet, load_fleet
 from archfleet.fleet.spot import SpotFleetSpec
 from archfleet.run import say
 
@@ -33,11 +34,18 @@ def register(subparsers: Any) -> None:
             sub.add_argument("--dry", action="store_true", help="print the plan, change nothing")
             sub.add_argument("--wait", type=float, default=600, metavar="SECONDS",
                              help="how long to wait for instances to run (up) or terminate (down); default 600")
+        if action == "up":
+            sub.add_argument("--sync", action="store_true",
+                             help="then wait until the instances answer over SSH and run the host bootstrap and "
+                                  "the sync on them (the fleet file's inventory must hold them: inventories/ec2.py)")
         sub.set_defaults(handler=handler)
 
 
 def selected(args: argparse.Namespace) -> list[SpotFleetSpec]:
-    fleet = load_fleet(args.fleet)
+    return selected_in(load_fleet(args.fleet), args)
+
+
+def selected_in(fleet: Fleet, args: argparse.Namespace) -> list[SpotFleetSpec]:
     specs = fleet.spot_fleets
     if args.name:
         if args.name not in specs:
@@ -52,10 +60,25 @@ def selected(args: argparse.Namespace) -> list[SpotFleetSpec]:
 def run_up(args: argparse.Namespace) -> int:
     from archfleet.spot import fleets
     from archfleet.spot.discovery import format_rows
+    from archfleet.spot.joining import joining_host
 
-    for checked in [fleets.check_fleet(spec, for_up=True) for spec in selected(args)]:
+    fleet = load_fleet(args.fleet)
+    checked_fleets = [fleets.check_fleet(spec, for_up=True) for spec in selected_in(fleet, args)]
+    # Every fleet's user-data is rendered (the registry read once per tag) before anything is created.
+    joining = {
+        checked.spec.name: [joining_host(fleet, checked.spec, arch, checked.ec2) for arch in sorted(checked.images)]
+        for checked in checked_fleets if checked.spec.user_data
+    }
+    instance_ids: list[str] = []
+    for checked in checked_fleets:
         spec = checked.spec
-        result = fleets.up(checked, wait_seconds=args.wait, dry=args.dry)
+        hosts = joining.get(spec.name, [])
+        for host in hosts:
+            say(f"spot fleet {spec.name}: {host.arch} user-data starts {', '.join(host.services) or 'no services'}")
+        result = fleets.up(checked, wait_seconds=args.wait, dry=args.dry,
+                           user_data={host.arch: host.user_data for host in hosts},
+                           parameters={name: value for host in hosts for name, value in host.parameters.items()})
+        instance_ids += [row.instance_id for row in result.instances]
         if args.dry:
             for change in result.changes:
                 print(f"{spec.name}: would {change}")
@@ -71,7 +94,37 @@ def run_up(args: argparse.Namespace) -> int:
         print(f"# {spec.name} fleet {result.fleet_id}")
         for line in format_rows(result.instances):
             print(line)
+    if args.sync and not args.dry:
+        return join_by_sync(args, instance_ids)
     return 0
+
+
+def join_by_sync(args: argparse.Namespace, instance_ids: list[str]) -> int:
+    """``spot up --sync``: wait until every instance answers over SSH (a new one boots for a while), then the host
+    bootstrap and the sync on those instances, as ``archfleet hosts bootstrap`` and ``archfleet sync`` run them."""
+    from archfleet.commands.hosts import first_contact, run_bootstrap
+    from archfleet.commands.sync import run_sync
+
+    if not instance_ids:
+        say("spot up --sync: no instances to bootstrap")
+        return 0
+    fleet = load_fleet(args.fleet)  # read again: the inventory now lists the new instances
+    missing = [i for i in instance_ids if fleet.hosts is None or fleet.hosts.get_host(i, None) is None]
+    if missing:
+        raise InputError(f"{fleet.path}: `spot up --sync`: the fleet file's inventory ({fleet.inventory}) does not "
+                         f"hold {', '.join(missing)}: use inventories/ec2.py with ARCHFLEET_EC2_FLEET")
+    deadline = time.monotonic() + args.wait
+    while failed := first_contact(fleet, instance_ids):
+        if time.monotonic() >= deadline:
+            reasons = "; ".join(f"{host}: {reason}" for host, reason in sorted(failed.items()))
+            raise OperationFailed(f"spot up --sync: not reachable over SSH after {args.wait:g}s: {reasons}")
+        say(f"spot up --sync: waiting for {len(failed)} instance(s) to answer over SSH")
+        time.sleep(5)
+    limit = ",".join(sorted(instance_ids))
+    code = run_bootstrap(argparse.Namespace(fleet=args.fleet, limit=sorted(instance_ids), dry=False))
+    if code != 0:
+        return code
+    return run_sync(argparse.Namespace(fleet=args.fleet, dry=False, prune=False, limit=limit, json=False))
 
 
 def run_status(args: argparse.Namespace) -> int:

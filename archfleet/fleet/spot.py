@@ -15,6 +15,9 @@
         tags: {team: infra}
         max_price: 0.02                        # optional: USD per instance-hour
         role: ci-runner                        # what the hosts play (tag archfleet:role)
+        user_data: true                        # hosts join by themselves (archfleet/spot/user_data.py); default false
+        instance_profile: archfleet-ci         # IAM instance profile the hosts get (reads the SSM prefix, ECR pulls)
+        ssm_prefix: /archfleet/ci-arm          # where `spot up` keeps the hosts' secrets; default /archfleet/<name>
 
 Only the fleet file is read here, with the shapes of what it names checked offline (an instance type is
 FAMILY.SIZE, ids are ``ami-``/``sg-``/``subnet-`` + 8 or 17 hex digits, an AMI owner is a 12-digit account id
@@ -47,6 +50,7 @@ REGION_PATTERN = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
 ACCOUNT_PATTERN = re.compile(r"^\d{12}$")
 OWNER_ALIASES = ("self", "amazon", "aws-marketplace", "aws-backup-vault")
 SSM_PARAMETER_PATTERN = re.compile(r"^/?[A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]+)*$")
+INSTANCE_PROFILE_PATTERN = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,128}$")
 KEY_PAIR_PATTERN = re.compile(r"^[\x20-\x7e]{1,255}$")
 MAX_TARGET_CAPACITY = 1000
 TAG_PREFIX = "archfleet:"
@@ -83,8 +87,15 @@ class SpotFleetSpec:
     tags: dict[str, str] = field(default_factory=dict)
     max_price: float | None = None
     role: str | None = None
+    user_data: bool = False  # the launch templates carry the boot script that makes a host join by itself
+    instance_profile: str | None = None  # IAM instance profile name (the boot script's SSM/ECR reads)
+    ssm_prefix: str = ""  # SecureString parameters of the boot script's secrets; "" -> /archfleet/<name>
     where: str = ""  # file:line of the fleet's entry
     types_where: str = ""  # file:line of instance_types
+
+    @property
+    def parameter_prefix(self) -> str:
+        return self.ssm_prefix or f"/archfleet/{self.name}"
 
     def instance_tags(self) -> dict[str, str]:
         """The tags on everything the fleet creates: the user's, then archfleet's (which win)."""
@@ -169,6 +180,13 @@ def parse_fleet(name: str, node: Node) -> SpotFleetSpec:
     if max_price is not None and max_price <= 0:
         entry.fail("max_price", "must be a positive price in USD per instance-hour")
     role = entry.string("role", None)
+    user_data = bool(entry.boolean("user_data", False))
+    instance_profile = entry.string("instance_profile", None)
+    if instance_profile is not None and not INSTANCE_PROFILE_PATTERN.fullmatch(instance_profile):
+        entry.fail("instance_profile", f"{instance_profile!r} is not an IAM instance profile name")
+    ssm_prefix = entry.string("ssm_prefix", None)
+    if ssm_prefix is not None and not (ssm_prefix.startswith("/") and SSM_PARAMETER_PATTERN.fullmatch(ssm_prefix)):
+        entry.fail("ssm_prefix", f"{ssm_prefix!r} is not an SSM parameter path (/path/to/prefix)")
     entry.done()
     return SpotFleetSpec(
         name=name,
@@ -182,6 +200,9 @@ def parse_fleet(name: str, node: Node) -> SpotFleetSpec:
         tags=tags,
         max_price=float(max_price) if max_price is not None else None,
         role=role,
+        user_data=user_data,
+        instance_profile=instance_profile,
+        ssm_prefix=(ssm_prefix or "").rstrip("/"),
         where=node.where,
         types_where=types_node.where,
     )

@@ -17,6 +17,7 @@ from archfleet.spot.discovery import InstanceRow, tagged_instances
 from archfleet.spot.instance_types import instance_type_architectures, require_amis
 
 POLL_SECONDS = 2.0
+SSM_STANDARD_LIMIT = 4096  # characters of a Standard-tier parameter value; longer ones are Advanced (8 KB)
 
 
 # --- what EC2 knows about the spec's inputs ------------------------------------------------------------------
@@ -146,10 +147,10 @@ class _Created:
 
 def _ensure_template(
     ec2: AwsClient, spec: SpotFleetSpec, arch: str, image_id: str, existing: dict[str, dict[str, Any]],
-    created: _Created, changes: list[str], dry: bool,
+    created: _Created, changes: list[str], dry: bool, user_data: str | None = None,
 ) -> plan.TemplateRef:
     name = plan.template_name(spec.name, arch)
-    data = plan.launch_template_data(spec, image_id)
+    data = plan.launch_template_data(spec, image_id, user_data)
     action = f"spot fleet {spec.name}: launch template {name}"
     template = existing.get(name)
     if template is None:
@@ -180,8 +181,11 @@ def _ensure_template(
     return plan.TemplateRef(arch, template_id, str(version["VersionNumber"]))
 
 
-def up(checked: CheckedFleet, wait_seconds: float = 600, dry: bool = False) -> UpResult:
-    """Create the fleet or bring it to the spec; then wait until its target capacity runs."""
+def up(checked: CheckedFleet, wait_seconds: float = 600, dry: bool = False,
+       user_data: dict[str, str] | None = None, parameters: dict[str, str] | None = None) -> UpResult:
+    """Create the fleet or bring it to the spec; then wait until its target capacity runs. ``user_data``: per
+    architecture, the UserData its launch template carries (archfleet.spot.joining); ``parameters``: the
+    SecureString parameters it reads at boot (name -> value), written first."""
     started = time.monotonic()
     spec, ec2, type_arch, images = checked.spec, checked.ec2, checked.type_arch, checked.images
     arches = sorted(images)
@@ -193,9 +197,13 @@ def up(checked: CheckedFleet, wait_seconds: float = 600, dry: bool = False) -> U
     existing_templates = {t["LaunchTemplateName"]: t for t in find_templates(ec2, spec.name)}
     created = _Created()
     changes: list[str] = []
+    user_data = user_data or {}
+    if parameters and not dry:
+        changes += [f"write SecureString {name}" for name in store_parameters(ec2, spec, parameters)]
     try:
         refs = {
-            arch: _ensure_template(ec2, spec, arch, images[arch], existing_templates, created, changes, dry)
+            arch: _ensure_template(ec2, spec, arch, images[arch], existing_templates, created, changes, dry,
+                                   user_data.get(arch))
             for arch in arches
         }
         configs = plan.launch_template_configs(spec, refs, type_arch)
@@ -267,6 +275,27 @@ def _roll_back(ec2: AwsClient, name: str, created: _Created) -> None:
     for template_id in created.templates:
         say(f"spot fleet {name}: removing launch template {template_id} created by this failed run")
         removal.attempt(partial(_delete_template, ec2, name, template_id, template_id))
+
+
+def store_parameters(ec2: AwsClient, spec: SpotFleetSpec, parameters: dict[str, str]) -> list[str]:
+    """Write the SecureString parameters whose value changed (one read each); the names of those written."""
+    ssm = ssm_client(ec2, f"spot fleet {spec.name}: SSM parameters")
+    written = []
+    for name, value in sorted(parameters.items()):
+        with ssm.errors(f"spot fleet {spec.name}: SSM parameter {name}"):
+            try:
+                current = ssm.client.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+            except ssm.client.exceptions.ParameterNotFound:
+                current = None
+            if current == value:
+                continue
+            ssm.client.put_parameter(
+                Name=name, Value=value, Type="SecureString", Overwrite=True,
+                Tier="Advanced" if len(value) > SSM_STANDARD_LIMIT else "Standard",
+                Description=f"archfleet spot fleet {spec.name}: read at first boot with the instance role",
+            )
+        written.append(name)
+    return written
 
 
 # --- status ----------------------------------------------------------------------------------------------------

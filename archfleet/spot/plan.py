@@ -31,16 +31,23 @@ def tag_dict(tags: list[dict[str, str]] | None) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in tags or []}
 
 
-def launch_template_data(spec: SpotFleetSpec, image_id: str) -> dict[str, Any]:
-    """What each launch template holds: image, key, security groups, and the fleet's tags on what it launches."""
+def launch_template_data(spec: SpotFleetSpec, image_id: str, user_data: str | None = None) -> dict[str, Any]:
+    """What each launch template holds: image, key, security groups, the fleet's tags on what it launches, the
+    instance profile and the user-data (base64: archfleet.spot.user_data). The metadata service answers IMDSv2
+    only, with a hop limit of 1: a container on a bridge network (one hop more) cannot reach the instance role's
+    credentials."""
     tags = tag_list(spec.instance_tags())
     data: dict[str, Any] = {
         "ImageId": image_id,
         "TagSpecifications": [
             {"ResourceType": kind, "Tags": tags} for kind in ("instance", "volume", "spot-instances-request")
         ],
-        "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
+        "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1, "HttpEndpoint": "enabled"},
     }
+    if user_data is not None:
+        data["UserData"] = user_data
+    if spec.instance_profile:
+        data["IamInstanceProfile"] = {"Name": spec.instance_profile}
     if spec.key_pair:
         data["KeyName"] = spec.key_pair
     if spec.security_groups:

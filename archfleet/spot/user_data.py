@@ -1,0 +1,283 @@
+"""The boot script a spot fleet's launch template carries, so that a new instance joins by itself: ONE pure builder.
+
+Cloud-init runs a user-data that starts with ``#!`` as-is at first boot. The script is made from the same pieces
+a host bootstrap and a sync use, so that the next ``archfleet hosts bootstrap`` and ``archfleet sync`` find
+nothing to change:
+
+1. Docker from the distro (``tasks/distros.py``: chosen at boot from ``/etc/os-release``), started and enabled;
+2. each registry's CA (``/etc/docker/certs.d/ADDRESS/ca.crt``) and login (the password in
+   ``/etc/archfleet/registry/ADDRESS.password``, root-only, fed to ``docker login`` on stdin): the password comes
+   from an SSM Parameter Store SecureString, an ECR password from ECR with the instance role;
+3. the services' files (rendered templates inline; secret files, and every file of a service that has secrets,
+   from SSM), then the step scripts of ``tasks/service_commands.py`` (pull by digest, switch), with the very
+   ``docker create`` argv, labels and spec hashes the sync pipeline computes for a fresh host of the fleet's role;
+4. the spot interruption watcher (``tasks/spot_watcher.py``'s files, systemd unit or init script chosen at boot).
+
+No secret is in the text: user-data is readable through the metadata service by anything on the host. Secrets are
+read at boot with the instance role: an IMDSv2 token, the role's credentials, then SSM GetParameter
+(WithDecryption) over its public JSON API, signed by ``curl --aws-sigv4`` (curl 7.75+, in every supported distro;
+the credentials reach curl on stdin through ``--config -``, never argv). SSM values are base64 of the secret's
+bytes, so a plain ``sed`` reads them out of the JSON answer without python3 or jq on the image.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import posixpath
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pyinfra.api import QuoteString, StringCommand
+
+from archfleet.errors import InputError
+from archfleet.facts.registry import CREDENTIALS_DIR, ca_path, password_path
+from archfleet.facts.services import FILES_ROOT
+from archfleet.facts.spot_watcher import INIT_SCRIPT_PATH, NAME, UNIT_PATH
+from archfleet.fleet.rollout import TimeoutsSpec
+from archfleet.services.desired import DesiredContainer, ManagedFile
+from archfleet.tasks import docker_commands, service_commands, spot_watcher
+from archfleet.tasks.distros import SUPPORTED
+
+USER_DATA_LIMIT = 16384  # EC2's limit on user data before base64; a longer script is gzipped (cloud-init unpacks it)
+ECR_TARGET = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken"
+SSM_TARGET = "AmazonSSM.GetParameter"
+
+
+@dataclass(frozen=True)
+class BootRegistry:
+    """A registry the host trusts and logs in to at boot."""
+
+    address: str
+    ca_pem: bytes | None = None  # the CA to trust (None: a publicly trusted certificate)
+    username: str | None = None  # None: anonymous, or ECR
+    password_parameter: str | None = None  # the SSM SecureString holding the password (base64)
+    ecr_registry_id: str | None = None  # ECR through the instance role (the account id)
+    ecr: bool = False
+
+
+@dataclass(frozen=True)
+class BootPlan:
+    """Everything the boot script says, worked out by ``archfleet.spot.joining`` (which reads the registry and the
+    fleet file); nothing here is secret."""
+
+    fleet: str
+    arch: str
+    region: str
+    metadata_url: str
+    ssm_endpoint: str
+    ecr_endpoint: str
+    registries: tuple[BootRegistry, ...]
+    containers: tuple[DesiredContainer, ...]  # start order
+    secret_files: dict[str, str] = field(default_factory=dict)  # host path -> SSM parameter holding its content
+    stop_order: tuple[str, ...] = ()
+    timeouts: TimeoutsSpec = field(default_factory=TimeoutsSpec)
+
+
+def _line(*parts: str | QuoteString | StringCommand) -> str:
+    return str(StringCommand(*parts).get_raw_value())
+
+
+def _raw(command: StringCommand) -> str:
+    return str(command.get_raw_value())
+
+
+def _assign(name: str, value: str) -> str:
+    return f"{name}={shlex.quote(value)}"
+
+
+def _write(path: str, content: bytes, mode: str) -> list[str]:
+    """Lines that write ``content`` (public: never a secret) to ``path`` with ``mode``."""
+    encoded = base64.b64encode(content).decode()
+    return [
+        _line("printf", "%s", QuoteString(encoded), "|", "base64", "-d", ">", QuoteString(path)),
+        _line("chmod", mode, QuoteString(path)),
+    ]
+
+
+BOOT_FUNCTIONS = r"""set -u
+umask 077
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+say() { echo "archfleet-boot: $*"; }
+die() { echo "archfleet-failure: $*" >&2; exit 1; }
+json_field() { sed -n "s/.*\"$1\" *: *\"\([^\"]*\)\".*/\1/p" | head -n 1; }
+role_credentials() {
+  token=$(curl -sf --max-time 10 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' \
+    "$METADATA_URL/latest/api/token") || die "no IMDSv2 token from $METADATA_URL"
+  role=$(curl -sf --max-time 10 -H "X-aws-ec2-metadata-token: $token" \
+    "$METADATA_URL/latest/meta-data/iam/security-credentials/" | head -n 1)
+  [ -n "$role" ] || die "no instance role: the launch template needs an instance profile"
+  answer=$(curl -sf --max-time 10 -H "X-aws-ec2-metadata-token: $token" \
+    "$METADATA_URL/latest/meta-data/iam/security-credentials/$role") || die "no credentials for role $role"
+  AWS_KEY=$(printf '%s\n' "$answer" | json_field AccessKeyId)
+  AWS_SECRET=$(printf '%s\n' "$answer" | json_field SecretAccessKey)
+  AWS_TOKEN=$(printf '%s\n' "$answer" | json_field Token)
+  [ -n "$AWS_KEY" ] && [ -n "$AWS_SECRET" ] || die "the role's credentials are incomplete"
+}
+aws_call() {
+  # SERVICE ENDPOINT TARGET BODY: one signed JSON call; the credentials reach curl on stdin, never in argv.
+  printf 'user = "%s:%s"\nheader = "x-amz-security-token: %s"\n' "$AWS_KEY" "$AWS_SECRET" "$AWS_TOKEN" |
+    curl -sS -f --max-time 30 --config - --aws-sigv4 "aws:amz:$REGION:$1" -H "X-Amz-Target: $3" \
+      -H 'Content-Type: application/x-amz-json-1.1' --data-binary "$4" "$2"
+}
+ssm_get() {
+  # NAME DEST: a SecureString parameter (base64 of the secret) decoded into a root-only file.
+  [ -n "${AWS_KEY:-}" ] || role_credentials
+  answer=$(aws_call ssm "$SSM_ENDPOINT" AmazonSSM.GetParameter "{\"Name\":\"$1\",\"WithDecryption\":true}") ||
+    die "cannot read SSM parameter $1 from $SSM_ENDPOINT"
+  value=$(printf '%s\n' "$answer" | json_field Value)
+  [ -n "$value" ] || die "SSM parameter $1 has no value"
+  rm -f "$2"
+  printf '%s' "$value" | base64 -d >"$2" || die "SSM parameter $1 is not base64"
+}
+ecr_password() {
+  # REGISTRY_ID DEST: an ECR password (the token is base64 of AWS:PASSWORD) with the instance role.
+  [ -n "${AWS_KEY:-}" ] || role_credentials
+  if [ -n "$1" ]; then body="{\"registryIds\":[\"$1\"]}"; else body='{}'; fi
+  answer=$(aws_call ecr "$ECR_ENDPOINT" ECR_TARGET "$body") || die "cannot get an ECR token from $ECR_ENDPOINT"
+  value=$(printf '%s\n' "$answer" | json_field authorizationToken)
+  [ -n "$value" ] || die "ECR answered no authorization token"
+  rm -f "$2"
+  printf '%s' "$value" | base64 -d | cut -d: -f2- | tr -d '\n' >"$2"
+}
+""".replace("ECR_TARGET", ECR_TARGET)
+
+
+def _engine_lines() -> list[str]:
+    """Docker from the distro's own package (what ``tasks/docker_engine.engine_running`` installs), chosen at boot
+    from /etc/os-release among ``tasks/distros.SUPPORTED``; started and waited for."""
+    lines = ["if ! command -v docker >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then",
+             "  [ -r /etc/os-release ] && . /etc/os-release",
+             '  case "${ID:-} ${VERSION_ID:-}" in']
+    for (distro_id, version), distro in SUPPORTED.items():
+        commands = [_raw(c) for c in distro.install([distro.engine_package, *distro.curl_packages])]
+        if not distro.package_enables_engine:
+            commands.append(_raw(docker_commands.enable_engine("systemd")))
+        lines.append(f"    {shlex.quote(f'{distro_id} {version}')}) {' && '.join(commands)} || "
+                     f"die {shlex.quote(f'installing Docker on {distro.name} failed')} ;;")
+    names = ", ".join(d.name for d in SUPPORTED.values())
+    lines += [f'    *) die "Docker on ${{PRETTY_NAME:-an unknown distro}} is not supported; supported: {names}" ;;',
+              "  esac", "fi",
+              "if ! docker version >/dev/null 2>&1; then",
+              f"  if [ -d /run/systemd/system ]; then {_raw(docker_commands.start_engine('systemd'))}",
+              f"  elif [ -x /etc/init.d/docker ]; then {_raw(docker_commands.start_engine('sysvinit'))}",
+              f"  else {_raw(docker_commands.start_engine('none'))}",
+              "  fi",
+              f"  ( {_raw(docker_commands.wait_for_engine())} ) || die 'the Docker engine did not start'",
+              "fi"]
+    return lines
+
+
+def _registry_lines(registry: BootRegistry) -> list[str]:
+    lines = [_line("say", QuoteString(f"registry {registry.address}"))]
+    if registry.ca_pem is not None:
+        lines.append(_raw(docker_commands.public_directory(posixpath.dirname(ca_path(registry.address)))))
+        lines += _write(ca_path(registry.address), registry.ca_pem, "0644")
+    secret = password_path(registry.address)
+    if registry.ecr:
+        lines += [_raw(docker_commands.private_directory(CREDENTIALS_DIR)),
+                  _line("ecr_password", QuoteString(registry.ecr_registry_id or ""), QuoteString(secret)),
+                  _raw(docker_commands.login(registry.address, "AWS", secret)) + " || die "
+                  + shlex.quote(f"docker login to {registry.address} failed")]
+    elif registry.username is not None and registry.password_parameter is not None:
+        lines += [_raw(docker_commands.private_directory(CREDENTIALS_DIR)),
+                  _line("ssm_get", QuoteString(registry.password_parameter), QuoteString(secret)),
+                  _raw(docker_commands.login(registry.address, registry.username, secret)) + " || die "
+                  + shlex.quote(f"docker login to {registry.address} failed")]
+    return lines
+
+
+def _file_lines(files: Sequence[ManagedFile], secret_files: dict[str, str]) -> list[str]:
+    if not files:
+        return []
+    directories = sorted({f.host_path.rsplit("/", 1)[0] for f in files})
+    parents = sorted({d.rsplit("/", 1)[0] for d in directories})
+    lines = [_raw(docker_commands.private_directory(FILES_ROOT, *parents, *directories))]
+    for managed in files:
+        parameter = secret_files.get(managed.host_path)
+        if parameter is not None:
+            lines.append(_line("ssm_get", QuoteString(parameter), QuoteString(managed.host_path)))
+        elif managed.secret:
+            raise InputError(f"user-data: the secret {managed.host_path} has no SSM parameter")  # never inline
+        else:
+            lines += _write(managed.host_path, managed.content, managed.mode)
+    lines.append(_raw(docker_commands.own_files([(f.owner, f.mode, f.host_path) for f in files])))
+    return lines
+
+
+def _service_lines(plan: BootPlan) -> list[str]:
+    if not plan.containers:
+        return []
+    images = sorted({c.image for c in plan.containers})
+    lines = [_line("say", QuoteString(f"pulling {len(images)} image(s)")),
+             _raw(service_commands.pull_images(images, int(plan.timeouts.pull))) + " || die 'pull failed'"]
+    for desired in plan.containers:
+        lines += [_line("say", QuoteString(f"starting {desired.name}")),
+                  _raw(service_commands.switch_container(desired, int(plan.timeouts.start), int(plan.timeouts.health)))
+                  + " || die " + shlex.quote(f"{desired.name} did not start")]
+    return lines
+
+
+def _watcher_lines(plan: BootPlan) -> list[str]:
+    config = spot_watcher.watcher_config(plan.metadata_url, plan.stop_order)
+    lines = [_line("say", "the spot interruption watcher"), "if [ -d /run/systemd/system ]; then"]
+    for init in ("systemd", "sysvinit"):
+        if init == "sysvinit":
+            lines.append("else")
+        for path, (content, mode) in spot_watcher.watcher_files(init, config).items():
+            lines.append("  " + _raw(docker_commands.public_directory(posixpath.dirname(path))))
+            lines += ["  " + line for line in _write(path, content.encode(), mode)]
+        if init == "systemd":
+            lines.append(f"  systemctl daemon-reload && {_raw(spot_watcher.enable(init))} && "
+                         f"{_raw(spot_watcher.service(init, 'restart'))}")
+        else:
+            lines.append(f"  {_raw(spot_watcher.enable(init))} >/dev/null && "
+                         f"{_raw(spot_watcher.service(init, 'restart'))} >/dev/null")
+    lines.append("fi || die 'the spot interruption watcher did not start'")
+    assert UNIT_PATH and INIT_SCRIPT_PATH and NAME  # the watcher's files are spot_watcher's own
+    return lines
+
+
+def boot_script(plan: BootPlan) -> str:
+    """The ``#!/bin/sh`` user-data of one architecture's launch template (text; see ``encoded``)."""
+    files = [f for c in plan.containers for f in c.files]
+    lines = [
+        "#!/bin/sh",
+        f"# archfleet: spot fleet {plan.fleet} ({plan.arch}): joins at first boot (archfleet/spot/user_data.py).",
+        "# No secrets in here: they are read from SSM Parameter Store with the instance role.",
+        BOOT_FUNCTIONS.rstrip("\n"),
+        _assign("METADATA_URL", plan.metadata_url.rstrip("/")),
+        _assign("REGION", plan.region),
+        _assign("SSM_ENDPOINT", plan.ssm_endpoint),
+        _assign("ECR_ENDPOINT", plan.ecr_endpoint),
+        "say start",
+        *_engine_lines(),
+        *(line for registry in plan.registries for line in _registry_lines(registry)),
+        *_file_lines(files, plan.secret_files),
+        *_service_lines(plan),
+        *_watcher_lines(plan),
+        "say joined",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def encoded(script: str) -> str:
+    """The launch template's ``UserData``: base64 of the script, gzipped (deterministically) when it is over EC2's
+    16 KB; an InputError when even that is too long."""
+    raw = script.encode()
+    if len(raw) > USER_DATA_LIMIT:
+        raw = gzip.compress(raw, compresslevel=9, mtime=0)
+        if len(raw) > USER_DATA_LIMIT:
+            raise InputError(f"user-data: {len(raw)} bytes gzipped, over EC2's {USER_DATA_LIMIT}: too many services "
+                             "for one launch template")
+    return base64.b64encode(raw).decode()
+
+
+def decoded(user_data: str) -> str:
+    """The script of a launch template's ``UserData`` (as cloud-init reads it: gzip when it starts gzipped)."""
+    raw = base64.b64decode(user_data)
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return raw.decode()

@@ -1,0 +1,122 @@
+"""The boot script (archfleet/spot/user_data.py): its secret-reading functions run here with curl against the
+EC2/SSM/ECR test server (moto) and the metadata STAND-IN with role credentials; the builder's decisions (what is
+inline, what comes from SSM, gzip past 16 KB, a syntax check of the whole script by sh)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+from pathlib import Path
+
+import boto3
+import pytest
+
+from archfleet.errors import InputError
+from archfleet.services.desired import DesiredContainer, managed_file
+from archfleet.spot.user_data import (
+    BOOT_FUNCTIONS,
+    USER_DATA_LIMIT,
+    BootPlan,
+    BootRegistry,
+    boot_script,
+    decoded,
+    encoded,
+)
+from tests.spot.conftest import REGION, Endpoint
+from tests.standins.cloud_init import RoleMetadataStandIn
+from tests.standins.instance_metadata import serve
+
+SECRET = "s3cret-value with spaces\nand a second line"
+
+
+def container(name: str, files: list[object]) -> DesiredContainer:
+    return DesiredContainer(
+        service=name, name=f"archfleet-{name}", tag="reg.test/archfleet/debian:bookworm",
+        digest="sha256:" + "a" * 64, image="reg.test/archfleet/debian@sha256:" + "a" * 64,
+        create_args=["--network", "host", "--restart", "unless-stopped"], command=["sleep", "infinity"],
+        files=files, spec_hash="0123456789abcdef", healthcheck=False, wait_seconds=15, stop_order=10,  # type: ignore[arg-type]
+    )
+
+
+def plan(**changes: object) -> BootPlan:
+    secret = managed_file("web", "token", "/run/secrets/token", SECRET.encode(), True)
+    config = managed_file("web", "config.json", "/etc/web/config.json", b'{"port": 80}\n', False)
+    values: dict[str, object] = dict(
+        fleet="ci", arch="arm64", region=REGION, metadata_url="http://169.254.169.254",
+        ssm_endpoint="https://ssm.eu-west-1.amazonaws.com", ecr_endpoint="https://api.ecr.eu-west-1.amazonaws.com",
+        registries=(BootRegistry("reg.test:5000", b"-----BEGIN CERTIFICATE-----\n", "archfleet",
+                                 "/archfleet/ci/registry/reg.test_5000"),),
+        containers=(container("web", [secret, config]),),
+        secret_files={secret.host_path: "/archfleet/ci/arm64/services/web/token"},
+        stop_order=("archfleet-web",),
+    )
+    values.update(changes)
+    return BootPlan(**values)  # type: ignore[arg-type]
+
+
+def test_the_script_is_valid_sh_holds_no_secret_and_reads_it_from_ssm() -> None:
+    script = boot_script(plan())
+    checked = subprocess.run(["sh", "-n"], input=script, capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+    assert SECRET not in script and base64.b64encode(SECRET.encode()).decode() not in script
+    assert "ssm_get /archfleet/ci/arm64/services/web/token" in script
+    assert "ssm_get /archfleet/ci/registry/reg.test_5000 /etc/archfleet/registry/reg.test:5000.password" in script
+    assert base64.b64encode(b'{"port": 80}\n').decode() in script  # a plain rendered file is inline
+    assert script.index("archfleet-pull") < script.index("archfleet-switch") < script.index("spot-watcher")
+
+
+def test_a_secret_file_without_a_parameter_is_refused() -> None:
+    with pytest.raises(InputError, match="has no SSM parameter"):
+        boot_script(plan(secret_files={}))
+
+
+def test_a_long_script_is_gzipped_the_same_way_every_time() -> None:
+    many = tuple(container(f"svc{i}", []) for i in range(12))
+    script = boot_script(plan(containers=many, secret_files={}))
+    assert len(script.encode()) > USER_DATA_LIMIT
+    first, second = encoded(script), encoded(script)
+    assert first == second and base64.b64decode(first)[:2] == b"\x1f\x8b"
+    assert decoded(first) == script
+    assert len(base64.b64decode(first)) < USER_DATA_LIMIT / 2  # twelve services fit with room to spare
+    short = "#!/bin/sh\necho short\n"  # under the limit: as written
+    assert base64.b64decode(encoded(short)).decode() == short
+
+
+def run_boot_functions(endpoint: Endpoint, metadata_url: str, commands: str) -> subprocess.CompletedProcess[str]:
+    text = "\n".join([BOOT_FUNCTIONS, f"METADATA_URL={metadata_url}", f"REGION={REGION}",
+                      f"SSM_ENDPOINT={endpoint.url}", f"ECR_ENDPOINT={endpoint.url}", commands])
+    env = {"PATH": os.environ["PATH"]}  # no AWS settings: only the instance role's credentials
+    return subprocess.run(["sh", "-c", text], capture_output=True, text=True, check=False, timeout=60, env=env)
+
+
+def test_the_boot_functions_read_a_securestring_and_an_ecr_password_with_the_instance_role(
+        endpoint: Endpoint, tmp_path: Path) -> None:
+    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                    region_name=REGION)
+    ssm = session.client("ssm", endpoint_url=endpoint.url)
+    ssm.put_parameter(Name="/archfleet/boot-test/secret", Type="SecureString", Overwrite=True,
+                      Value=base64.b64encode(SECRET.encode()).decode())
+    metadata = RoleMetadataStandIn()
+    server = serve(metadata, "127.0.0.1")
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        read = run_boot_functions(endpoint, url, f"ssm_get /archfleet/boot-test/secret {tmp_path}/secret && "
+                                                 f"ecr_password '' {tmp_path}/ecr && echo ok")
+        assert read.returncode == 0 and read.stdout == "ok\n", read.stdout + read.stderr
+        assert (tmp_path / "secret").read_text() == SECRET
+        assert (tmp_path / "secret").stat().st_mode & 0o077 == 0  # umask 077: root-only
+        token = session.client("ecr", endpoint_url=endpoint.url).get_authorization_token()
+        expected = base64.b64decode(token["authorizationData"][0]["authorizationToken"]).decode().split(":", 1)[1]
+        assert (tmp_path / "ecr").read_text() == expected
+        assert metadata.credential_reads == 1 and metadata.unauthorized_reads == 0  # IMDSv2, one role read
+
+        missing = run_boot_functions(endpoint, url, f"ssm_get /archfleet/boot-test/absent {tmp_path}/x")
+        assert missing.returncode == 1
+        assert "archfleet-failure: cannot read SSM parameter /archfleet/boot-test/absent" in missing.stderr
+        no_role = run_boot_functions(endpoint, "http://127.0.0.1:9",
+                                     f"ssm_get /archfleet/boot-test/secret {tmp_path}/x")
+        assert no_role.returncode == 1 and "archfleet-failure: no IMDSv2 token" in no_role.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
