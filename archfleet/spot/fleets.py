@@ -473,6 +473,30 @@ def _delete_template(ec2: AwsClient, name: str, template_id: str, template_name:
     return [f"deleted launch template {template_name}"]
 
 
+def fleet_parameters(ec2: AwsClient, spec: SpotFleetSpec) -> list[str]:
+    """The SecureString parameters ``spot up`` keeps for a fleet with user-data (everything under its prefix)."""
+    if not spec.user_data:
+        return []
+    ssm = ssm_client(ec2, f"spot fleet {spec.name}: SSM parameters")
+    names: list[str] = []
+    with ssm.errors(f"spot fleet {spec.name}: listing SSM parameters under {spec.parameter_prefix}"):
+        for page in ssm.client.get_paginator("get_parameters_by_path").paginate(
+                Path=spec.parameter_prefix, Recursive=True):
+            names += [p["Name"] for p in page["Parameters"]]
+    return sorted(names)
+
+
+def _delete_parameters(ec2: AwsClient, spec: SpotFleetSpec) -> list[str]:
+    names = fleet_parameters(ec2, spec)
+    if not names:
+        return []
+    ssm = ssm_client(ec2, f"spot fleet {spec.name}: SSM parameters")
+    with ssm.errors(f"spot fleet {spec.name}: deleting SSM parameters under {spec.parameter_prefix}"):
+        for start in range(0, len(names), 10):  # DeleteParameters takes ten at a time
+            ssm.client.delete_parameters(Names=names[start:start + 10])
+    return [f"deleted {len(names)} SSM parameter(s) under {spec.parameter_prefix}"]
+
+
 def _wait_until_terminated(ec2: AwsClient, name: str, wait_seconds: float) -> list[str]:
     deadline = time.monotonic() + wait_seconds
     while tagged_instances(ec2, name):
@@ -490,13 +514,14 @@ def down_plan(checked: CheckedFleet) -> list[str]:
     lines += [f"terminate {r.instance_id}" for r in current.instances]
     lines += [f"cancel {r['SpotInstanceRequestId']}" for r in current.requests]
     lines += [f"delete launch template {t['LaunchTemplateName']}" for t in current.templates]
+    lines += [f"delete SSM parameter {name}" for name in fleet_parameters(checked.ec2, checked.spec)]
     return lines
 
 
 def down(checked: CheckedFleet, wait_seconds: float = 600) -> DownResult:
     """Delete the fleet (terminating its instances), cancel its spot requests, terminate stray instances, delete
-    its launch templates. A failed call does not stop the rest; afterwards, what still belongs to the fleet is
-    listed again, so a second ``down`` finishes the job."""
+    its launch templates and (user_data) its SSM parameters. A failed call does not stop the rest; afterwards,
+    what still belongs to the fleet is listed again, so a second ``down`` finishes the job."""
     spec, ec2 = checked.spec, checked.ec2
     removal = Removal(ec2, spec.name)
     fleet_ids: list[str] = []
@@ -517,6 +542,7 @@ def down(checked: CheckedFleet, wait_seconds: float = 600) -> DownResult:
     removal.attempt(lambda: _terminate_instances(ec2, spec.name))
     for template_id, template_name in template_refs:
         removal.attempt(partial(_delete_template, ec2, spec.name, template_id, template_name))
+    removal.attempt(lambda: _delete_parameters(ec2, spec))
     if not removal.failures:  # with a fleet still there, waiting for its instances to go could take forever
         removal.attempt(lambda: _wait_until_terminated(ec2, spec.name, wait_seconds))
     left: list[list[Leftover]] = []

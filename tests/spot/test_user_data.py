@@ -120,3 +120,27 @@ def test_the_boot_functions_read_a_securestring_and_an_ecr_password_with_the_ins
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("    ssm_prefix: archfleet/x\n", "fleet.yaml:14: spot_fleets.ci-arm.ssm_prefix: 'archfleet/x' is not an SSM "
+                                    "parameter path"),
+    ("    instance_profile: 'a b'\n", "fleet.yaml:14: spot_fleets.ci-arm.instance_profile: 'a b' is not an IAM "
+                                      "instance profile name"),
+    ("    user_data: maybe\n", "fleet.yaml:14: spot_fleets.ci-arm.user_data: expected true or false"),
+])
+def test_the_user_data_knobs_are_checked_at_load(tmp_path: Path, line: str, message: str) -> None:
+    from tests.spot.test_spec import GOOD, load
+
+    text = GOOD.replace("    role: ci-runner\n", "    role: ci-runner\n" + line)
+    text = text.replace("    tags: {team: infra}\n    max_price: 0.02\n", "")
+    with pytest.raises(InputError) as raised:
+        load(tmp_path, text)
+    assert message in str(raised.value), str(raised.value)
+
+
+def test_the_user_data_knobs_default_off(tmp_path: Path) -> None:
+    from tests.spot.test_spec import GOOD, load
+
+    spec = load(tmp_path, GOOD).spot_fleets["ci-arm"]
+    assert (spec.user_data, spec.instance_profile, spec.parameter_prefix) == (False, None, "/archfleet/ci-arm")

@@ -65,3 +65,5 @@ def test_launch_templates_carry_imdsv2_the_profile_and_a_boot_script_without_sec
     finally:
         down = endpoint.archfleet("spot", "down", "-f", str(fleet), NAME)
         assert down.returncode == 0, down.stderr
+    assert "deleted 1 SSM parameter(s) under /archfleet/test-joins" in down.stderr, down.stderr
+    assert ssm.get_parameters_by_path(Path="/archfleet/test-joins", Recursive=True)["Parameters"] == []
