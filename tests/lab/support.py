@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -67,6 +68,20 @@ def on_host(host: LabHost, command: str, timeout: float = 300) -> subprocess.Com
         ssh_argv(paths, "root", host.address, command), capture_output=True, text=True, timeout=timeout, check=False,
     )
 
+
+
+def stop_times(host: LabHost, containers: list[str]) -> dict[str, float | None]:
+    """Each container's stop time (epoch seconds; the lab hosts share this machine's clock), None while it runs."""
+    result = on_host(host, "docker inspect --format '{{.Name}} {{.State.Running}} {{.State.FinishedAt}}' "
+                           + " ".join(containers))
+    assert result.returncode == 0, result.stderr
+    times: dict[str, float | None] = {}
+    for line in result.stdout.splitlines():
+        name, running, stamp = line.split()
+        whole, _, fraction = stamp.rstrip("Z").partition(".")
+        moment = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.UTC).timestamp()
+        times[name.lstrip("/")] = None if running == "true" else moment + float(f"0.{fraction or 0}")
+    return times
 
 # `images:` entries of the project's images for test fleet files: built from the project's contexts, FROM the
 # Debian base the lab publishes (listed first, so that a cold registry gets it before anything builds on it).
