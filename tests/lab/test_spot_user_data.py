@@ -79,8 +79,9 @@ class Joining:
     instance_id: str = ""
     timeline: dict[str, float] = field(default_factory=dict)
 
-    def archfleet(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(PROJECT / ".venv/bin/archfleet"), *args, "-f", str(self.path)], cwd=PROJECT,
+    def archfleet(self, *args: str, timeout: float = 1800, path: Path | None = None
+                  ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(PROJECT / ".venv/bin/archfleet"), *args, "-f", str(path or self.path)], cwd=PROJECT,
                               env=self.env, capture_output=True, text=True, timeout=timeout, check=False)
 
     def refresh_known_hosts(self) -> None:
@@ -247,3 +248,14 @@ def test_spot_up_sync_bootstraps_and_syncs_an_instance_that_came_up_bare(joining
     rows = json.loads(proof.stdout)["rows"]
     assert {(r["host"], r["service"]) for r in rows} == {(joining.instance_id, s) for s in SERVICES}, rows
     assert sync_statuses(joining.archfleet("sync")) == {joining.instance_id: "no changes"}
+
+
+def test_a_service_that_renders_per_host_is_refused_for_user_data(joining: Joining) -> None:
+    """Its spec hash would differ on every instance: the boot script could not give what a sync computes."""
+    variant = joining.path.with_name("per-host.yaml")
+    variant.write_text(joining.path.read_text().replace(
+        "    stop_order: 10\n", "    stop_order: 10\n    environment: {NODE: '{{ host.name }}'}\n", 1))
+    refused = joining.archfleet("spot", "up", NAME, "--dry", path=variant)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "services.boot-runner: renders differently per host" in refused.stderr, refused.stderr
+    assert "use `spot up --sync`" in refused.stderr

@@ -144,3 +144,29 @@ def test_the_user_data_knobs_default_off(tmp_path: Path) -> None:
 
     spec = load(tmp_path, GOOD).spot_fleets["ci-arm"]
     assert (spec.user_data, spec.instance_profile, spec.parameter_prefix) == (False, None, "/archfleet/ci-arm")
+
+
+def test_a_new_instance_runs_the_services_of_its_architecture_spot_and_role_groups_in_start_order(
+        tmp_path: Path) -> None:
+    from archfleet.fleet.spot import SpotFleetSpec
+    from archfleet.placement import services_in_groups
+    from archfleet.spot.joining import instance_groups
+    from tests.spot.test_spec import load
+
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text('globals().update({"spot": ["h1"], "ci-runner": ["h1"], "arm64": ["h2"], '
+                         '"workstation": ["h3"]})\n')
+    fleet = load(tmp_path, f"""\
+registry: {{lab: true}}
+inventory: {inventory}
+services:
+  runner: {{image: "debian:12", groups: [spot], stop_order: 10}}
+  proxy: {{image: "debian:12", groups: [ci-runner], stop_order: 90}}
+  arm-only: {{image: "debian:12", groups: [arm64]}}
+  elsewhere: {{image: "debian:12", groups: [workstation]}}
+""")
+    spec = SpotFleetSpec("ci", 1, ("t3.small",), {}, role="ci-runner")
+    names = [s.name for s in services_in_groups(fleet.services, instance_groups(spec, "amd64"))]
+    assert names == ["proxy", "runner"]  # the highest stop_order starts first
+    arm = [s.name for s in services_in_groups(fleet.services, instance_groups(spec, "arm64"))]
+    assert sorted(arm) == ["arm-only", "proxy", "runner"]
