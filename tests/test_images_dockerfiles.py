@@ -1,8 +1,11 @@
-"""The shipped Dockerfiles as text: the GitHub runner's platform -> tarball architecture mapping (run through a
-real shell), the base-image build arg, and the entrypoints' secret handling."""
+"""The shipped Dockerfiles as text: the GitHub runner's platform -> release URL/sha256 choice and its checksum step
+(run through a real shell), the base-image build arg, and the entrypoints' secret handling. The runner's entrypoint
+is run in tests/test_github_runner_entrypoint.py and on the lab (tests/lab/test_github_runner.py)."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -21,31 +24,54 @@ def runner_arch_case() -> str:
     return match.group(1)
 
 
+def runner_download_and_check() -> str:
+    """The RUN's shell text from the `case` through the sha256 check, which must come before anything unpacks
+    (continuation lines joined as Docker joins them)."""
+    joined = RUNNER.replace("\\\n", "")
+    match = re.search(r"^RUN (case .*?sha256sum --check --strict -)", joined, re.M)
+    assert match, "no sha256sum check in the runner's RUN"
+    assert "tar " not in match.group(1) and "tar -xzf" in joined[match.end(1):]
+    return match.group(1)
+
+
+BUILD_ARGS = {"RUNNER_URL_AMD64": "u-x64", "RUNNER_SHA256_AMD64": "s-x64",
+              "RUNNER_URL_ARM64": "u-arm64", "RUNNER_SHA256_ARM64": "s-arm64"}
+
+
 @pytest.mark.parametrize(("arch", "variant", "expected"), [
-    ("amd64", "", "x64"), ("arm64", "", "arm64"), ("arm64", "v8", "arm64"), ("arm", "v7", "arm"),
+    ("amd64", "", "u-x64 s-x64"), ("arm64", "", "u-arm64 s-arm64"), ("arm64", "v8", "u-arm64 s-arm64"),
 ])
-def test_runner_maps_docker_platform_to_tarball_arch(arch: str, variant: str, expected: str) -> None:
-    result = subprocess.run(["sh", "-c", runner_arch_case() + ' && echo "$RUNNER_ARCH"'], capture_output=True,
-                            text=True, env={"TARGETARCH": arch, "TARGETVARIANT": variant}, check=False)
+def test_runner_takes_the_url_and_sha256_of_the_platform_being_built(arch: str, variant: str, expected: str) -> None:
+    result = subprocess.run(["sh", "-c", runner_arch_case() + ' && echo "$RUNNER_URL $RUNNER_SHA256"'],
+                            capture_output=True, text=True,
+                            env={"TARGETARCH": arch, "TARGETVARIANT": variant, **BUILD_ARGS}, check=False)
     assert (result.returncode, result.stdout.strip()) == (0, expected)
 
 
 def test_runner_refuses_an_architecture_without_a_tarball() -> None:
     result = subprocess.run(["sh", "-c", runner_arch_case()], capture_output=True, text=True,
-                            env={"TARGETARCH": "s390x", "TARGETVARIANT": ""}, check=False)
+                            env={"TARGETARCH": "s390x", "TARGETVARIANT": "", **BUILD_ARGS}, check=False)
     assert result.returncode == 1 and "no GitHub Actions runner for s390x" in result.stderr
 
 
-def test_runner_downloads_the_mapped_tarball_and_declares_the_platform_args() -> None:
-    assert "ARG TARGETARCH" in RUNNER and "ARG TARGETVARIANT" in RUNNER
-    assert "actions-runner-linux-${RUNNER_ARCH}-${RUNNER_VERSION}.tar.gz" in RUNNER
+@pytest.mark.parametrize("good", [True, False])
+def test_runner_tarball_is_checked_against_its_sha256_before_unpacking(tmp_path: Path, good: bool) -> None:
+    tarball = tmp_path / "release.tar.gz"
+    tarball.write_bytes(b"a runner release")
+    digest = hashlib.sha256(tarball.read_bytes()).hexdigest() if good else "0" * 64
+    result = subprocess.run(["sh", "-c", runner_download_and_check()], capture_output=True, text=True, check=False,
+                            env={"TARGETARCH": "arm64", "TARGETVARIANT": "", "PATH": os.environ["PATH"],
+                                 **BUILD_ARGS, "RUNNER_URL_ARM64": tarball.as_uri(), "RUNNER_SHA256_ARM64": digest})
+    assert (result.returncode == 0) == good, result
+    if not good:
+        assert "FAILED" in result.stdout + result.stderr
 
 
-def test_runner_entrypoint_registers_ephemeral_from_a_token_file_and_deregisters_on_stop() -> None:
-    entrypoint = (IMAGES / "github-runner" / "entrypoint.sh").read_text()
-    assert "--ephemeral" in entrypoint and 'cat "$token_file"' in entrypoint
-    assert re.search(r"^trap '.*deregister.*' TERM INT$", entrypoint, re.M)
-    assert "RUNNER_TOKEN=" not in entrypoint and "ENV RUNNER_TOKEN" not in RUNNER
+def test_runner_without_build_args_says_which_to_set() -> None:
+    result = subprocess.run(["sh", "-c", runner_download_and_check()], capture_output=True, text=True, check=False,
+                            env={"TARGETARCH": "amd64", "TARGETVARIANT": "", "PATH": os.environ["PATH"]})
+    assert result.returncode == 1
+    assert "set the build args RUNNER_URL_AMD64 and RUNNER_SHA256_AMD64" in result.stderr
 
 
 @pytest.mark.parametrize("name", sorted(p.parent.name for p in IMAGES.glob("*/Dockerfile")))  # every shipped one
