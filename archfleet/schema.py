@@ -10,7 +10,9 @@
 Every typed section of the fleet file is read through these readers, once, at load time.
 
 The YAML is composed here from the parser's events (libyaml's C parser when installed, else PyYAML's own: the
-same events, so the same results and, for bad YAML, the same messages), with these rules:
+same events, so the same results and, for bad YAML, the same messages), with these rules. (A plain document, with
+no alias, tag or merge key, is composed by libyaml's own composer instead: the same tree; anything else it leaves
+to the event composer.)
 
 - **No tags**: a tag of any kind (``!!python/object``, ``!!str``, ``!foo``) on any node is an error.
 - **Bounded aliases**: at most ``max(MIN_ALIAS_BUDGET, len(text) // 10)`` nodes may come from aliases and at most
@@ -30,7 +32,9 @@ same events, so the same results and, for bad YAML, the same messages), with the
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import functools
 import gc
 import math
 import re
@@ -52,13 +56,16 @@ MIN_ALIAS_COUNT = 10_000  # aliases a file may use, at least (more for a bigger 
 
 # libyaml's parser when PyYAML was built with it; the pure-Python one otherwise (and for error messages).
 PURE_LOADER: type = yaml.SafeLoader
-FAST_LOADER: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_LIBYAML_LOADER: type | None = getattr(yaml, "CSafeLoader", None)
+FAST_LOADER: type = _LIBYAML_LOADER or yaml.SafeLoader
 
 _YAML_TAG_PREFIX = "tag:yaml.org,2002:"
 _CONSTRUCTOR = SafeConstructor()
 _IMPLICIT_RESOLVERS: dict[str | None, list[tuple[str, re.Pattern[str]]]] = Resolver.yaml_implicit_resolvers
 _ANY_START_RESOLVERS = _IMPLICIT_RESOLVERS.get(None, [])
 _OPENERS = ("quoted scalar", "flow sequence", "flow mapping", "block scalar")
+_DECIMAL_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
+_OCTAL_IN_YAML_11 = re.compile(r"0[0-7_]+")
 
 
 class SchemaError(InputError):
@@ -93,16 +100,17 @@ class Node:
 
     @property
     def is_scalar(self) -> bool:
-        return not isinstance(self.value, dict | list)
+        return not isinstance(self.value, (dict, list))  # a tuple: faster than `dict | list`
 
     def as_text(self) -> str | None:
         """The scalar as written (``0123``, ``no``, ``1.10``), for values the schema reads as text; None for
         nothing, a mapping or a list."""
-        if self.value is None or not self.is_scalar:
+        value = self.value
+        if value is None or isinstance(value, (dict, list)):  # a tuple: faster than `dict | list`
             return None
-        if isinstance(self.value, str):
-            return self.value
-        return self.text if self.text is not None else str(self.value)
+        if isinstance(value, str):
+            return value
+        return self.text if self.text is not None else str(value)
 
 
 def _child_path(parent: str, key: str | int) -> str:
@@ -114,6 +122,7 @@ def _child_path(parent: str, key: str | int) -> str:
 # --- scalars --------------------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1 << 16)  # keys and small values repeat in every service of a big file
 def _plain_value(text: str) -> tuple[Any, str]:
     """What YAML 1.1 makes of a plain (unquoted, untagged) scalar: (value, tag name)."""
     resolvers = _IMPLICIT_RESOLVERS.get(text[:1])
@@ -127,6 +136,8 @@ def _plain_value(text: str) -> tuple[Any, str]:
             if name == "bool":
                 return _CONSTRUCTOR.bool_values[text.lower()], name
             if name == "int":
+                if _DECIMAL_INT.fullmatch(text):  # the common case, as PyYAML reads it (octal, 0x, 1:20 go there)
+                    return int(text), name
                 return _CONSTRUCTOR.construct_yaml_int(ScalarNode(tag, text)), name
             if name == "float":
                 return _CONSTRUCTOR.construct_yaml_float(ScalarNode(tag, text)), name
@@ -139,7 +150,7 @@ def number_trap(node: Node) -> str | None:
     text = (node.text or "").strip().lstrip("+-")
     if ":" in text:
         return f"{node.text} is the base-60 number {node.value} in YAML 1.1: write {node.value} (or quote text)"
-    if re.fullmatch(r"0[0-7_]+", text):
+    if _OCTAL_IN_YAML_11.fullmatch(text):
         return (f"{node.text} has a leading zero, which YAML 1.1 reads as the octal number {node.value}: "
                 "write it without the leading zero (or quote text)")
     if "_" in text:
@@ -379,6 +390,116 @@ def _copy(node: Node, path: str, line: int) -> Node:
     return Node(value, line, path, node.file, node.text)
 
 
+# --- composing with libyaml's own composer: the fast path for plain documents ----------------------------------------
+
+_KEYS_READ_AS_NOT_TEXT = frozenset(("bool", "null", "int", "float", "merge"))
+_ANCHOR = re.compile(r"&[0-9A-Za-z_-]")  # what starts an anchor (or looks like one: in a comment, in quotes)
+
+if hasattr(yaml, "CSafeLoader"):
+
+    class _LibyamlNodeLoader(yaml.CSafeLoader):
+        """libyaml's composer (C code: no Python per event), with PyYAML's resolver hooks cut down: a node's tag
+        is the tag written on it, or for an untagged node its ``implicit`` flags (a scalar's: plain, quoted)."""
+
+        def resolve(self, kind: type, value: Any, implicit: Any) -> Any:
+            return implicit
+
+        def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+            pass
+
+        def ascend_resolver(self) -> None:
+            pass
+
+
+class _NeedsEventComposer(Exception):
+    """The document has something only the event composer reads (and checks): an alias, a tag, a merge key, a
+    duplicate key, a key YAML 1.1 reads as not text, a collection as a key, nesting deeper than MAX_DEPTH."""
+
+
+class _NodeTreeReader:
+    """Our Node tree from libyaml's node tree, for a document without aliases, tags or merge keys: the same nodes,
+    lines and paths as the event composer gives; anything it would refuse (or that needs its rules) is left to it.
+    libyaml's composer makes an alias the very node its anchor names: a node met twice is an alias. Without an
+    anchor there is no alias (libyaml refuses an alias to no anchor), so nodes are counted only when `&` is there."""
+
+    def __init__(self, file: str):
+        self.file = file
+        self.seen: set[int] | None = None  # id() of every libyaml node read, when the text may have anchors
+
+    def read(self, text: str) -> Node | None:
+        """The document's Node tree, or None when the event composer must read it."""
+        if "&" in text and _ANCHOR.search(text):
+            self.seen = set()  # the tree is alive while it is read: an id() is one node's
+        loader = _LibyamlNodeLoader(text)
+        try:
+            root = loader.get_single_node()
+        except yaml.YAMLError:
+            return None  # the event composer gives the error in its words, at its line
+        finally:
+            loader.dispose()
+        if root is None:
+            return Node({}, 1, "", self.file)
+        try:
+            return self.node(root, "", root.start_mark.line + 1, 1)
+        except _NeedsEventComposer:
+            return None
+
+    def first_time(self, yaml_node: Any) -> None:
+        if self.seen is None:
+            return
+        if id(yaml_node) in self.seen:  # an alias
+            raise _NeedsEventComposer
+        self.seen.add(id(yaml_node))
+
+    def node(self, yaml_node: Any, path: str, line: int, depth: int) -> Node:
+        """``yaml_node`` as a Node at ``path``; ``line`` is its key's line in a mapping, else its own."""
+        kind = type(yaml_node)
+        if kind is yaml.ScalarNode:
+            return self.scalar(yaml_node, path, line)
+        if type(yaml_node.tag) is not bool or depth > MAX_DEPTH:  # a tag written on it; too deep (or recursive)
+            raise _NeedsEventComposer
+        self.first_time(yaml_node)
+        if kind is yaml.SequenceNode:
+            return Node(self.items(yaml_node, path, depth), line, path, self.file)
+        return Node(self.entries(yaml_node, path, depth), line, path, self.file)
+
+    def scalar(self, yaml_node: Any, path: str, line: int) -> Node:
+        implicit = yaml_node.tag
+        if type(implicit) is not tuple:  # a tag written on it
+            raise _NeedsEventComposer
+        self.first_time(yaml_node)
+        text = yaml_node.value
+        return Node(_plain_value(text)[0] if implicit[0] else text, line, path, self.file, text)
+
+    def items(self, sequence: Any, path: str, depth: int) -> list[Node]:
+        items = []
+        for index, item in enumerate(sequence.value):
+            item_path, line = f"{path}[{index}]", item.start_mark.line + 1
+            if type(item) is yaml.ScalarNode:
+                items.append(self.scalar(item, item_path, line))
+            else:
+                items.append(self.node(item, item_path, line, depth + 1))
+        return items
+
+    def entries(self, mapping: Any, path: str, depth: int) -> dict[str, Node]:
+        prefix = f"{path}." if path else ""
+        entries: dict[str, Node] = {}
+        for key_node, value_node in mapping.value:
+            implicit = key_node.tag
+            if type(key_node) is not yaml.ScalarNode or type(implicit) is not tuple:
+                raise _NeedsEventComposer
+            self.first_time(key_node)
+            key = key_node.value
+            if (implicit[0] and _plain_value(key)[1] in _KEYS_READ_AS_NOT_TEXT) or key in entries:
+                raise _NeedsEventComposer
+            line = key_node.start_mark.line + 1
+            if type(value_node) is yaml.ScalarNode:
+                entries[key] = self.scalar(value_node, prefix + key, line)
+            else:
+                entries[key] = self.node(value_node, prefix + key, line, depth + 1)
+        return entries
+
+
 # --- errors in the YAML text itself ---------------------------------------------------------------------------------
 
 
@@ -412,14 +533,35 @@ def _path_at_line(text: str, line: int) -> str:
     return best
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a fleet file is read and checked (``with`` or as a decorator):
+    the tree and the specs are many small objects that stay alive, and the collector would walk them again and again
+    as they grow (a third of a big file's load time). They hold no reference cycles; it is back on afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def parse_yaml(text: str, file: str, *, loader: type | None = None) -> Node:
     """The YAML ``text`` as a Node tree (an empty document is an empty mapping). ``loader`` picks the parser
-    (default: libyaml's when installed); every error is a SchemaError naming ``file`` and the line."""
-    enabled = gc.isenabled()
-    gc.disable()  # a tree of many small objects: the collector would walk it again and again while it grows
+    (default: libyaml's when installed); every error is a SchemaError naming ``file`` and the line.
+
+    With libyaml, a document without aliases, tags or merge keys is composed by libyaml's own composer
+    (`_NodeTreeReader`: the same tree, with no Python per event); any other document, and every error, goes
+    through the event composer (`_Composer`), which applies the module's rules."""
     composer = _Composer(text, file, loader or FAST_LOADER)
     try:
-        return composer.compose()
+        with collector_paused():
+            if type(composer.loader) is _LIBYAML_LOADER:
+                tree = _NodeTreeReader(file).read(text)
+                if tree is not None:
+                    return tree
+            return composer.compose()
     except yaml.MarkedYAMLError as error:
         if (loader or FAST_LOADER) is not PURE_LOADER:
             return parse_yaml(text, file, loader=PURE_LOADER)  # the same error, in PyYAML's words
@@ -432,9 +574,6 @@ def parse_yaml(text: str, file: str, *, loader: type | None = None) -> Node:
                           f"character {character} is not allowed in YAML") from None
     except yaml.YAMLError as error:
         raise SchemaError(f"{file}:1: (top): not valid YAML: {error}".splitlines()[0]) from None
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def decode(data: bytes, file: str) -> str:

@@ -26,7 +26,7 @@ from archfleet.fleet.registry import RegistrySpec, parse_registry
 from archfleet.fleet.rollout import RolloutSpec, TimeoutsSpec, parse_rollout, parse_timeouts
 from archfleet.fleet.ssh import SshSpec, apply_ssh, check_inventory, parse_ssh
 from archfleet.placement import Placement, place
-from archfleet.schema import Mapping, load_yaml
+from archfleet.schema import Mapping, collector_paused, load_yaml
 
 DEFAULT_FLEET_FILE = "fleet.yaml"
 
@@ -65,6 +65,7 @@ class Fleet:
         return self.base_dir / self.inventory if self.inventory else None
 
 
+@collector_paused()
 def load_fleet(path: Path | None = None) -> Fleet:
     """Load and validate the whole fleet file, offline: every section, the inventory it names, where each
     service runs (groups, hosts, ports), and every template and environment value rendered for each of its hosts.
