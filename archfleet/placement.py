@@ -65,7 +65,11 @@ class Placement:
 
     def service_hosts(self) -> dict[str, list[str]]:
         """``{service: [hosts]}`` for every declared service (templates see it as ``service_hosts``)."""
-        return {name: self.hosts_of(name) for name in self.services}
+        hosts: dict[str, list[str]] = {name: [] for name in self.services}
+        for host in self.hosts:  # one pass (hosts_of per service would read every host's services again)
+            for name in self.by_host[host]:
+                hosts[name].append(host)
+        return hosts
 
 
 def services_in_groups(services: dict[str, ServiceSpec], groups: Iterable[str]) -> list[ServiceSpec]:
@@ -92,10 +96,11 @@ def place(services: dict[str, ServiceSpec], groups: dict[str, list[str]]) -> Pla
                 section.fail("hosts", f"no inventory host {name!r}")
             targets.add(name)
         targets_of[spec.name] = targets
-    by_host = {
-        host: tuple(spec.name for spec in start_order(s for s in services.values() if host in targets_of[s.name]))
-        for host in all_hosts
-    }
+    placed_on: dict[str, list[ServiceSpec]] = {host: [] for host in all_hosts}
+    for spec in services.values():
+        for host in targets_of[spec.name]:
+            placed_on[host].append(spec)
+    by_host = {host: tuple(spec.name for spec in start_order(specs)) for host, specs in placed_on.items()}
     placement = Placement(dict(services), by_host)
     for host in all_hosts:
         used: dict[tuple[int, str], str] = {}

@@ -211,9 +211,24 @@ def _template_syntax_error(text: str) -> str | None:
     return None
 
 
+# `{{ name }}` or `{{ name.attribute... }}`. Jinja parses each `{{ }}` on its own, so a value whose only `{` are in
+# such placeholders compiles exactly when each of its placeholders does: checked once per placeholder, not once per
+# value (a big fleet writes `{{ host.name }}-<something>` in thousands of services, each value a new text).
+SIMPLE_PLACEHOLDER = re.compile(r"\{\{ *[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)* *\}\}")
+
+
+def only_placeholders(text: str) -> bool:
+    """The text's only template parts are `{{ name.attribute }}` placeholders, each of which compiles."""
+    placeholders = SIMPLE_PLACEHOLDER.findall(text)
+    return ("{" not in SIMPLE_PLACEHOLDER.sub("", text)
+            and all(_template_syntax_error(placeholder) is None for placeholder in placeholders))
+
+
 def check_template_text(node: Node, text: str) -> None:
     """A ``{{ }}`` value compiles (rendering against the fleet's variables is checked later, per host)."""
     if "{{" not in text and "{%" not in text and "{#" not in text:
+        return
+    if only_placeholders(text):
         return
     message = _template_syntax_error(text)
     if message is not None:

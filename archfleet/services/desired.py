@@ -18,6 +18,7 @@ import jinja2
 
 from archfleet.errors import InputError
 from archfleet.facts.services import FILES_ROOT, ContainerState
+from archfleet.fleet.services import SIMPLE_PLACEHOLDER, only_placeholders
 from archfleet.inventory_file import host_addresses
 from archfleet.placement import container_name, previous_container_name
 
@@ -140,6 +141,10 @@ def render_text(spec: ServiceSpec, where: str, text: str, variables: dict[str, o
     if "{{" not in text and "{%" not in text:
         return text
     try:
+        if "\n" not in text and "\r" not in text and only_placeholders(text):
+            # Each `{{ name.attribute }}` rendered on its own: one compiled template per placeholder, not per value
+            # (Jinja's output is the text around them and each one's value; a line break it would normalize).
+            return SIMPLE_PLACEHOLDER.sub(lambda placeholder: text_template(placeholder[0]).render(**variables), text)
         return text_template(text).render(**variables)
     except RENDER_ERRORS as error:  # a template is user code: any failure is bad input naming it
         raise InputError(f"{spec.node.where}: services.{spec.name}.{where}: {error}") from None
