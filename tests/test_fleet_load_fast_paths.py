@@ -126,7 +126,8 @@ RENDER_VARIABLES: dict[str, object] = {
     "hosts": {"amd64-1": {"address": "10.0.0.1"}}, "lst": [1, 2],
 }
 RENDER_PIECES = ["{{ host.name }}", "{{host.platform}}", "{{ a }}", "{{ n }}", "{{ s }}", "{{ missing }}",
-                 "{{ host.missing }}", "{{ lst }}", "{{ n.real }}", "-", "x", " ", "}}", "}", "%", "é"]
+                 "{{ host.missing }}", "{{ lst }}", "{{ n.real }}", "{{ range }}", "{{ n.__class__ }}", "{{ a.b }}",
+                 "{{ lst.x }}", "-", "x", " ", "}}", "}", "%", "é"]
 
 
 def test_a_value_of_placeholders_renders_as_the_whole_template_does(tmp_path: Path) -> None:

@@ -124,6 +124,24 @@ def text_template(text: str) -> jinja2.Template:
     return jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(text)
 
 
+_PLACEHOLDER_ENVIRONMENT = jinja2.Environment(undefined=jinja2.StrictUndefined)
+
+
+def placeholder_value(placeholder: str, variables: dict[str, object]) -> str:
+    """What ``{{ name.attribute... }}`` renders to, looked up as Jinja's compiled code does (the name among the
+    variables, each attribute with Environment.getattr, then str); anything undefined is left to Jinja itself,
+    which renders it (or raises the error it raises)."""
+    name, *attributes = placeholder.strip("{} ").split(".")
+    value = variables.get(name, _PLACEHOLDER_ENVIRONMENT.undefined(name=name))
+    for attribute in attributes:
+        if isinstance(value, jinja2.Undefined):
+            break
+        value = _PLACEHOLDER_ENVIRONMENT.getattr(value, attribute)
+    if isinstance(value, jinja2.Undefined):
+        return text_template(placeholder).render(**variables)
+    return str(value)
+
+
 def render_template(spec: ServiceSpec, index: int, variables: dict[str, object]) -> bytes:
     file_spec = spec.files[index]
     try:
@@ -142,9 +160,9 @@ def render_text(spec: ServiceSpec, where: str, text: str, variables: dict[str, o
         return text
     try:
         if "\n" not in text and "\r" not in text and only_placeholders(text):
-            # Each `{{ name.attribute }}` rendered on its own: one compiled template per placeholder, not per value
-            # (Jinja's output is the text around them and each one's value; a line break it would normalize).
-            return SIMPLE_PLACEHOLDER.sub(lambda placeholder: text_template(placeholder[0]).render(**variables), text)
+            # Each `{{ name.attribute }}` looked up on its own, not a template compiled per value (Jinja's output is
+            # the text around them and each one's value; a line break it would normalize).
+            return SIMPLE_PLACEHOLDER.sub(lambda placeholder: placeholder_value(placeholder[0], variables), text)
         return text_template(text).render(**variables)
     except RENDER_ERRORS as error:  # a template is user code: any failure is bad input naming it
         raise InputError(f"{spec.node.where}: services.{spec.name}.{where}: {error}") from None
