@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,41 +25,24 @@ import pytest
 
 from archfleet.lab.state import LabHost, LabState
 from tests.lab.faults import in_lab_host, sync
-from tests.lab.support import PROJECT, archfleet, fleet_header, pyinfra
+from tests.lab.github_runner_fleet import github_standin, runner_image, runner_service
+from tests.lab.support import archfleet, fleet_header, pyinfra
 from tests.lab.test_secret_safety import container_bytes, files_holding, host_root, readable_by_others
-from tests.standins.github_api import RELEASE_PATH, GitHubStandin, Runner
+from tests.standins.github_api import GitHubStandin, Runner
 
 pytestmark = pytest.mark.lab
 
-STANDIN_PORT = 18413  # fixed, so the image's build args (the release URL) stay the same and its build is cached
 LABELS = "archfleet,lab"
 ARCH_LABEL = {"amd64": "X64", "arm64": "ARM64"}
 MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}
 
 
 def fleet_text(standin: GitHubStandin, token_file: Path) -> str:
-    release = standin.url + RELEASE_PATH
-    image = ("  github-runner: {context: PROJECT/images/github-runner, repository: archfleet-test/github-runner,\n"
-             "    tag: standin, build_args: {BASE_IMAGE: '{registry}/archfleet/debian:bookworm',\n"
-             f"      RUNNER_URL_AMD64: '{release}', RUNNER_SHA256_AMD64: '{standin.release_sha256}',\n"
-             f"      RUNNER_URL_ARM64: '{release}', RUNNER_SHA256_ARM64: '{standin.release_sha256}'}}}}\n")
-    services = "services:\n"
-    for arch, network in (("amd64", "bridge"), ("arm64", "host")):
-        services += f"""\
-  github-runner-{arch}:
-    image: github-runner
-    groups: [{arch}]
-    network: {network}
-    environment:
-      GITHUB_URL: {standin.url}/archfleet/demo
-      GITHUB_API_URL: {standin.url}/api/v3
-      RUNNER_NAME: "{{{{ host.name }}}}"
-      RUNNER_LABELS: {LABELS}
-    secrets:
-      github_token: {{file: {token_file}, mount: /run/secrets/github-token, owner: "1000:1000", mode: "0400"}}
-    stop_order: 10
-"""
-    return fleet_header() + image.replace("PROJECT", str(PROJECT)) + services
+    services = "services:\n" + "".join(
+        runner_service(f"github-runner-{arch}", arch, network, standin, token_file, LABELS,
+                       runner_name='"{{ host.name }}"')
+        for arch, network in (("amd64", "bridge"), ("arm64", "host")))
+    return fleet_header() + runner_image(standin) + services
 
 
 class ArgvWatch:
@@ -135,26 +117,20 @@ def remove_runners(lab: LabState) -> None:
 @pytest.fixture(scope="module")
 def rig(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     directory = tmp_path_factory.mktemp("github-runner")
-    pat = f"github_pat_{secrets.token_hex(20)}"
-    token_file = directory / "github-token"
-    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(pat + "\n")
-    standin = GitHubStandin(lab.gateway, STANDIN_PORT, pat).start()
-    argv = ArgvWatch(standin)
-    argv.start()
-    fleet = directory / "fleet.yaml"
-    fleet.write_text(fleet_text(standin, token_file))
-    try:
-        bootstrap = pyinfra("deploys/host.py", "--limit", "amd64", "--limit", "arm64")
-        assert bootstrap.returncode == 0, bootstrap.output[-3000:]
-        remove_runners(lab)
-        archfleet("images", "build", "-f", str(fleet), check=True)
-        yield Rig(lab, standin, fleet, argv)
-    finally:
-        remove_runners(lab)
-        argv.stop()
-        standin.stop()
+    with github_standin(lab.gateway, directory) as (standin, token_file):
+        argv = ArgvWatch(standin)
+        argv.start()
+        fleet = directory / "fleet.yaml"
+        fleet.write_text(fleet_text(standin, token_file))
+        try:
+            bootstrap = pyinfra("deploys/host.py", "--limit", "amd64", "--limit", "arm64")
+            assert bootstrap.returncode == 0, bootstrap.output[-3000:]
+            remove_runners(lab)
+            archfleet("images", "build", "-f", str(fleet), check=True)
+            yield Rig(lab, standin, fleet, argv)
+        finally:
+            remove_runners(lab)
+            argv.stop()
 
 
 @pytest.fixture(scope="module")

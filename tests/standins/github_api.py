@@ -19,8 +19,8 @@ What a self-hosted runner service meets, and nothing more:
 - the stand-in runner release as a tarball (``/releases/actions-runner-standin.tar.gz``) and its sha256
   (``.sha256``), built reproducibly so that the image's build arguments stay the same from run to run.
 
-The test drives it in-process: ``queue_job``, ``wait_job``, ``runners``, and the record of every token it minted and
-which registration used which.
+The test drives it in-process: ``queue_job``, ``wait_job``, ``runners``, the record of every token it minted and
+which registration used which, and when each runner was registered and removed.
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ class Runner:
     ephemeral: bool
     credential: str
     registered_with: str  # the registration token, or "jit"
+    registered_at: float = field(default_factory=time.time)  # epoch seconds (the lab hosts share this clock)
+    removed_at: float | None = None
 
 
 @dataclass
@@ -187,12 +189,15 @@ class GitHubStandin:
             status, answer = 422, {"message": f"bad request: {error}"}
         self.requests.append(f"{method} {path} {status}")
         data = answer if isinstance(answer, bytes) else (json.dumps(answer).encode() if answer is not None else b"")
-        request.send_response(status)
-        request.send_header("Content-Type", "application/octet-stream" if isinstance(answer, bytes)
-                            else "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
+        try:
+            request.send_response(status)
+            request.send_header("Content-Type", "application/octet-stream" if isinstance(answer, bytes)
+                                else "application/json")
+            request.send_header("Content-Length", str(len(data)))
+            request.end_headers()
+            request.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            request.close_connection = True  # the runner went away mid long poll (its host was reset)
 
     def route(self, method: str, path: str, params: dict[str, str], body: dict[str, object],
               auth: str) -> tuple[int, object]:
@@ -274,7 +279,9 @@ class GitHubStandin:
         return runner
 
     def _remove(self, runner_id: int) -> None:
-        self.removed.append(self.registry.pop(runner_id))
+        runner = self.registry.pop(runner_id)
+        runner.removed_at = time.time()
+        self.removed.append(runner)
         self.lock.notify_all()
 
     def runner_registration(self, method: str, body: dict[str, object], auth: str) -> tuple[int, object]:
