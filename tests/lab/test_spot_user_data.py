@@ -1,13 +1,17 @@
 """End to end: a spot instance that joins by itself. `archfleet spot up` (user_data: true) puts the boot script into
 the launch template and the secrets into SSM; a lab host freshly reset plays the instance, and the cloud-init
 stand-in runs the launch template's user-data at its first boot. Then `archfleet verify` proves its services, and
-`archfleet sync` and the host bootstrap find nothing to change. Last, the interruption: a metadata notice, the
-services stop in the fleet's order, a replacement instance boots from the same user-data and serves, and
-`spot status` shows it; each step is timed and printed.
+`archfleet sync` and the host bootstrap find nothing to change. The fleet's role runs the GitHub Actions runner
+(against the stand-in GitHub API) and two plain services. Last, the interruption: a metadata notice, the runner
+deregisters (the stand-in's registry no longer lists it) and stops first, the other services stop in the fleet's
+order, a replacement instance boots from the same user-data and serves (verify passes, its runner registered
+afresh), and `spot status` lists it; each step is timed and printed as one table.
 
 Stand-ins (tests/standins/cloud_init.py): cloud-init's first boot, the metadata service (IMDSv2 with the instance
-role's credentials), and a relay from the lab gateway to the EC2/SSM test server (moto). Real: the boot script,
-curl's SigV4 signing, moto's SSM SecureStrings, Docker, the lab registry, the spot watcher, archfleet's commands.
+role's credentials), and a relay from the lab gateway to the EC2/SSM test server (moto); GitHub's API and the runner
+release (tests/standins/github_api.py). `lab reset` stands in for EC2 starting a fresh VM. Real: the boot script,
+curl's SigV4 signing, moto's SSM SecureStrings, Docker, the lab registry, the spot watcher, the runner image and its
+entrypoint (registration and removal tokens), archfleet's commands.
 """
 
 from __future__ import annotations
@@ -26,33 +30,49 @@ from pathlib import Path
 import pytest
 
 from archfleet.lab.state import LabHost, LabState, load, state_dir
+from archfleet.placement import container_name
+from archfleet.table import format_table
 from tests.lab.ec2_lab_address_map import ADDRESS_MODE, map_fleet_to_lab
+from tests.lab.github_runner_fleet import github_standin, runner_image, runner_service
 from tests.lab.support import PROJECT, PROJECT_IMAGES, archfleet, on_host, stop_times
 from tests.spot.conftest import Endpoint, endpoint  # noqa: F401  (endpoint: the moto fixture)
 from tests.spot.test_fleet_on_moto import X86_FILTER
 from tests.standins.cloud_init import Relay, RoleMetadataStandIn, first_boot, launch_template_user_data
+from tests.standins.github_api import GitHubStandin, Runner
 from tests.standins.instance_metadata import serve
 
 pytestmark = pytest.mark.lab
 
 NAME = "joins-lab"
 SPOT_HOSTS = 2  # the module plays the instances with the lab's second spot host (the first is test_spot_watcher's)
-SERVICES = {"boot-runner": 10, "boot-cache": 20}  # lower stop_order stops first
+ROLE = "joiners"
+GROUP = "spot"  # the services' group: the role's group exists only while the fleet has instances
+RUNNER = "github-runner"  # stops first: it deregisters before anything else goes
+SERVICES = {RUNNER: 10, "boot-cache": 20, "boot-store": 30}  # lower stop_order stops first
+SECRET_SERVICE = "boot-cache"
+RUNNER_LABELS = "archfleet,spot"
 CONTAINER_COMMAND = "trap 'exit 0' TERM; sleep infinity & wait"
 TOKEN = "boot-secret-0123456789abcdef"
 
 
-def fleet_text(moto_endpoint: Endpoint, known_hosts: Path, secret_file: Path) -> str:
-    services = "".join(
-        f"  {name}:\n    image: debian\n    groups: [spot]\n    command: [sh, -c, \"{CONTAINER_COMMAND}\"]\n"
-        f"    stop_order: {order}\n" for name, order in SERVICES.items())
-    services += f"    secrets:\n      token: {{file: {secret_file}, mount: /run/secrets/token}}\n"
+def fleet_text(moto_endpoint: Endpoint, known_hosts: Path, secret_file: Path, standin: GitHubStandin,
+               github_token: Path) -> str:
+    # The runner leaves RUNNER_NAME unset (named after its container's hostname): a name rendered per host could
+    # not start from user-data. Bridge networking, as on real hosts (the lab's spot hosts are x86_64).
+    services = runner_service(RUNNER, GROUP, "bridge", standin, github_token, RUNNER_LABELS,
+                              stop_order=SERVICES[RUNNER])
+    for name, order in SERVICES.items():
+        if name != RUNNER:
+            services += (f"  {name}:\n    image: debian\n    groups: [{GROUP}]\n"
+                         f"    command: [sh, -c, \"{CONTAINER_COMMAND}\"]\n    stop_order: {order}\n")
+        if name == SECRET_SERVICE:
+            services += f"    secrets:\n      token: {{file: {secret_file}, mount: /run/secrets/token}}\n"
     return f"""\
 registry: {{lab: true}}
 inventory: {PROJECT / "inventories" / "ec2.py"}
 ssh: {{user: root, key_file: {state_dir() / "ssh" / "id_ed25519"}, known_hosts: {known_hosts}}}
 images:
-{PROJECT_IMAGES["debian"]}services:
+{PROJECT_IMAGES["debian"]}{runner_image(standin)}services:
 {services}spot_fleets:
   {NAME}:
     target_capacity: 1
@@ -62,7 +82,7 @@ images:
     key_pair: {moto_endpoint.key_pair}
     security_groups: [{moto_endpoint.security_group}]
     subnets: [{moto_endpoint.subnets[0]}]
-    role: joiners
+    role: {ROLE}
     user_data: true
     instance_profile: archfleet-joins
 """
@@ -76,8 +96,9 @@ class Joining:
     host: LabHost
     metadata: RoleMetadataStandIn
     ec2: object
+    standin: GitHubStandin
     instance_id: str = ""
-    timeline: dict[str, float] = field(default_factory=dict)
+    timeline: dict[str, float] = field(default_factory=dict)  # what happened when (epoch seconds)
 
     def archfleet(self, *args: str, timeout: float = 1800, path: Path | None = None
                   ) -> subprocess.CompletedProcess[str]:
@@ -89,9 +110,18 @@ class Joining:
         shutil.copyfile(state_dir() / "ssh" / "known_hosts", self.known_hosts)
         self.known_hosts.chmod(0o600)
 
+    def runner(self, timeout: float = 60) -> Runner:
+        """The instance's runner in the stand-in's registry, once registered: named after its container's hostname."""
+        hostname = on_host(self.host, "docker inspect -f '{{.Config.Hostname}}' " + container_name(RUNNER))
+        assert hostname.returncode == 0, hostname.stderr
+        name = hostname.stdout.strip()
+        self.standin.wait_for(lambda: any(r.name == name for r in self.standin.registry.values()), timeout,
+                              f"runner {name} of {self.instance_id} registered")
+        return next(r for r in self.standin.runners() if r.name == name)
+
 
 def clear_host(host: LabHost) -> None:
-    names = " ".join(f"archfleet-{name}" for name in SERVICES)
+    names = " ".join(container_name(name) for name in SERVICES)
     on_host(host, f"docker rm -f {names} >/dev/null 2>&1; /etc/init.d/archfleet-spot-watcher stop >/dev/null 2>&1; "
                   "update-rc.d -f archfleet-spot-watcher remove >/dev/null 2>&1; "
                   "rm -rf /etc/init.d/archfleet-spot-watcher /usr/local/sbin/archfleet-spot-watcher "
@@ -110,27 +140,28 @@ def joining(lab: LabState, endpoint: Endpoint,  # noqa: F811
     secret.write_text(TOKEN)
     secret.chmod(0o600)
     path = folder / "fleet.yaml"
-    path.write_text(fleet_text(endpoint, folder / "known_hosts", secret))
-    metadata = RoleMetadataStandIn()
-    server = serve(metadata, lab.gateway)
-    moto_port = urllib.parse.urlsplit(endpoint.url).port
-    assert moto_port is not None
-    relay = Relay(lab.gateway, ("127.0.0.1", moto_port))
-    env = {**endpoint.env, "AWS_ENDPOINT_URL": f"http://{relay.address}", "ARCHFLEET_EC2_FLEET": NAME,
-           "ARCHFLEET_EC2_ADDRESS": ADDRESS_MODE, "PYTHONUNBUFFERED": "1",
-           "ARCHFLEET_EC2_METADATA_URL": f"http://{lab.gateway}:{server.server_address[1]}"}
-    fleet = Joining(path, folder / "known_hosts", env, host, metadata, endpoint.ec2)
-    fleet.refresh_known_hosts()
-    try:
-        built = fleet.archfleet("images", "build")
-        assert built.returncode == 0, built.stderr[-3000:]
-        yield fleet
-    finally:
-        clear_host(host)
-        fleet.archfleet("spot", "down", NAME)
-        relay.close()
-        server.shutdown()
-        server.server_close()
+    with github_standin(lab.gateway, folder) as (standin, github_token):
+        path.write_text(fleet_text(endpoint, folder / "known_hosts", secret, standin, github_token))
+        metadata = RoleMetadataStandIn()
+        server = serve(metadata, lab.gateway)
+        moto_port = urllib.parse.urlsplit(endpoint.url).port
+        assert moto_port is not None
+        relay = Relay(lab.gateway, ("127.0.0.1", moto_port))
+        env = {**endpoint.env, "AWS_ENDPOINT_URL": f"http://{relay.address}", "ARCHFLEET_EC2_FLEET": NAME,
+               "ARCHFLEET_EC2_ADDRESS": ADDRESS_MODE, "PYTHONUNBUFFERED": "1",
+               "ARCHFLEET_EC2_METADATA_URL": f"http://{lab.gateway}:{server.server_address[1]}"}
+        fleet = Joining(path, folder / "known_hosts", env, host, metadata, endpoint.ec2, standin)
+        fleet.refresh_known_hosts()
+        try:
+            built = fleet.archfleet("images", "build")  # the runner image only when the lab registry lacks it
+            assert built.returncode == 0, built.stderr[-3000:]
+            yield fleet
+        finally:
+            clear_host(host)
+            fleet.archfleet("spot", "down", NAME)
+            relay.close()
+            server.shutdown()
+            server.server_close()
 
 
 def boot_instance(fleet: Joining) -> float:
@@ -139,13 +170,15 @@ def boot_instance(fleet: Joining) -> float:
     assert len(played) == 1
     fleet.instance_id = played[0].instance_id
     archfleet("lab", "reset", fleet.host.name, check=True)
+    fleet.timeline["reset"] = time.time()
     fleet.refresh_known_hosts()
     script = launch_template_user_data(fleet.ec2, fleet.instance_id)
-    assert TOKEN not in script
+    assert TOKEN not in script and fleet.standin.pat not in script
     boot = first_boot(fleet.host, script)
+    fleet.timeline["booted"] = time.time()
     assert boot.returncode == 0, boot.output[-4000:]
     assert "archfleet-boot: joined" in boot.output, boot.output[-4000:]
-    assert TOKEN not in boot.output
+    assert TOKEN not in boot.output and fleet.standin.pat not in boot.output
     return boot.seconds
 
 
@@ -167,6 +200,8 @@ def test_a_host_booted_from_the_user_data_serves_and_the_next_sync_changes_nothi
     rows = json.loads(proof.stdout)["rows"]
     assert {(r["host"], r["service"]) for r in rows} == {(joining.instance_id, s) for s in SERVICES}, rows
     assert all(r["verdict"] == "ok" and r["state"] == "running" for r in rows), rows
+    runner = joining.runner()
+    assert runner.labels == ["self-hosted", "linux", "X64", *RUNNER_LABELS.split(",")], runner
 
     assert sync_statuses(joining.archfleet("sync")) == {joining.instance_id: "no changes"}
     bootstrap = joining.archfleet("hosts", "bootstrap")
@@ -175,30 +210,59 @@ def test_a_host_booted_from_the_user_data_serves_and_the_next_sync_changes_nothi
 
     # The secret: root-only on the host, read from SSM; never in ps, the user-data file or world-readable files.
     encoded = base64.b64encode(TOKEN.encode()).decode()  # the command line must not hold the token itself
-    on = on_host(joining.host, "ls -l /etc/archfleet/services/boot-cache/*/token; ps -eo args; "
+    on = on_host(joining.host, f"ls -l /etc/archfleet/services/{SECRET_SERVICE}/*/token; ps -eo args; "
                                f"t=$(echo {encoded} | base64 -d); "
                                'grep -rl --exclude-dir=services "$t" /etc /var/lib/cloud /var/log || true')
     assert on.stdout.startswith("-rw------- 1 root root"), on.stdout
     assert TOKEN not in on.stdout.split("\n", 1)[1], on.stdout
 
 
+def watcher_saw_notice(host: LabHost) -> float:
+    """When the spot watcher logged the notice (its log's UTC timestamps, milliseconds)."""
+    line = on_host(host, "grep -m 1 ' notice: ' /var/log/archfleet-spot-watcher.log").stdout
+    assert line, "the spot watcher logged no notice"
+    return datetime.datetime.fromisoformat(line.split()[0]).timestamp()
+
+
+def timeline_table(marks: list[tuple[str, float]]) -> str:
+    """Each step's time since the notice (the first mark) and since the step before, in the order they happened."""
+    ordered = sorted(marks, key=lambda mark: mark[1])
+    start = ordered[0][1]
+    rows = [(step, f"{at - start:.1f}", f"{at - ordered[max(i - 1, 0)][1]:.1f}")
+            for i, (step, at) in enumerate(ordered)]
+    return format_table(["step", "since notice (s)", "step (s)"], rows)
+
+
 def test_an_interruption_then_a_replacement_from_the_user_data_serves(joining: Joining) -> None:
     assert joining.instance_id, "needs the first test's instance"
-    expected = [f"archfleet-{name}" for name in sorted(SERVICES, key=SERVICES.__getitem__)]
+    standin = joining.standin
+    old_runner = joining.runner()
+    expected = [container_name(name) for name in sorted(SERVICES, key=SERVICES.__getitem__)]
     notice = time.time()
     joining.metadata.instance_action = {"action": "terminate", "time": (
         datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")}
     try:
+        standin.wait_for(lambda: old_runner.id not in standin.registry, 30, f"runner {old_runner.name} deregistered")
         while True:
             times = stop_times(joining.host, expected)
             if times and all(t is not None for t in times.values()):
                 break
-            assert time.time() - notice < 30, f"still running 30 s after the notice: {times}"
+            assert time.time() - notice < 60, f"still running 60 s after the notice: {times}"
             time.sleep(0.5)
     finally:
         joining.metadata.instance_action = None
-    assert sorted(times, key=lambda n: times[n] or 0) == expected, times
-    drained = max(t for t in times.values() if t is not None)
+    stopped = {name: at for name, at in times.items() if at is not None}
+    # The runner deregistered itself with a removal token, then ended on SIGTERM (not killed), before the others.
+    assert any(m.kind == "remove" and m.used_by == old_runner.name for m in standin.minted), standin.minted
+    assert old_runner.removed_at is not None and old_runner.removed_at < stopped[container_name(RUNNER)], stopped
+    assert sorted(stopped, key=stopped.__getitem__) == expected, stopped
+    code = on_host(joining.host, "docker inspect -f '{{.State.ExitCode}}' " + container_name(RUNNER)).stdout
+    assert code.strip() == "143", code
+    marks = [("notice posted (metadata stand-in)", notice),
+             ("spot watcher saw the notice", watcher_saw_notice(joining.host)),
+             ("runner deregistered (stand-in GitHub's registry)", old_runner.removed_at),
+             *((f"{name} stopped (stop_order {SERVICES[name]})", stopped[container_name(name)]) for name in SERVICES)]
+
     # EC2 reclaims the instance; the maintain fleet launches a replacement from the same launch template.
     old = joining.instance_id
     joining.ec2.terminate_instances(InstanceIds=[old])  # type: ignore[attr-defined]
@@ -212,20 +276,27 @@ def test_an_interruption_then_a_replacement_from_the_user_data_serves(joining: J
             break
         assert time.monotonic() < deadline, status.stdout
         time.sleep(2)
-    replaced = time.time()
+    marks.append(("replacement instance running (EC2 test server)", time.time()))
     boot_instance(joining)
     assert joining.instance_id == running[0]["id"]
+    marks += [("replacement host fresh (lab reset, for a new VM)", joining.timeline["reset"]),
+              ("replacement booted from user-data (cloud-init stand-in)", joining.timeline["booted"])]
+    new_runner = joining.runner()
+    assert new_runner.name != old_runner.name and new_runner.registered_with != old_runner.registered_with
+    assert any(m.kind == "registration" and m.token == new_runner.registered_with and m.used_by == new_runner.name
+               for m in standin.minted)  # a fresh registration token, minted at its start
+    assert all(r.name != old_runner.name for r in standin.runners()), standin.runners()
     proof = joining.archfleet("verify", "--json")
     assert proof.returncode == 0, proof.stdout + proof.stderr[-3000:]
     rows = json.loads(proof.stdout)["rows"]
-    assert {r["host"] for r in rows} == {joining.instance_id} and all(r["verdict"] == "ok" for r in rows), rows
-    serving = time.time()
+    assert {(r["host"], r["service"]) for r in rows} == {(joining.instance_id, s) for s in SERVICES}, rows
+    assert all(r["verdict"] == "ok" for r in rows), rows
+    marks += [("replacement runner registered afresh (stand-in GitHub)", new_runner.registered_at),
+              ("replacement serving (archfleet verify passed)", time.time())]
     status = joining.archfleet("spot", "status", NAME)
-    assert joining.instance_id in status.stdout, status.stdout
-    print(f"\ninterruption timeline: notice -> drained {drained - notice:.1f}s; "
-          f"drained -> replacement running (EC2 test server) {replaced - drained:.1f}s; "
-          f"replacement running -> serving (reset, first boot, verify) {serving - replaced:.1f}s; "
-          f"total {serving - notice:.1f}s")
+    assert status.returncode == 0 and joining.instance_id in status.stdout, status.stdout
+    marks.append(("`archfleet spot status` lists the replacement", time.time()))
+    print("\ninterruption timeline (seconds):\n" + timeline_table(marks))
 
 
 def test_spot_up_sync_bootstraps_and_syncs_an_instance_that_came_up_bare(joining: Joining) -> None:
@@ -254,8 +325,8 @@ def test_a_service_that_renders_per_host_is_refused_for_user_data(joining: Joini
     """Its spec hash would differ on every instance: the boot script could not give what a sync computes."""
     variant = joining.path.with_name("per-host.yaml")
     variant.write_text(joining.path.read_text().replace(
-        "    stop_order: 10\n", "    stop_order: 10\n    environment: {NODE: '{{ host.name }}'}\n", 1))
+        "      RUNNER_LABELS: ", '      RUNNER_NAME: "{{ host.name }}"\n      RUNNER_LABELS: ', 1))
     refused = joining.archfleet("spot", "up", NAME, "--dry", path=variant)
     assert refused.returncode == 2, refused.stdout + refused.stderr
-    assert "services.boot-runner: renders differently per host" in refused.stderr, refused.stderr
+    assert f"services.{RUNNER}: renders differently per host" in refused.stderr, refused.stderr
     assert "use `spot up --sync`" in refused.stderr
