@@ -185,11 +185,12 @@ def test_bootstrap_gives_ec2_hosts_the_fleets_registry_and_the_watcher(ec2_fleet
     ca = Path(lab.registry.ca_cert).read_text()
     stop_order = "".join(f"stop=archfleet-{name}\n" for name in sorted(SERVICES, key=SERVICES.__getitem__))
     for played in ec2_fleet.played:
-        on = on_host(played.host, f"cat /etc/docker/certs.d/{ec2_fleet.registry}/ca.crt; echo ==; "
-                                   "cat /root/.docker/config.json; echo ==; cat /etc/archfleet/spot-watcher.conf; "
-                                   "echo ==; /etc/init.d/archfleet-spot-watcher status")
+        # (the separator is no base64: a PEM line may end in "==")
+        on = on_host(played.host, f"cat /etc/docker/certs.d/{ec2_fleet.registry}/ca.crt; echo @@@; "
+                                   "cat /root/.docker/config.json; echo @@@; cat /etc/archfleet/spot-watcher.conf; "
+                                   "echo @@@; /etc/init.d/archfleet-spot-watcher status")
         assert on.returncode == 0, (played.host.name, on.stdout, on.stderr)
-        host_ca, docker_config, watcher_config, _ = on.stdout.split("==\n")
+        host_ca, docker_config, watcher_config, _ = on.stdout.split("@@@\n")
         assert host_ca.strip() == ca.strip(), played.host.name
         assert ec2_fleet.registry in json.loads(docker_config)["auths"], played.host.name
         assert f"metadata_url={ec2_fleet.env['ARCHFLEET_EC2_METADATA_URL']}\n" in watcher_config
