@@ -31,7 +31,7 @@ import pytest
 
 from archfleet.lab.state import LabHost, LabState, state_dir
 from tests.lab.ec2_lab_address_map import ADDRESS_MODE, PlayedInstance, map_fleet_to_lab
-from tests.lab.support import PROJECT, PROJECT_IMAGES, on_host
+from tests.lab.support import PROJECT, PROJECT_IMAGES, on_host, stop_times
 from tests.spot.conftest import SCARCE_TYPE, Endpoint, endpoint  # noqa: F401  (endpoint: the moto fixture)
 from tests.spot.test_fleet_on_moto import ARM_SSM, X86_FILTER, tagged
 from tests.standins.instance_metadata import MetadataStandIn, serve
@@ -228,19 +228,8 @@ def test_sync_runs_each_host_its_own_platform_then_changes_nothing_and_verify_pr
 
 
 def finished_at(host: LabHost) -> dict[str, float | None]:
-    """Each service container's stop time (epoch seconds; the lab hosts share this machine's clock), None while it
-    runs."""
-    names = " ".join(f"archfleet-{name}" for name in SERVICES)
-    result = on_host(host, f"docker inspect --format '{{{{.Name}}}} {{{{.State.Running}}}} "
-                           f"{{{{.State.FinishedAt}}}}' {names}")
-    assert result.returncode == 0, result.stderr
-    times: dict[str, float | None] = {}
-    for line in result.stdout.splitlines():
-        name, running, stamp = line.split()
-        whole, _, fraction = stamp.rstrip("Z").partition(".")
-        moment = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.UTC).timestamp()
-        times[name.lstrip("/")] = None if running == "true" else moment + float(f"0.{fraction or 0}")
-    return times
+    """Each service container's stop time (epoch seconds), None while it runs."""
+    return stop_times(host, [f"archfleet-{name}" for name in SERVICES])
 
 
 def test_an_interruption_notice_stops_the_services_in_the_fleets_order(ec2_fleet: Ec2Fleet) -> None:
