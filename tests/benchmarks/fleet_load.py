@@ -99,6 +99,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="runs per figure with libyaml (the median is printed)")
     parser.add_argument("--placement", action="store_true",
                         help="also time the whole load_fleet (inventory, placement, a render per service and host)")
+    parser.add_argument("--libyaml-only", action="store_true",
+                        help="skip the pure-Python parser's row (20 s for 5 MB; a comparison only)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "fleet.yaml"
@@ -108,7 +110,8 @@ def main() -> None:
         (Path(folder) / "inventory.py").write_text(f"hosts = [{hosts}]\n")
         services = text.count("\n  svc-")
         print(f"fleet file: {len(text) / 1e6:.1f} MB, {services} services, {text.count(chr(10))} lines", flush=True)
-        for label, loader in (("libyaml", schema.FAST_LOADER), ("pure", schema.PURE_LOADER)):
+        loaders = [("libyaml", schema.FAST_LOADER)] + ([] if args.libyaml_only else [("pure", schema.PURE_LOADER)])
+        for label, loader in loaders:
             runs = args.runs if loader is schema.FAST_LOADER else 1
             yaml_only = median_of(runs, lambda loader=loader: schema.load_yaml(path, loader=loader))
             previous = schema.FAST_LOADER
