@@ -10,9 +10,10 @@
 Every typed section of the fleet file is read through these readers, once, at load time.
 
 The YAML is composed here from the parser's events (libyaml's C parser when installed, else PyYAML's own: the
-same events, so the same results and, for bad YAML, the same messages), with these rules. (A plain document, with
-no alias, tag or merge key, is composed by libyaml's own composer instead: the same tree; anything else it leaves
-to the event composer.)
+same events, so the same results and, for bad YAML, the same messages), with these rules. (Two fast paths give the
+same tree for the documents they read and leave every other one, and every error, to the event composer: the line
+reader (`_LineReader`) for the block mappings, lists, one-line scalars and flow collections fleet files are written
+in; libyaml's own composer for any other document without an alias, tag or merge key.)
 
 - **No tags**: a tag of any kind (``!!python/object``, ``!!str``, ``!foo``) on any node is an error.
 - **Bounded aliases**: at most ``max(MIN_ALIAS_BUDGET, len(text) // 10)`` nodes may come from aliases and at most
@@ -500,6 +501,236 @@ class _NodeTreeReader:
         return entries
 
 
+# --- the fast path for the YAML fleet files are written in: a line reader ------------------------------------------
+
+# Anything but a line feed and the printable characters YAML allows (a tab, a carriage return, YAML 1.1's other
+# line breaks U+0085, U+2028, U+2029, a byte order mark, a control character): the line reader leaves the document.
+_NOT_FOR_LINE_READER = re.compile(
+    "[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
+_PLAIN_START = "[^\\s\\-?:,\\[\\]{}#&*!|>'\"%@`]|-[^\\s:,\\[\\]{}#]"  # as YAML starts a plain scalar, cut down
+_BLOCK_KEY = re.compile(r"(\w[\w./-]*) *:(?: +(.*))?")  # `name:`, `name: rest` (rest starts with no space)
+_DOUBLE_QUOTED = re.compile(r'"([^"\\]*)"')  # no escapes
+_SINGLE_QUOTED = re.compile(r"'((?:[^']|'')*)'")
+_AFTER_VALUE = re.compile(r"(?: +#.*| *)")  # a comment or nothing after a value
+_FLOW_PLAIN = re.compile(f"(?:{_PLAIN_START})[^,\\[\\]{{}}:#?]*(?<! )")  # a plain scalar in [] or {}
+_BLOCK_INDICATORS = frozenset("-?:,[]{}#&*!|>'\"%@`")
+_LINE_READER_DEPTH = 32  # deeper documents (rare; MAX_DEPTH applies) are left to the composers
+
+_NO_VALUE, _SCALAR, _FLOW_LIST, _FLOW_MAPPING = 0, 1, 2, 3  # what follows a key or a dash on its line
+_LineShape = tuple[int, bool, "str | None", int, int, Any]  # indent, dash, key, key's column, what follows, its value
+_EMPTY_LINE: _LineShape = (-1, False, None, -1, -1, None)  # a blank line or a comment
+
+
+class _LeaveToComposers(Exception):
+    """The line reader met something it does not read (or that is an error): the composers read the document."""
+
+
+def _quoted(text: str) -> tuple[str, int]:
+    """A one-line quoted scalar at the start of ``text`` (without escapes): (its value, where it ends)."""
+    match = (_DOUBLE_QUOTED if text[0] == '"' else _SINGLE_QUOTED).match(text)
+    if match is None:
+        raise _LeaveToComposers  # an escape, a quote that closes on another line, or none
+    return (match[1] if text[0] == '"' else match[1].replace("''", "'")), match.end()
+
+
+def _flow_scalar(piece: str) -> tuple[Any, str]:
+    """One item of a one-line flow collection, between its commas: (value, text as written)."""
+    text = piece.strip(" ")
+    if text[:1] in ("'", '"'):
+        value, end = _quoted(text)
+        if end != len(text):
+            raise _LeaveToComposers
+        return value, value
+    if not _FLOW_PLAIN.fullmatch(text):
+        raise _LeaveToComposers
+    return _plain_value(text)[0], text
+
+
+def _flow(text: str) -> tuple[int, tuple[Any, ...]]:
+    """A flow list or mapping of scalars that closes on its line: (what it is, its items as (value, text) or its
+    entries as (key, value, text)). Items are split at commas: one that is not one whole quoted or plain scalar (a
+    quote with a comma in it, a nested collection, an empty item, a comment) leaves the document to the composers."""
+    is_list = text[0] == "["
+    end = text.find("]" if is_list else "}")
+    inner = text[1:end]
+    if end < 0 or "[" in inner or "{" in inner or not _AFTER_VALUE.fullmatch(text, end + 1):
+        raise _LeaveToComposers
+    if not inner.strip(" "):
+        return (_FLOW_LIST if is_list else _FLOW_MAPPING), ()
+    if is_list:
+        return _FLOW_LIST, tuple(_flow_scalar(piece) for piece in inner.split(","))
+    entries: list[tuple[str, Any, str]] = []
+    for piece in inner.split(","):
+        key, colon, value = piece.partition(": ")
+        key = key.strip(" ")
+        if not colon or not _FLOW_PLAIN.fullmatch(key) or _plain_value(key)[1] in _KEYS_READ_AS_NOT_TEXT:
+            raise _LeaveToComposers
+        entries.append((key, *_flow_scalar(value)))
+    if len({key for key, _, _ in entries}) != len(entries):
+        raise _LeaveToComposers  # a duplicate key
+    return _FLOW_MAPPING, tuple(entries)
+
+
+@functools.lru_cache(maxsize=1 << 16)  # a big file repeats many of its lines (`retries: 5`, `healthcheck: {...}`)
+def _line_shape(line: str) -> _LineShape | None:
+    """What one line of a block document says, apart from where it is: _EMPTY_LINE, None for anything the line
+    reader does not read, else (indent, dash, key, the key's column, what follows, its value)."""
+    content = line.lstrip(" ")
+    if not content or content[0] == "#":
+        return _EMPTY_LINE
+    indent = len(line) - len(content)
+    if indent == 0 and (content.startswith(("---", "...")) or content[0] == "%"):
+        return None  # a document marker, a directive
+    rest = content
+    dash = content[0] == "-" and (len(content) == 1 or content[1] == " ")
+    if dash:
+        rest = content[1:].lstrip(" ")
+        if not rest or rest[0] == "#" or (rest[0] == "-" and (len(rest) == 1 or rest[1] == " ")):
+            return None  # an empty item, a list in a list
+    key_column = len(line) - len(rest)
+    key = None
+    match = _BLOCK_KEY.fullmatch(rest)
+    if match is not None:
+        key, rest = match[1], match[2] or ""
+        if _plain_value(key)[1] in _KEYS_READ_AS_NOT_TEXT:
+            return None
+        if not rest or rest[0] == "#":
+            return indent, dash, key, key_column, _NO_VALUE, None
+    elif not dash:
+        return None
+    try:
+        first = rest[0]
+        if first == "[" or first == "{":
+            kind, items = _flow(rest)
+            return indent, dash, key, key_column, kind, items
+        if first == '"' or first == "'":
+            value, end = _quoted(rest)
+            if not _AFTER_VALUE.fullmatch(rest, end):
+                return None
+            return indent, dash, key, key_column, _SCALAR, (value, value)
+    except _LeaveToComposers:
+        return None
+    if first in _BLOCK_INDICATORS and not (first == "-" and len(rest) > 1 and rest[1] not in " :,[]{}#"):
+        return None  # an anchor, alias, tag, block scalar, ...
+    comment = rest.find(" #")
+    text = (rest if comment < 0 else rest[:comment]).rstrip(" ")
+    if ": " in text or text.endswith(":"):
+        return None
+    return indent, dash, key, key_column, _SCALAR, (_plain_value(text)[0], text)
+
+
+class _LineReader:
+    """Our Node tree, straight from the text, for the YAML fleet files are written in: a block mapping at the top,
+    block mappings of plain keys, block lists, one-line plain and quoted scalars (no escapes) and one-line flow
+    collections of scalars, with comments. The same nodes, values, lines and paths as the composers give; a
+    document with anything else (an anchor, alias, tag, merge key, block or multi-line scalar, quoted key,
+    duplicate key, key YAML 1.1 reads as not text, tab, CR, BOM, document marker, anything not valid) is left to
+    them, so every error still comes from them."""
+
+    def __init__(self, file: str):
+        self.file = file
+
+    def read(self, text: str) -> Node | None:
+        """The document's Node tree, or None when the composers must read it."""
+        if _NOT_FOR_LINE_READER.search(text):
+            return None
+        try:
+            return self.document(text.split("\n"))
+        except _LeaveToComposers:
+            return None
+
+    def document(self, lines: list[str]) -> Node:
+        file = self.file
+        root: Node | None = None
+        stack: list[tuple[int, Any, Any, str, int]] = []  # the blocks around the open one
+        # The open block: its column, its entries (a mapping) or its items (a list), its path and depth.
+        column: int = -1
+        entries: dict[str, Node] | None = None
+        items: list[Node] | None = None
+        parent, depth = "", 0
+        pending_key: str | None = None  # a key of the open mapping whose value is on the lines below
+        pending_line = 0
+        inline_column = -1  # after a value written on its key's (or dash's) line, the next line is not deeper
+        for number, line in enumerate(lines, 1):
+            shape = _line_shape(line)
+            if shape is _EMPTY_LINE:
+                continue
+            if shape is None:
+                raise _LeaveToComposers
+            indent, dash, key, key_column, kind, value = shape
+            if pending_key is not None or indent != column or entries is None or dash:  # not the open mapping's
+                if pending_key is not None:                                           # next key: the general case
+                    assert entries is not None
+                    path = f"{parent}.{pending_key}" if parent else pending_key
+                    if indent > column or (dash and indent == column):
+                        if depth >= _LINE_READER_DEPTH:
+                            raise _LeaveToComposers
+                        node = Node([] if dash else {}, pending_line, path, file)
+                        entries[pending_key] = node
+                        stack.append((column, entries, items, parent, depth))
+                        column, parent, depth = indent, path, depth + 1
+                        entries, items = (None, node.value) if dash else (node.value, None)
+                    else:
+                        entries[pending_key] = Node(None, pending_line, path, file, "")
+                    pending_key = None
+                elif root is None:
+                    if dash:
+                        raise _LeaveToComposers  # a list at the top: not a fleet file, the composers read it
+                    root = Node({}, number, "", file)
+                    column, entries, depth = indent, root.value, 1
+                elif indent > inline_column:
+                    raise _LeaveToComposers  # a multi-line scalar, or not valid
+                while column > indent or (column == indent and not dash and items is not None):
+                    if not stack:
+                        raise _LeaveToComposers
+                    column, entries, items, parent, depth = stack.pop()
+                if column != indent:
+                    raise _LeaveToComposers  # not valid YAML: the composers say why
+                if items is not None:
+                    if not dash:
+                        raise _LeaveToComposers
+                    path = f"{parent}[{len(items)}]"
+                    if key is None:
+                        items.append(Node(value[0], number, path, file, value[1]) if kind == _SCALAR
+                                     else self.collection(kind, value, number, path, depth))
+                        inline_column = indent
+                        continue
+                    if depth >= _LINE_READER_DEPTH:
+                        raise _LeaveToComposers
+                    mapping = Node({}, number, path, file)
+                    items.append(mapping)
+                    stack.append((column, entries, items, parent, depth))
+                    column, entries, items, parent, depth = key_column, mapping.value, None, path, depth + 1
+                elif dash or key is None:
+                    raise _LeaveToComposers
+            assert entries is not None and key is not None
+            if key in entries:
+                raise _LeaveToComposers  # a duplicate key: the event composer names both lines
+            if kind == _NO_VALUE:
+                pending_key, pending_line = key, number
+                continue
+            path = f"{parent}.{key}" if parent else key
+            entries[key] = (Node(value[0], number, path, file, value[1]) if kind == _SCALAR
+                            else self.collection(kind, value, number, path, depth))
+            inline_column = column
+        if pending_key is not None:
+            assert entries is not None
+            path = f"{parent}.{pending_key}" if parent else pending_key
+            entries[pending_key] = Node(None, pending_line, path, file, "")
+        return root if root is not None else Node({}, 1, "", file)
+
+    def collection(self, kind: int, value: Any, line: int, path: str, depth: int) -> Node:
+        """The Node of a flow collection a line ends with (in a block ``depth`` deep)."""
+        if depth >= _LINE_READER_DEPTH:
+            raise _LeaveToComposers
+        file = self.file
+        if kind == _FLOW_LIST:
+            return Node([Node(item, line, f"{path}[{index}]", file, text) for index, (item, text) in enumerate(value)],
+                        line, path, file)
+        prefix = f"{path}." if path else ""
+        return Node({key: Node(item, line, prefix + key, file, text) for key, item, text in value}, line, path, file)
+
+
 # --- errors in the YAML text itself ---------------------------------------------------------------------------------
 
 
@@ -551,12 +782,17 @@ def parse_yaml(text: str, file: str, *, loader: type | None = None) -> Node:
     """The YAML ``text`` as a Node tree (an empty document is an empty mapping). ``loader`` picks the parser
     (default: libyaml's when installed); every error is a SchemaError naming ``file`` and the line.
 
-    With libyaml, a document without aliases, tags or merge keys is composed by libyaml's own composer
-    (`_NodeTreeReader`: the same tree, with no Python per event); any other document, and every error, goes
-    through the event composer (`_Composer`), which applies the module's rules."""
+    A document in the YAML fleet files are written in is read line by line (`_LineReader`, unless ``loader`` is the
+    pure-Python one); with libyaml, another document without aliases, tags or merge keys is composed by libyaml's
+    own composer (`_NodeTreeReader`): the same tree. Any other document, and every error, goes through the event
+    composer (`_Composer`), which applies the module's rules."""
     composer = _Composer(text, file, loader or FAST_LOADER)
     try:
         with collector_paused():
+            if loader is not PURE_LOADER:
+                lines_tree = _LineReader(file).read(text)
+                if lines_tree is not None:
+                    return lines_tree
             if type(composer.loader) is _LIBYAML_LOADER:
                 tree = _NodeTreeReader(file).read(text)
                 if tree is not None:

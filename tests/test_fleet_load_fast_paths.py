@@ -1,7 +1,7 @@
 """The fast paths that make a big fleet file load in about a second give exactly what the general paths give:
-libyaml's composer and the event composer (archfleet.schema), a template value checked and rendered placeholder by
-placeholder and as one Jinja template (archfleet.fleet.services, archfleet.services.desired), and placement's
-one-pass tables against their definitions (archfleet.placement)."""
+the line reader, libyaml's composer and the event composer (archfleet.schema), a template value checked and rendered
+placeholder by placeholder and as one Jinja template (archfleet.fleet.services, archfleet.services.desired), and
+placement's one-pass tables against their definitions (archfleet.placement)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from typing import Any
 
 import jinja2
 import pytest
+import yaml
 
 from archfleet.errors import InputError
 from archfleet.fleet import load_fleet
 from archfleet.fleet.services import SIMPLE_PLACEHOLDER, only_placeholders
 from archfleet.placement import place, start_order
-from archfleet.schema import FAST_LOADER, Node, _Composer, _NodeTreeReader
+from archfleet.schema import FAST_LOADER, Node, SchemaError, _Composer, _LineReader, _NodeTreeReader, parse_yaml
 from archfleet.services.desired import RENDER_ERRORS, render_text, text_template
 from tests.benchmarks.fleet_load import big_fleet
 
@@ -101,6 +102,192 @@ def test_libyaml_composer_reads_the_example_and_the_benchmark_file() -> None:
 @pytest.mark.parametrize("text", EVENT_COMPOSER_DOCUMENTS)
 def test_documents_with_anything_unusual_go_to_the_event_composer(text: str) -> None:
     assert _NodeTreeReader("f.yaml").read(text) is None
+
+
+# --- the line reader -------------------------------------------------------------------------------------------------
+
+YAML_11_TRAPS = ["0123", "012345670123", "no", "No", "on", "OFF", "y", "n", "yes", "~", "null", "Null", "", "1e3",
+                 "1.0e+3", "1_000", "1:20", "-1:20", ".inf", "-.Inf", ".nan", "0x1f", "0o17", "0b101", "-0", "+5",
+                 "1.10", "2001-01-01", "2001-12-14t21:59:43.10-05:00", "=", "<<", "true", "False"]
+
+LINE_READER_DOCUMENTS = {
+    "traps-plain": "".join(f"k{index}: {trap}\n" for index, trap in enumerate(YAML_11_TRAPS)),
+    "traps-quoted": "".join(f"k{index}: '{trap}'\nq{index}: \"{trap}\"\n" for index, trap in enumerate(YAML_11_TRAPS)),
+    "traps-in-flow": f"a: [{', '.join(t for t in YAML_11_TRAPS if t and t != '=' and ':' not in t)}]\n",
+    "colons-in-flow": f"a: [{', '.join(t for t in YAML_11_TRAPS if ':' in t)}]\n",
+    "traps-as-keys": "".join(f"{trap}: 1\n" for trap in YAML_11_TRAPS if trap),
+    "comments": "# top\na: 1 # one\n  # indented comment\nb:   # nothing yet\n  c: x#y\n\n\nd: 'q' # c\ne: [1] # c\n",
+    "indentless-list": "a:\n- 1\n- x: 2\n  y: [3]\nb: 2\n",
+    "nested-lists": "a:\n  - - 1\n  -\n    x: 1\n",
+    "compact-mappings": "a:\n  - x: 1\n    y:\n      z: 2\n  - w: {}\n    v: []\n",
+    "null-values": "a:\nb:\n  c:\nd: ~\n",
+    "indented-top": "  a: 1\n  b:\n    c: 2\n",
+    "deeper-than-shallower": "a:\n    b: 1\n  c: 2\n",
+    "over-indented": "a: 1\n  b: 2\n",
+    "multi-line-plain": "a: one\n  two\nb: 1\n",
+    "multi-line-quoted": "a: 'one\n  two'\nb: \"x\n  y\"\n",
+    "folded": "a: >\n  x\n  y\n",
+    "literal": "a: |-\n  x\n",
+    "escapes": 'a: "\\u00e9\\n"\nb: \'it\'\'s\'\n',
+    "anchor": "a: &x 1\nb: *x\n",
+    "anchor-in-flow": "a: [&x 1, *x]\n",
+    "merge": "d: {a: 1}\n<<: {b: 2}\n",
+    "tag": "a: !!str 1\n",
+    "tab": "a:\t1\n",
+    "tab-indent": "a:\n\tb: 1\n",
+    "crlf": "a: 1\r\nb: [2]\r\n",
+    "bom": "\ufeffa: 1\n",
+    "duplicate": "a: 1\nb: 2\na: 3\n",
+    "duplicate-in-flow": "a: {x: 1, x: 2}\n",
+    "unclosed-bracket": "a: [1, 2\nb: 3\n",
+    "unclosed-brace": "a: {x: 1\n",
+    "unclosed-quote": "a: \"x\nb: 1\n",
+    "unclosed-single": "a: 'x\n",
+    "multi-line-flow": "a: [1,\n  2]\n",
+    "nested-flow": "a: {x: [1, 2], y: {z: 3}}\n",
+    "quoted-key": "\"a\": 1\n'b': 2\n",
+    "quoted-key-in-flow": "a: {\"x\": 1}\n",
+    "flow-quotes-with-commas": "a: [\"x, y\", 'z]']\nb: {k: \"v}\"}\n",
+    "flow-empty-items": "a: [1,, 2]\nb: [1, 2,]\n",
+    "flow-spaces": "a: [ x ,y  ,  z z ]\nb: {  k:  v , l: w}\nc: [ ]\nd: {  }\n",
+    "flow-colons": "a: [x:y, http://h]\nb: {u: http://h/p}\n",
+    "flow-no-space-after-colon": "a: {x:1}\n",
+    "document-markers": "---\na: 1\n...\n",
+    "directive": "%YAML 1.1\n---\na: 1\n",
+    "two-documents": "a: 1\n---\nb: 2\n",
+    "plain-with-colon": "a: b: c\n",
+    "plain-ending-colon": "a: b:\n",
+    "plain-indicators": "a: -x\nb: x-\nc: '-'\nd: ?x\ne: :x\nf: a,b[c]{d}\ng: -\nh: - x\n",
+    "after-quote": "a: \"x\" y\n",
+    "after-quote-hash": "a: \"x\"#y\n",
+    "after-flow": "a: [1] x\n",
+    "key-space-colon": "a : 1\nb  :\n  c: 2\n",
+    "key-with-colon": "a:b: 1\n",
+    "key-odd": "a b: 1\n$x: 2\n",
+    "list-at-top": "- a\n- b\n",
+    "scalar-at-top": "just text\n",
+    "empty-item": "a:\n-\n- 1\n",
+    "control-character": "a: x\x07\n",
+    "nel": "a: x\x85y\n",
+    "line-separator": "a: x\u2028y\n",
+    "unicode": "é: ünï 😀\nb: [ü, 'é']\n",
+    "deep": "".join(f"{' ' * (2 * level)}k{level}:\n" for level in range(40)) + " " * 80 + "v: 1\n",
+    "deep-lists": "a:\n" + "".join(f"{' ' * (2 * level + 2)}- k{level}:\n" for level in range(20)) + " " * 44 + "- 1\n",
+}
+
+LINE_DOCUMENTS = {**DOCUMENTS, **LINE_READER_DOCUMENTS}
+
+
+def composed(text: str) -> Any:
+    """What the event composer makes of ``text``: the tree dumped, or its error's message."""
+    try:
+        return dump(_Composer(text, "f.yaml", FAST_LOADER).compose())
+    except (SchemaError, yaml.YAMLError) as error:
+        return f"error: {type(error).__name__}"
+
+
+def check_line_reader(text: str) -> bool:
+    """The line reader gives the event composer's tree or leaves the text to it (always, for an error): True when
+    it read the text."""
+    tree = _LineReader("f.yaml").read(text)
+    expected = composed(text)
+    if tree is None:
+        return False
+    assert dump(tree) == expected, text
+    return True
+
+
+@pytest.mark.parametrize("name", LINE_DOCUMENTS)
+def test_line_reader_gives_the_event_composers_tree(name: str) -> None:
+    check_line_reader(LINE_DOCUMENTS[name])
+
+
+def test_line_reader_reads_the_fleet_files_it_is_for() -> None:
+    """It reads the example, the benchmark file and most of the corpus (else the tests compare nothing); it leaves
+    every document with anything it does not read to the composers."""
+    for text in [(PROJECT / "fleet.yaml").read_text(), big_fleet(0.05), *(LINE_READER_DOCUMENTS[name] for name in (
+            "traps-plain", "traps-quoted", "traps-in-flow", "comments", "indentless-list", "compact-mappings",
+            "null-values", "indented-top", "flow-spaces", "unicode", "key-space-colon"))]:
+        assert check_line_reader(text), text
+    assert sum(check_line_reader(text) for text in shipped_documents().values()) > 50
+    for name in ("multi-line-plain", "multi-line-quoted", "folded", "literal", "escapes", "anchor", "anchor-in-flow",
+                 "merge", "tag", "tab", "tab-indent", "crlf", "bom", "duplicate", "duplicate-in-flow",
+                 "unclosed-bracket", "unclosed-brace", "unclosed-quote", "unclosed-single", "multi-line-flow",
+                 "nested-flow", "quoted-key", "document-markers", "directive", "two-documents", "control-character",
+                 "nel", "line-separator", "deep", "traps-as-keys", "list-at-top", "scalar-at-top"):
+        assert _LineReader("f.yaml").read(LINE_READER_DOCUMENTS[name]) is None, name
+
+
+def test_parse_yaml_gives_the_same_errors_with_the_line_reader() -> None:
+    """Every error comes from the composers: the line reader never reads a document they refuse."""
+    errors = 0
+    for text in LINE_DOCUMENTS.values():
+        expected = composed(text)
+        if isinstance(expected, str):
+            errors += 1
+            assert _LineReader("f.yaml").read(text) is None
+            with pytest.raises(SchemaError):
+                parse_yaml(text, "f.yaml")
+        else:
+            assert dump(parse_yaml(text, "f.yaml")) == expected
+    assert errors > 20
+
+
+KEYS = ["a", "b", "c", "image", "hosts", "svc-1", "x.y", "k_2", "é", "2001-01-01", "=", "a b", "0123x"]
+ODD_KEYS = ["on", "no", "~", "<<", "0123", "1e3", "a:b", "'q'", '"d"', "-k", "? k", "&a k", "*a"]
+SCALARS = [*YAML_11_TRAPS, "text", "two words", "'q'", "'it''s'", '"d"', '"a, b"', "x # c", "x#y", "http://h:80/p",
+           "{{ host.name }}", "[1, 2]", "[a, 'b', \"c\"]", "{k: v, l: 'w'}", "[]", "{}", "[ x , y ]", "é😀", "-x"]
+ODD_SCALARS = ['"x\\y"', "a: b", "-", "- x", "&a x", "*a", "!t x", "|", ">", "'", '"', "[x", "{k: [1]}", "[a,]",
+               "{k}", "x\ty", "@x", "`x", "%x", "? x", ": x", "{k: 1, k: 2}", "[a, [b]]"]
+
+
+def choose(rng: random.Random, usual: list[str], odd: list[str]) -> str:
+    return rng.choice(odd if rng.random() < 0.015 else usual)
+
+
+def random_block(rng: random.Random, indent: int, depth: int) -> list[str]:
+    """Lines of a random block mapping or list at ``indent`` (mostly valid YAML, with the odd trap)."""
+    lines: list[str] = []
+    is_list = depth > 0 and rng.random() < 0.3
+    keys = rng.sample(KEYS, 4)
+    for key in keys[:rng.randint(1, 4)]:
+        pad = " " * indent
+        if rng.random() < 0.1:
+            lines.append(pad + rng.choice(["# comment", "", "   # deeper comment", "  "]))
+        head = pad + "- " if is_list else pad + choose(rng, [key], ODD_KEYS + keys) + rng.choice([":", ":", ":", " :"])
+        if depth < 4 and rng.random() < 0.35:
+            if is_list and rng.random() < 0.5:  # a compact mapping
+                inner = random_block(rng, indent + 2, depth + 1)
+                first = next((n for n, line in enumerate(inner) if line.strip() and not line.strip().startswith("#")
+                              and not line.lstrip().startswith("- ")), None)
+                if first is not None:
+                    inner[first] = head + inner[first].lstrip(" ")
+                    lines.extend(inner[:first] + inner[first:])
+                    continue
+            step = rng.choice([2, 2, 4, 1, 0]) if not is_list else rng.choice([2, 3])
+            lines.append(head.rstrip(" ") + rng.choice(["", "", " # c"]))
+            lines.extend(random_block(rng, indent + step, depth + 1))
+        else:
+            lines.append(head + ("" if head.endswith("- ") else " ") + choose(rng, SCALARS, ODD_SCALARS)
+                         + rng.choice(["", "", " # c", "  "]))
+    return lines
+
+
+def test_line_reader_on_random_documents() -> None:
+    """Random block documents (traps, quotes, flows, comments, odd indentation) and random mutations of them: the
+    line reader's tree is the event composer's, field by field, or it leaves the document to it."""
+    rng = random.Random(20261130)
+    read = refused = 0
+    for index in range(4000):
+        text = "\n".join(random_block(rng, rng.choice([0, 0, 0, 2]), 0)) + rng.choice(["\n", "", "\n\n"])
+        if index % 3 == 0:  # a mutation: a character in, out or swapped
+            position = rng.randrange(len(text) + 1)
+            piece = rng.choice([" ", "\n", ":", "-", "#", "'", '"', "[", "]", "{", "}", ",", "\t", "&", "*", "!",
+                                "\r", "|", "", "x", "  "])
+            text = text[:position] + piece + text[position + rng.randint(0, 2):]
+        read += check_line_reader(text)
+        refused += isinstance(composed(text), str)
+    assert read > 1000 and refused > 300, (read, refused)
 
 
 TEMPLATE_PIECES = ["{{", "}}", "{", "}", " ", "host", ".", "name", "not", "if", "in", "true", "none", "0", "-", "+",
