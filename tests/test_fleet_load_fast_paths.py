@@ -362,3 +362,33 @@ def test_placement_tables_are_their_definitions(tmp_path: Path) -> None:
         assert placement.by_host[host] == tuple(s.name for s in expected)
     assert placement.service_hosts() == {name: placement.hosts_of(name) for name in fleet.services}
     assert placement.service_hosts() == {name: sorted(targets(s)) for name, s in fleet.services.items()}
+
+
+INTEGER_TEXTS = ["0", "5", "-5", "+5", "1000", "0123", "00", "1_000", "1:20", "0x1f", "0o17", "1e3", "1.5", "'5'",
+                 "true", "no", "~", "", "[1]", "99999999999999999999", "-0", "08"]
+
+
+def test_an_integer_written_plainly_reads_as_the_general_path_reads_it() -> None:
+    """Mapping.integer's shortcut for a plain decimal gives the value (or the error) of the general checks."""
+    from archfleet.schema import MISSING, Mapping
+
+    def outcome(action: Any) -> Any:
+        try:
+            return action()
+        except SchemaError as error:
+            return f"error: {error}"
+
+    bounds: list[dict[str, Any]] = [{}, {"minimum": 0}, {"minimum": 1, "maximum": 100}, {"positive": True},
+                                    {"maximum": -1}]
+    for text in INTEGER_TEXTS:
+        for limits in bounds:
+            def fast(text: str = text, limits: dict[str, Any] = limits) -> Any:
+                return Mapping(parse_yaml(f"k: {text}\n", "f.yaml")).integer("k", **limits)
+
+            def general(text: str = text, limits: dict[str, Any] = limits) -> Any:
+                section = Mapping(parse_yaml(f"k: {text}\n", "f.yaml"))
+                value = section._typed("k", MISSING, (int,), "an integer")
+                return section._bounded("k", value, limits.get("minimum"), limits.get("maximum"),
+                                        limits.get("positive", False))
+
+            assert outcome(fast) == outcome(general), (text, limits)

@@ -43,6 +43,8 @@ import jinja2
 from archfleet.errors import InputError
 from archfleet.fleet.registry import check_private_file
 from archfleet.fleet.rollout import RolloutSpec, parse_rollout
+from archfleet.references import BadReference
+from archfleet.references import parse as parse_reference
 from archfleet.schema import Mapping, Node
 
 if TYPE_CHECKING:
@@ -365,6 +367,16 @@ def _volumes(section: Mapping) -> list[str]:
     return volumes
 
 
+@functools.lru_cache(maxsize=4096)  # a big fleet runs one image in many services
+def _image_reference_error(image: str) -> str | None:
+    """Why ``image`` is not an image reference as Docker reads it, or None."""
+    try:
+        parse_reference(image)
+    except BadReference as error:
+        return str(error)
+    return None
+
+
 def parse_service(name: str, node: Node, fleet: Fleet, base_dir: Path | None = None) -> ServiceSpec:
     if not NAME_PATTERN.match(name):
         node.fail("a service name is lower-case letters, digits, '.', '_' and '-'")
@@ -374,12 +386,9 @@ def parse_service(name: str, node: Node, fleet: Fleet, base_dir: Path | None = N
     if image not in fleet.images and ":" not in image and "@" not in image:
         section.fail("image", f"{image!r} is neither an image declared under `images:` nor a REPO:TAG reference")
     if image not in fleet.images:  # read as Docker reads it: a malformed reference stops here, with its line
-        from archfleet.references import BadReference, parse
-
-        try:
-            parse(image)
-        except BadReference as error:
-            section.fail("image", str(error))
+        reference_error = _image_reference_error(image)
+        if reference_error is not None:
+            section.fail("image", reference_error)
     network = section.string("network", "host")
     if network not in NETWORK_MODES:
         section.fail("network", f"expected one of {', '.join(NETWORK_MODES)}, got {network!r}")
