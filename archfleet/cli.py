@@ -25,19 +25,28 @@ class ArgumentParser(argparse.ArgumentParser):
         raise InputError(f"{self.prog}: {message}")
 
 
-def build_parser() -> ArgumentParser:
+def commands_for(argv: Sequence[str]) -> tuple[str, ...]:
+    """The command modules to register: only the named command's (a command's module may import what only it
+    needs, such as the Docker SDK for `images`; `archfleet sync` should not pay for it), or every one for
+    `archfleet`, `--help`, `--version` and an unknown command (whose error lists them all)."""
+    first = next((word for word in argv if not word.startswith("-")), None)
+    return (first,) if first in COMMAND_MODULES else COMMAND_MODULES
+
+
+def build_parser(argv: Sequence[str] | None = None) -> ArgumentParser:
     parser = ArgumentParser(prog="archfleet", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"archfleet {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     subparsers.required = True
-    for name in COMMAND_MODULES:
+    for name in COMMAND_MODULES if argv is None else commands_for(argv):
         importlib.import_module(f"archfleet.commands.{name}").register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(arguments).parse_args(arguments)
         return int(args.handler(args))
     except ArchfleetError as error:
         print(f"archfleet: error: {error}", file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,21 +123,55 @@ def forget(target: HostKeyTarget) -> list[str]:
 
 class NewKeyWatch:
     """The hosts (of ``accept-new`` targets) whose key is not recorded yet; after they are contacted,
-    ``report`` gives one line per host whose key the SSH client has now recorded."""
+    ``report`` gives one line per host whose key the SSH client has now recorded.
+
+    It costs nothing while no key is new (the usual sync): the files are read once before and compared after, and
+    ``ssh-keygen`` only looks into a file that changed."""
 
     def __init__(self, targets: Iterable[HostKeyTarget]):
-        self.pending: dict[str, HostKeyTarget] = {}
-        for target in targets:
-            if target.checking == "accept-new":
+        self.targets = {target.host: target for target in targets if target.checking == "accept-new"}
+        self.before: dict[str, bytes] = {}
+        for target in self.targets.values():
+            if target.file not in self.before:
                 ensure_file(target.file)
-                if not is_recorded(target):
-                    self.pending[target.host] = target
+                self.before[target.file] = _read(target.file)
+        self._pending: dict[str, HostKeyTarget] | None = None
+
+    @property
+    def pending(self) -> dict[str, HostKeyTarget]:
+        """The watched hosts whose key was not recorded when the watch began."""
+        if self._pending is None:
+            self._pending = {}
+            for name, target in self.targets.items():
+                if not _recorded_in(self.before[target.file], target):
+                    self._pending[name] = target
+        return self._pending
 
     def report(self, hosts: Iterable[str] | None = None) -> list[str]:
+        changed = {file for file, content in self.before.items() if _read(file) != content}
+        if not changed:
+            return []
         lines = []
-        for name in list(hosts if hosts is not None else self.pending):
+        for name in list(hosts if hosts is not None else self.targets):
             target = self.pending.get(name)
-            if target is not None and is_recorded(target):
+            if target is not None and target.file in changed and is_recorded(target):
                 lines.append(new_key_line(target))
                 del self.pending[name]
         return lines
+
+
+def _read(file: str) -> bytes:
+    try:
+        return Path(file).read_bytes()
+    except OSError:
+        return b""
+
+
+def _recorded_in(content: bytes, target: HostKeyTarget) -> bool:
+    """Whether ``content`` (a known_hosts file as it was) records a key for ``target``."""
+    if not content.strip():
+        return False
+    with tempfile.TemporaryDirectory(prefix="archfleet-known-") as folder:
+        copy = Path(folder) / "known_hosts"
+        copy.write_bytes(content)
+        return bool(fingerprints(str(copy), target.lookup_name))

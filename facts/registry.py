@@ -6,19 +6,15 @@ from typing import TypedDict
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
+from archfleet.facts.service_reads import password_path
 from archfleet.references import docker_config_key
 
 DOCKER_CERTS_DIR = "/etc/docker/certs.d"
-CREDENTIALS_DIR = "/etc/archfleet/registry"
 DOCKER_CONFIG = "/root/.docker/config.json"
 
 
 def ca_path(address: str) -> str:
     return f"{DOCKER_CERTS_DIR}/{address}/ca.crt"
-
-
-def password_path(address: str) -> str:
-    return f"{CREDENTIALS_DIR}/{address}.password"
 
 
 class RegistryAccessState(TypedDict):

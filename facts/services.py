@@ -1,61 +1,19 @@
-"""What a host runs of archfleet's services, in one command: platform, managed containers, managed files."""
+"""What a host runs of archfleet's services, in one command each: platform, managed containers, managed files
+(``ServicesState``), and proof of what each container really runs (``ServiceProof``). The command texts and their
+pure parsers live in ``facts/service_reads.py`` (importable without pyinfra)."""
 
 from __future__ import annotations
 
-from typing import TypedDict
-
 from pyinfra.api import FactBase
 
-from archfleet.facts.registry import CREDENTIALS_DIR  # <registry>.password: what the host's docker login used
-from archfleet.platforms import UnknownPlatform, from_uname
-
-SERVICE_LABEL = "archfleet.service"
-SPEC_LABEL = "archfleet.spec"
-DIGEST_LABEL = "archfleet.digest"
-TAG_LABEL = "archfleet.tag"
-FILES_ROOT = "/etc/archfleet/services"
-
-SERVICES_STATE_COMMAND = (
-    "echo \"platform=$(uname -sm)\"; "
-    # One docker call lists every archfleet container with its labels (a failing call: the engine is down).
-    f"if out=$(docker ps -a --filter label={SERVICE_LABEL} --format "
-    f"'container={{{{.Names}}}} {{{{.State}}}} {{{{.Label \"{SERVICE_LABEL}\"}}}} "
-    f"{{{{.Label \"{SPEC_LABEL}\"}}}} {{{{.Label \"{DIGEST_LABEL}\"}}}}' 2>/dev/null); "
-    "then echo 'engine=up'; [ -z \"$out\" ] || echo \"$out\"; else echo 'engine=down'; exit 0; fi; "
-    f"find {FILES_ROOT} -mindepth 3 -maxdepth 3 -type f -printf 'meta=%U:%G %#m %p\\n' "
-    "-exec sha256sum {} + 2>/dev/null | sed 's/^\\([0-9a-f]\\{64\\}  \\)/file=\\1/'; "
-    f"now=$(date +%s); for f in {CREDENTIALS_DIR}/*.password; do [ -f \"$f\" ] && "
-    "echo \"login=$((now - $(stat -c %Y \"$f\"))) $f\"; done; true"
+from archfleet.facts.service_reads import (
+    SERVICE_PROOF_COMMAND,
+    SERVICES_STATE_COMMAND,
+    ServiceProofValue,
+    ServicesStateValue,
+    parse_service_proof,
+    parse_services_state,
 )
-
-
-class ContainerState(TypedDict):
-    name: str
-    status: str  # created, running, exited, ...
-    service: str
-    spec: str
-    digest: str
-
-
-class ServicesStateValue(TypedDict):
-    platform: str | None  # the host's OCI platform, "linux/arm64" (None when uname is not understood)
-    machine: str | None  # uname -m, "aarch64"
-    engine_running: bool
-    containers: dict[str, ContainerState]  # by container name
-    files: dict[str, str]  # host path -> sha256
-    file_modes: dict[str, str]  # host path -> "UID:GID MODE" ("0:0 0600")
-    login_ages: dict[str, int]  # registry -> seconds since archfleet last logged the host in to it
-
-
-def oci_platform(uname: str) -> tuple[str | None, str | None]:
-    """``"Linux aarch64"`` -> ``("linux/arm64", "aarch64")``; what is not understood is None."""
-    kernel, _, machine = uname.strip().partition(" ")
-    if not machine:
-        return None, None
-    try:
-        return str(from_uname(kernel, machine)), machine.strip()
-    except UnknownPlatform:
-        return None, machine.strip()
 
 
 class ServicesState(FactBase[ServicesStateValue]):
@@ -70,65 +28,7 @@ class ServicesState(FactBase[ServicesStateValue]):
         return SERVICES_STATE_COMMAND
 
     def process(self, output: list[str]) -> ServicesStateValue:
-        value: ServicesStateValue = {
-            "platform": None, "machine": None, "engine_running": False, "containers": {}, "files": {},
-            "file_modes": {}, "login_ages": {},
-        }
-        for line in output:
-            key, _, rest = line.strip().partition("=")
-            if key == "platform":
-                value["platform"], value["machine"] = oci_platform(rest)
-            elif key == "engine":
-                value["engine_running"] = rest == "up"
-            elif key == "container":
-                words = rest.split(" ")
-                words += [""] * (5 - len(words))
-                name = words[0].lstrip("/")
-                value["containers"][name] = {
-                    "name": name, "status": words[1], "service": words[2], "spec": words[3], "digest": words[4],
-                }
-            elif key == "file":
-                digest, _, path = rest.partition("  ")
-                value["files"][path.strip()] = digest.strip()
-            elif key == "login":
-                age, _, path = rest.partition(" ")
-                registry = path.strip().rsplit("/", 1)[-1].removesuffix(".password")
-                if age.lstrip("-").isdigit() and registry:
-                    value["login_ages"][registry] = max(int(age), 0)
-            elif key == "meta":
-                owner, mode, path = [*rest.split(" ", 2), "", ""][:3]
-                value["file_modes"][path.strip()] = f"{owner} {mode}"
-        return value
-
-
-SERVICE_PROOF_COMMAND = (
-    "echo \"platform=$(uname -s) $(uname -m)\"; "
-    "docker version >/dev/null 2>&1 || { echo 'engine=down'; exit 0; }; "
-    f"for c in $(docker ps -a --filter label={SERVICE_LABEL} --format '{{{{.Names}}}}'); do "
-    f"set -- $(docker inspect --format '{{{{index .Config.Labels \"{SERVICE_LABEL}\"}}}} {{{{.State.Status}}}} "
-    f"{{{{index .Config.Labels \"{DIGEST_LABEL}\"}}}} {{{{.Image}}}}' \"$c\"); "
-    "platform=$(docker image inspect --format '{{.Os}}/{{.Architecture}}{{if .Variant}}/{{.Variant}}{{end}}' \"$4\"); "
-    "digests=$(docker image inspect --format '{{range .RepoDigests}}{{.}},{{end}}' \"$4\"); "
-    "inner=-; [ \"$2\" = running ] && inner=$(docker exec \"$c\" uname -m 2>/dev/null || echo -); "
-    "echo \"container=$c $1 $2 $3 $platform $inner $digests\"; done"
-)
-
-
-class ContainerProof(TypedDict):
-    name: str
-    service: str
-    status: str
-    digest: str  # the digest archfleet pinned (label)
-    image_platform: str  # the image's os/architecture[/variant] as the engine records it
-    inner_machine: str  # `uname -m` inside the container ("-" when it is not running)
-    repo_digests: list[str]  # the image's REPO@DIGEST names: the pinned digest must be among them
-
-
-class ServiceProofValue(TypedDict):
-    platform: str | None  # the host's OCI platform
-    machine: str | None  # the host's uname -m
-    engine_running: bool
-    containers: dict[str, ContainerProof]
+        return parse_services_state(output)
 
 
 class ServiceProof(FactBase[ServiceProofValue]):
@@ -141,19 +41,4 @@ class ServiceProof(FactBase[ServiceProofValue]):
         return SERVICE_PROOF_COMMAND
 
     def process(self, output: list[str]) -> ServiceProofValue:
-        value: ServiceProofValue = {"platform": None, "machine": None, "engine_running": True, "containers": {}}
-        for line in output:
-            key, _, rest = line.strip().partition("=")
-            if key == "platform":
-                value["platform"], value["machine"] = oci_platform(rest)
-            elif key == "engine":
-                value["engine_running"] = False
-            elif key == "container":
-                words = rest.split(" ")
-                words += [""] * (7 - len(words))
-                value["containers"][words[0]] = {
-                    "name": words[0], "service": words[1], "status": words[2], "digest": words[3],
-                    "image_platform": words[4], "inner_machine": words[5],
-                    "repo_digests": [d for d in words[6].split(",") if d],
-                }
-        return value
+        return parse_service_proof(output)

@@ -11,7 +11,8 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 
 from archfleet.facts.docker import DockerEngine
-from archfleet.facts.registry import CREDENTIALS_DIR, RegistryAccess, ca_path, password_path
+from archfleet.facts.registry import RegistryAccess, ca_path
+from archfleet.facts.service_reads import CREDENTIALS_DIR, password_path
 from archfleet.tasks import docker_commands
 from archfleet.tasks.distros import host_distro
 

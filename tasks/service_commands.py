@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from pyinfra.api import QuoteString, StringCommand
 
-from archfleet.facts.services import DIGEST_LABEL, FILES_ROOT, SERVICE_LABEL, SPEC_LABEL, TAG_LABEL
+from archfleet.facts.service_reads import DIGEST_LABEL, FILES_ROOT, SERVICE_LABEL, SPEC_LABEL, TAG_LABEL
 from archfleet.services.desired import DesiredContainer
 
 LOG_LINES = 20

@@ -10,8 +10,7 @@ from io import BytesIO
 from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 
-from archfleet.facts.registry import CREDENTIALS_DIR, password_path
-from archfleet.facts.services import FILES_ROOT
+from archfleet.facts.service_reads import CREDENTIALS_DIR, FILES_ROOT, password_path
 from archfleet.fleet.rollout import TimeoutsSpec
 from archfleet.services.proof import OK, ProofRow
 from archfleet.sync.plan import SWITCHING_ACTIONS, HostPlan

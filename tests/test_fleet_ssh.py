@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from archfleet.connectors.openssh import HOST_KEY_MISMATCH, connect_failure, ssh_options
 from archfleet.errors import InputError
 from archfleet.fleet import load_fleet
 from archfleet.fleet.ssh import SshSettings, SshSpec, connection_data, fleet_inventory_groups
 from archfleet.known_hosts import HostKeyTarget, NewKeyWatch, changed_key_reason, fingerprints, forget
+from archfleet.ssh import HOST_KEY_MISMATCH, connect_failure, ssh_options
 
 OWN = "/home/me/.config/archfleet/known_hosts"
 
@@ -163,3 +163,22 @@ def test_forget_removes_the_hosts_name_address_and_port_entries_only(tmp_path: P
     assert known.read_text() == f"10.0.0.2 {other}\n"
     assert fingerprints(str(known), "10.0.0.2") and not (tmp_path / "known_hosts.old").exists()
     assert forget(target) == []
+
+
+def test_a_watch_where_no_key_is_new_runs_no_ssh_keygen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The usual sync meets no new host: the watch reads the file before and after, and never runs ssh-keygen."""
+    import archfleet.known_hosts as known_hosts
+
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[10.0.0.1]:2222 {host_key(tmp_path, 'hk')}\n")
+    calls: list[tuple[str, ...]] = []
+    real_keygen = known_hosts._keygen
+    monkeypatch.setattr(known_hosts, "_keygen", lambda *args: calls.append(args) or real_keygen(*args))
+    targets = [HostKeyTarget(f"web-{i}", "10.0.0.1", 2222, str(known), "accept-new") for i in range(16)]
+    watch = NewKeyWatch(targets)
+    assert watch.report() == [] and calls == []
+    known.write_text(known.read_text() + f"10.0.0.2 {host_key(tmp_path, 'other')}\n")  # another host's first key
+    new = NewKeyWatch([*targets, HostKeyTarget("web-new", "10.0.0.2", 22, str(known), "accept-new")])
+    assert watch.report() == []  # the file changed, but none of these hosts' keys was missing before
+    assert calls  # ... which took ssh-keygen to tell
+    assert set(new.pending) == set()

@@ -4,8 +4,10 @@ while pyinfra prepares the other hosts in greenlets that share pyinfra's context
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import gevent
+import pytest
 from pyinfra.api import State
 from pyinfra.context import ctx_state
 
@@ -34,3 +36,68 @@ def test_outside_a_deploy_an_inventory_gets_a_state_of_its_own(tmp_path: Path) -
     with ctx_state.use(None):  # outside any deploy (another test of this process may have left a State set)
         loaded = load_inventory(inventory)
         assert loaded.get_host("a").data.get("had_state") is True and not ctx_state.isset()
+
+
+INVENTORIES = {
+    "plain": "web = ['a', 'b']\ndb = ['c']\n",
+    "group data and host data": (
+        "web = (['a', ('b', {'port': 2, 'x': 'host'})], {'x': 'web', 'y': 'web'})\n"
+        "db = ([('b', {'z': 'db-mention'}), 'c'], {'y': 'db', 'w': 'db'})\n"
+    ),
+    "explicit all with data, a group host missing from all": (
+        "all = (['a', ('b', {'x': 'all-mention'})], {'x': 'global', 'g': 1})\n"
+        "web = (['a', 'b', 'ghost'], {'x': 'web'})\n"
+        "_private = ['ignored']\n"
+    ),
+    "empty group and repeated mentions": (
+        "spare = ([], {'x': 'spare'})\n"
+        "web = [('a', {'x': 1}), ('a', {'x': 2, 'y': 3})]\n"
+        "late = ([('a', {'x': 4})], {'y': 'late', 'z': 'late'})\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INVENTORIES))
+def test_the_hosts_groups_and_data_are_pyinfras_own(tmp_path: Path, name: str) -> None:
+    """The lean HostInventory answers as pyinfra's Inventory of the same file does, key by key, and so does the
+    pyinfra Inventory made from it (what a sync that must change hosts connects with)."""
+    from pyinfra.api import Inventory
+
+    from archfleet.inventory_file import HostInventory, pyinfra_inventory, read_groups
+
+    path = tmp_path / "inventory.py"
+    path.write_text(INVENTORIES[name])
+    lean = load_inventory(path)
+    assert isinstance(lean, HostInventory)
+    groups = read_groups(path)
+    every = groups.pop("all")
+    reference = Inventory(every, **groups)
+    keys = {"port", "x", "y", "z", "w", "g", "missing"}
+
+    def view(inventory: Any) -> dict[str, Any]:
+        return {
+            "hosts": sorted(host.name for host in inventory),
+            "groups": group_names(inventory),
+            "data": {host.name: {key: host.data.get(key, "-") for key in keys} for host in inventory},
+            "dict": {host.name: {k: v for k, v in host.data.dict().items() if k in keys} for host in inventory},
+            "get_group": {g: [h.name for h in (inventory.get_group(g, None) or [])] for g in [*groups, "nope"]},
+        }
+
+    assert view(lean) == view(reference)
+    for host in lean:
+        host.data.ssh_user = "admin"  # what the fleet's `ssh:` does at load
+    converted = pyinfra_inventory(lean)
+    assert isinstance(converted, Inventory)
+    expected = view(reference)
+    for host in expected["data"]:
+        assert converted.get_host(host).data.get("ssh_user") == "admin"
+    assert {k: v for k, v in view(converted).items() if k != "dict"} == {k: v for k, v in expected.items()
+                                                                         if k != "dict"}
+
+
+def test_an_inventory_of_connectors_is_pyinfras_from_the_start(tmp_path: Path) -> None:
+    from pyinfra.api import Inventory
+
+    path = tmp_path / "inventory.py"
+    path.write_text("local = ['@local']\n")
+    assert isinstance(load_inventory(path), Inventory)

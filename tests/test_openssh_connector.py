@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from archfleet.connectors.openssh import connect_failure, ssh_options
+from archfleet.ssh import connect_failure, ssh_options
 
 
 def test_options_follow_pyinfras_host_data() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from archfleet.facts.services import ContainerState, ServicesStateValue
+from archfleet.facts.service_reads import ContainerState, ServicesStateValue
 from archfleet.fleet import load_fleet
 from archfleet.services.desired import DesiredContainer, FleetContext, decide, desired_container
 from archfleet.sync.plan import batches, plan_host

@@ -27,6 +27,7 @@ from io import IOBase
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import gevent.subprocess
 from pyinfra.api import QuoteString, StringCommand
 from pyinfra.connectors.base import BaseConnector, DataMeta
 from pyinfra.connectors.util import (
@@ -37,6 +38,7 @@ from pyinfra.connectors.util import (
 )
 
 from archfleet.errors import ArchfleetError
+from archfleet.ssh import ALIVE_COUNT, ALIVE_INTERVAL, SSH_FAILED, connect_failure, ssh_options
 
 if TYPE_CHECKING:
     from pyinfra.api import Host, State
@@ -56,58 +58,6 @@ CONNECTOR_DATA = {
     "ssh_config_file": DataMeta("ssh_config file"),
     "ssh_connect_timeout": DataMeta("ConnectTimeout in seconds"),
 }
-
-
-def ssh_options(data: dict[str, Any], control_path: str, connect_timeout: int) -> list[str]:
-    """The ssh options for a host's data (pure; the destination and command are added by the caller)."""
-    options = [
-        "-o", "BatchMode=yes",
-        "-o", f"ConnectTimeout={int(data.get('ssh_connect_timeout') or connect_timeout)}",
-        "-o", f"StrictHostKeyChecking={data.get('ssh_strict_host_key_checking') or 'yes'}",
-        "-o", f"ControlPath={control_path}",
-        "-o", f"ServerAliveInterval={ALIVE_INTERVAL}", "-o", f"ServerAliveCountMax={ALIVE_COUNT}",
-    ]
-    if data.get("ssh_config_file"):
-        options += ["-F", str(data["ssh_config_file"])]
-    if data.get("ssh_known_hosts_file"):
-        options += ["-o", f"UserKnownHostsFile={data['ssh_known_hosts_file']}"]
-    if data.get("ssh_key"):
-        options += ["-i", str(data["ssh_key"]), "-o", "IdentitiesOnly=yes"]
-    if data.get("ssh_port"):
-        options += ["-p", str(int(data["ssh_port"]))]
-    if data.get("ssh_user"):
-        options += ["-l", str(data["ssh_user"])]
-    return options
-
-
-SSH_FAILED = 255  # what ssh exits with when it could not connect (or lost the connection)
-ALIVE_INTERVAL, ALIVE_COUNT = 15, 4  # a host that stops answering is given up after 60 s
-HOST_KEY_MISMATCH = "host key mismatch"
-CONNECT_FAILURES = (  # what OpenSSH or paramiko says -> a few plain words
-    ("remote host identification has changed", f"{HOST_KEY_MISMATCH} (the host's SSH key is not the one recorded)"),
-    ("does not match", f"{HOST_KEY_MISMATCH} (the host's SSH key is not the one recorded)"),
-    ("host key error", f"{HOST_KEY_MISMATCH} (the host's SSH key is not the one recorded)"),
-    ("host key verification failed", "host key verification failed (the host's key is not recorded)"),
-    ("connection refused", "connection refused"),
-    ("timed out", "connect timed out"),
-    ("no route to host", "no route to host"),
-    ("permission denied", "SSH authentication failed"),
-    ("authentication", "SSH authentication failed"),
-    ("could not resolve", "could not resolve the host name"),
-    ("error reading ssh protocol banner", "no SSH banner (the host accepts connections but does not answer)"),
-    ("not responding", f"timed out after {ALIVE_INTERVAL * ALIVE_COUNT} s (the host stopped answering)"),
-    ("connection closed", "the connection was closed"),
-)
-
-
-def connect_failure(text: str) -> str:
-    """An SSH client's complaint (OpenSSH's stderr, a paramiko error) in a few words."""
-    flat = " ".join(line.strip() for line in text.splitlines() if line.strip())
-    lowered = flat.lower()
-    for needle, reason in CONNECT_FAILURES:
-        if needle in lowered:
-            return reason
-    return flat[-200:] or "ssh failed"
 
 
 class OpenSSHConnector(BaseConnector):
@@ -154,8 +104,9 @@ class OpenSSHConnector(BaseConnector):
     def _run(self, remote: str, stdin: bytes | None = None,
              timeout: float | None = None) -> tuple[int, list[str], list[str]]:
         started = time.monotonic()
-        process = subprocess.Popen(self.argv(remote), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE)
+        # gevent's own Popen: other hosts' greenlets run while this one waits, patched process or not
+        process = gevent.subprocess.Popen(self.argv(remote), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE)
         try:
             out, err = process.communicate(stdin, timeout=timeout)
         finally:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import runpy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,18 +92,11 @@ class BuildPath:
 
 
 def inventory_hosts(path: Path) -> list[Candidate]:
-    """The hosts of a pyinfra inventory file, in file order (module-level lists of names or (name, data))."""
-    namespace = runpy.run_path(str(path))
-    hosts: dict[str, Candidate] = {}
-    for key, value in namespace.items():
-        if key.startswith("_") or not isinstance(value, list | tuple):
-            continue
-        for item in value:
-            if isinstance(item, str):
-                hosts.setdefault(item, Candidate(item))
-            elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], dict):
-                hosts.setdefault(item[0], Candidate(item[0], dict(item[1])))
-    return list(hosts.values())
+    """The hosts of a pyinfra inventory file, in file order, each with its data as pyinfra merges it (read by
+    archfleet.inventory_file, the one reader)."""
+    from archfleet.inventory_file import load_inventory
+
+    return [Candidate(host.name, host.data.dict()) for host in load_inventory(path, "images: builder inventory")]
 
 
 def parse_probe(output: str) -> Platform | None:

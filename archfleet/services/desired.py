@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import jinja2
 
 from archfleet.errors import InputError
-from archfleet.facts.services import FILES_ROOT, ContainerState
+from archfleet.facts.service_reads import FILES_ROOT, ContainerState
 from archfleet.fleet.services import SIMPLE_PLACEHOLDER, only_placeholders
 from archfleet.inventory_file import host_addresses
 from archfleet.placement import container_name, previous_container_name

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archfleet.facts.services import ServiceProofValue
+from archfleet.facts.service_reads import ServiceProofValue
 from archfleet.placement import container_name
 from archfleet.platforms import UnknownPlatform, matches
 from archfleet.platforms import parse as parse_platform

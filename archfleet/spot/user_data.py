@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pyinfra.api import QuoteString, StringCommand
 
 from archfleet.errors import InputError
-from archfleet.facts.registry import CREDENTIALS_DIR, ca_path, password_path
-from archfleet.facts.services import FILES_ROOT
+from archfleet.facts.registry import ca_path
+from archfleet.facts.service_reads import CREDENTIALS_DIR, FILES_ROOT, password_path
 from archfleet.facts.spot_watcher import INIT_SCRIPT_PATH, NAME, UNIT_PATH
 from archfleet.fleet.rollout import TimeoutsSpec
 from archfleet.services.desired import DesiredContainer, ManagedFile

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import shutil
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,12 +19,13 @@ import gevent
 from pyinfra.api import Config, FactBase, State, StringCommand
 from pyinfra.api.exceptions import ConnectError
 
-from archfleet.connectors.openssh import HOST_KEY_MISMATCH, connect_failure
-from archfleet.facts.registry import CREDENTIALS_DIR, password_path
-from archfleet.facts.services import FILES_ROOT
+from archfleet.facts.service_reads import CREDENTIALS_DIR, FILES_ROOT, password_path
+from archfleet.inventory_file import pyinfra_inventory
 from archfleet.known_hosts import NewKeyWatch, changed_key_reason, inventory_targets
 from archfleet.run import say
 from archfleet.services.desired import ManagedFile
+from archfleet.ssh import HOST_KEY_MISMATCH
+from archfleet.sync.outcome import Outcome, StepFailed, connect_error_reason
 from archfleet.tasks import docker_commands
 from archfleet.tasks.service_commands import failure_reason
 
@@ -33,33 +33,6 @@ if TYPE_CHECKING:
     from pyinfra.api import Host, Inventory
 
 T = TypeVar("T")
-
-
-@dataclass
-class Outcome:
-    """A step on one host: ok, or failed with a one-line reason; the step's stderr lines for the log."""
-
-    ok: bool
-    reason: str = ""
-    stderr: list[str] = field(default_factory=list)
-
-
-class StepFailed(Exception):
-    def __init__(self, reason: str, stderr: list[str] | None = None):
-        super().__init__(reason)
-        self.reason = reason
-        self.stderr = stderr or []
-
-
-def connect_error_reason(error: BaseException, timeout: float) -> str:
-    """pyinfra's connect errors in a few plain words (connection refused, host key mismatch, ...); a connection
-    that did not complete in time says the bound."""
-    reason = connect_failure(str(error.args[0] if error.args else error) or type(error).__name__)
-    if reason == "connect timed out":
-        return f"connect timed out after {timeout:g} s"
-    if reason.startswith("no SSH banner"):
-        return f"connect timed out after {timeout:g} s ({reason})"
-    return reason
 
 
 def use_openssh(inventory: Inventory) -> None:
@@ -81,9 +54,11 @@ def use_openssh(inventory: Inventory) -> None:
 class HostSession:
     """The inventory's hosts in one pyinfra State, connected on first use."""
 
-    def __init__(self, inventory: Inventory, connect_timeout: int):
+    def __init__(self, inventory: Any, connect_timeout: int):
+        """``inventory``: the fleet's (archfleet.inventory_file.HostInventory) or pyinfra's own."""
         for name in ("pyinfra", "paramiko"):  # their own log lines would break the one-line-per-host output
             logging.getLogger(name).setLevel(logging.CRITICAL)
+        inventory = pyinfra_inventory(inventory)
         self.inventory = inventory
         self.connect_timeout = connect_timeout
         use_openssh(inventory)
