@@ -1,14 +1,25 @@
 """The `archfleet` console script. Hosts are reached in parallel through pyinfra's API in this process, on gevent
 greenlets: the standard library is patched first, as pyinfra's own CLI does, before anything imports ssl or
-socket. (Tests call ``archfleet.cli.main`` directly, unpatched.)"""
+socket. (Tests call ``archfleet.cli.main`` directly, unpatched.)
+
+`archfleet sync` and `archfleet verify` are the exception: they read every host over plain OpenSSH processes,
+and sync imports pyinfra only when a host must change; pyinfra's steps then run through archfleet's OpenSSH
+connector, whose ssh processes are gevent's own (cooperative without patching). Patching would only slow their
+reads down: a patched process starts each ssh with a full fork instead of the standard library's vfork."""
 
 from __future__ import annotations
 
+import sys
+
+UNPATCHED_COMMANDS = ("sync", "verify")
+
 
 def main() -> int:
-    from gevent import monkey
+    first = next((word for word in sys.argv[1:] if not word.startswith("-")), None)
+    if first not in UNPATCHED_COMMANDS:
+        from gevent import monkey
 
-    monkey.patch_all()
+        monkey.patch_all()
     from archfleet.cli import main as cli_main
 
     return cli_main()

@@ -16,8 +16,9 @@ from archfleet.known_hosts import forget, target_of
 from archfleet.pyinfra_run import HostResult, print_summary, run_deploy
 from archfleet.run import say
 from archfleet.shipped import deploy_file, inventory_file
-from archfleet.sync.hosts import HostSession, Outcome
-from archfleet.sync.rollout import hosts_in_scope, timeouts_of
+from archfleet.sync.hosts import HostSession
+from archfleet.sync.outcome import Outcome
+from archfleet.sync.pipeline import hosts_in_scope, timeouts_of
 
 
 def register(subparsers: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from archfleet.fleet import Fleet, default_fleet_path, load_fleet
 from archfleet.run import say
-from archfleet.sync.rollout import sync
+from archfleet.sync.run import sync
 
 
 def add_fleet_argument(parser: argparse.ArgumentParser) -> None:

@@ -1,5 +1,6 @@
 """`archfleet verify [-f FLEET] [--limit HOST|GROUP] [--json]`: prove every host runs each declared service from the
-image built for its own platform (image platform, pinned digest, `uname -m` inside the container). Read-only."""
+image built for its own platform (image platform, pinned digest, `uname -m` inside the container). Read-only: one
+command per host, over plain OpenSSH where it can (archfleet.sync.read), so it imports no pyinfra either."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import sys
 from typing import Any
 
 from archfleet.commands.sync import add_fleet_argument, load_fleet_for_services
-from archfleet.facts.services import ServiceProof
+from archfleet.facts.service_reads import SERVICE_PROOF_COMMAND, parse_service_proof
 from archfleet.run import say
 from archfleet.services.proof import FAIL, ProofRow, judge, table
-from archfleet.sync.hosts import HostSession, Outcome
-from archfleet.sync.rollout import hosts_in_scope, timeouts_of
+from archfleet.sync.outcome import Outcome
+from archfleet.sync.pipeline import hosts_in_scope, timeouts_of
+from archfleet.sync.read import read_everywhere
 
 
 def register(subparsers: Any) -> None:
@@ -25,18 +27,21 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run_verify)
 
 
+def service_proof_fact() -> type:
+    from archfleet.facts.services import ServiceProof
+
+    return ServiceProof
+
+
 def run_verify(args: argparse.Namespace) -> int:
     fleet = load_fleet_for_services(args, "verify")
     assert fleet.placement is not None and fleet.hosts is not None
     names = hosts_in_scope(fleet, args.limit)
     timeouts = timeouts_of(fleet)
     say(f"verify: gathering proof from {len(names)} host(s) of {fleet.inventory}")
-    session = HostSession(fleet.hosts, int(timeouts.connect))
-    try:
-        proofs = session.each(names, "facts", timeouts.connect + timeouts.facts,
-                              lambda host: session.fact(host, ServiceProof))
-    finally:
-        session.disconnect()
+    proofs = read_everywhere(fleet.hosts, names, what="ServiceProof", command=SERVICE_PROOF_COMMAND,
+                             parse=parse_service_proof, fact=service_proof_fact, connect_timeout=int(timeouts.connect),
+                             bound=timeouts.connect + timeouts.facts, say=say)
     rows: list[ProofRow] = []
     for host in sorted(proofs):
         proof = proofs[host]

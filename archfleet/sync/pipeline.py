@@ -4,8 +4,8 @@
     states = {host: ServicesState value, ...}    # one command per host
     plans = plan_fleet(fleet, states, prune)     # tags pinned once per sync, one HostPlan per host
 
-``archfleet sync`` executes the plans as a rolling rollout (archfleet.sync.rollout); the plain pyinfra deploy
-``deploys/services.py`` executes each host's plan as operations.
+``archfleet sync`` (archfleet.sync.run) executes the plans as a rolling rollout (archfleet.sync.rollout); the plain
+pyinfra deploy ``deploys/services.py`` executes each host's plan as operations.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from archfleet.credentials import host_logins
-from archfleet.errors import OperationFailed
-from archfleet.facts.services import ServicesStateValue
+from archfleet.errors import InputError, OperationFailed
+from archfleet.facts.service_reads import ServicesStateValue
 from archfleet.fleet import Fleet
+from archfleet.fleet.rollout import TimeoutsSpec
 from archfleet.images.verify import VerifyReport
 from archfleet.placement import Placement
 from archfleet.references import parse
@@ -29,6 +30,28 @@ def placement_of(fleet: Fleet) -> Placement:
     if fleet.placement is None:
         raise OperationFailed(f"{fleet.path}: no inventory: nothing to sync")
     return fleet.placement
+
+
+def timeouts_of(fleet: Fleet) -> TimeoutsSpec:
+    return fleet.timeouts
+
+
+def hosts_in_scope(fleet: Fleet, limit: str | None) -> list[str]:
+    """Every inventory host, or those of ``limit`` (host or group names, comma-separated)."""
+    inventory = fleet.hosts
+    names = sorted(host.name for host in inventory)
+    if not limit:
+        return names
+    chosen: set[str] = set()
+    for word in (w.strip() for w in limit.split(",") if w.strip()):
+        group = inventory.get_group(word, None)
+        if word in names:
+            chosen.add(word)
+        elif group is not None:
+            chosen.update(host.name for host in group)
+        else:
+            raise InputError(f"--limit: {word!r} is neither a host nor a group of {fleet.inventory}")
+    return sorted(chosen)
 
 
 def hosts_by_platform(fleet: Fleet, states: dict[str, ServicesStateValue]) -> dict[str, dict[str, list[str]]]:

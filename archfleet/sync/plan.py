@@ -18,8 +18,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from archfleet.facts.services import ServicesStateValue
-from archfleet.placement import CONTAINER_PREFIX, PREVIOUS_SUFFIX, container_name, previous_container_name
+from archfleet.facts.service_reads import ServicesStateValue
+from archfleet.fleet.services import ServiceSpec
+from archfleet.placement import (
+    CONTAINER_PREFIX,
+    PREVIOUS_SUFFIX,
+    Placement,
+    container_name,
+    previous_container_name,
+    start_order,
+)
 from archfleet.services.desired import DesiredContainer, ManagedFile, decide, short
 
 SWITCHING_ACTIONS = ("create", "recreate", "start", "restore")  # rolled out in batches, behind the canary
@@ -134,3 +142,26 @@ def batches(hosts: list[str], canary: int, batch_size: int) -> list[list[str]]:
     size = max(1, batch_size)
     result += [rest[i:i + size] for i in range(0, len(rest), size)]
     return [batch for batch in result if batch]
+
+
+def rollout_batches(placement: Placement, plans: dict[str, HostPlan],
+                    skip: set[str]) -> list[tuple[ServiceSpec, list[tuple[str, list[str]]]]]:
+    """Per service in start order: its labelled batches (``canary (1/3)``, ``batch 1 (2/3)``...) over the hosts
+    where it switches."""
+    result = []
+    for spec in start_order(placement.services.values()):
+        hosts = [h for h, plan in plans.items() if h not in skip
+                 and (step := plan.step(spec.name)) is not None and step.action in SWITCHING_ACTIONS]
+        if not hosts:
+            continue
+        # A service that runs on none of these hosts yet has nothing a canary could protect: its first rollout
+        # goes straight to the batches (which still stop at the first failure).
+        first_rollout = all(plans[h].step(spec.name).action == "create" for h in hosts)  # type: ignore[union-attr]
+        canary = 0 if first_rollout else spec.rollout.canary
+        groups = batches(hosts, canary, spec.rollout.batch_size(len(hosts)))
+        labelled = []
+        for index, batch in enumerate(groups):
+            label = "canary" if index == 0 and canary > 0 else f"batch {index + (0 if canary > 0 else 1)}"
+            labelled.append((f"{label} ({index + 1}/{len(groups)})", batch))
+        result.append((spec, labelled))
+    return result

@@ -1,6 +1,9 @@
-"""`archfleet sync` end to end: read every host's state, plan, then roll the changes out safely.
+"""The rollout of a sync's plans, once a host must change (archfleet.sync.run reads and plans first, and imports
+this module, with pyinfra and gevent, only then).
 
-1. **Read** (one command per host, in parallel, time-bounded): a host that cannot be reached fails alone.
+1. **Read** (one command per host, in parallel, time-bounded): a host that cannot be reached fails alone. Hosts
+   OpenSSH can reach are read over plain ``ssh`` (archfleet.sync.read), and pyinfra is imported only when a host
+   must change: a no-op sync costs one SSH command per host and no pyinfra.
 2. **Plan** (archfleet.sync.pipeline): the pre-flight pins every tag once; a tag without a verified image for a
    host's platform stops everything here, before any host is touched. ``--dry`` stops here too.
 3. **Pull**: every host that will change uploads its files and pulls its images by digest, in parallel. No
@@ -20,75 +23,16 @@ from typing import Any
 
 import gevent
 
-from archfleet.errors import InputError
-from archfleet.facts.services import ServicesState, ServicesStateValue
 from archfleet.fleet import Fleet
-from archfleet.fleet.rollout import TimeoutsSpec
-from archfleet.fleet.services import ServiceSpec
-from archfleet.placement import start_order
-from archfleet.services.preflight import prefetch_reports
-from archfleet.sync.hosts import HostSession, Outcome, StepFailed
-from archfleet.sync.pipeline import placement_of, plan_fleet
-from archfleet.sync.plan import SWITCHING_ACTIONS, HostPlan, ServiceStep, batches
-from archfleet.sync.report import (
-    FAILED,
-    NOT_REACHED,
-    ROLLED_BACK,
-    UNCHANGED,
-    UPDATED,
-    WOULD_CHANGE,
-    ServiceResult,
-    SyncReport,
-)
+from archfleet.sync.hosts import HostSession
+from archfleet.sync.outcome import Outcome
+from archfleet.sync.pipeline import placement_of, timeouts_of
+from archfleet.sync.plan import HostPlan, ServiceStep, rollout_batches
+from archfleet.sync.report import FAILED, NOT_REACHED, ROLLED_BACK, UNCHANGED, UPDATED, SyncReport
 from archfleet.sync.steps import finalize_command, step_command, undo_command
 from archfleet.tasks import service_commands
 
 Say = Callable[[str], None]
-
-
-def timeouts_of(fleet: Fleet) -> TimeoutsSpec:
-    return fleet.timeouts
-
-
-def hosts_in_scope(fleet: Fleet, limit: str | None) -> list[str]:
-    """Every inventory host, or those of ``limit`` (host or group names, comma-separated)."""
-    inventory = fleet.hosts
-    names = sorted(host.name for host in inventory)
-    if not limit:
-        return names
-    chosen: set[str] = set()
-    for word in (w.strip() for w in limit.split(",") if w.strip()):
-        group = inventory.get_group(word, None)
-        if word in names:
-            chosen.add(word)
-        elif group is not None:
-            chosen.update(host.name for host in group)
-        else:
-            raise InputError(f"--limit: {word!r} is neither a host nor a group of {fleet.inventory}")
-    return sorted(chosen)
-
-
-def rollout_batches(fleet: Fleet, plans: dict[str, HostPlan],
-                    skip: set[str]) -> list[tuple[ServiceSpec, list[tuple[str, list[str]]]]]:
-    """Per service in start order: its labelled batches (``canary (1/3)``, ``batch 1 (2/3)``...) over the hosts
-    where it switches."""
-    result = []
-    for spec in start_order(placement_of(fleet).services.values()):
-        hosts = [h for h, plan in plans.items() if h not in skip
-                 and (step := plan.step(spec.name)) is not None and step.action in SWITCHING_ACTIONS]
-        if not hosts:
-            continue
-        # A service that runs on none of these hosts yet has nothing a canary could protect: its first rollout
-        # goes straight to the batches (which still stop at the first failure).
-        first_rollout = all(plans[h].step(spec.name).action == "create" for h in hosts)  # type: ignore[union-attr]
-        canary = 0 if first_rollout else spec.rollout.canary
-        groups = batches(hosts, canary, spec.rollout.batch_size(len(hosts)))
-        labelled = []
-        for index, batch in enumerate(groups):
-            label = "canary" if index == 0 and canary > 0 else f"batch {index + (0 if canary > 0 else 1)}"
-            labelled.append((f"{label} ({index + 1}/{len(groups)})", batch))
-        result.append((spec, labelled))
-    return result
 
 
 class Rollout:
@@ -136,7 +80,7 @@ class Rollout:
 
     def switch(self) -> str | None:
         """Every service's batches; returns the host whose failure stopped the rollout (None: all done)."""
-        for spec, groups in rollout_batches(self.fleet, self.plans, self.failed):
+        for spec, groups in rollout_batches(placement_of(self.fleet), self.plans, self.failed):
             pause = float(spec.rollout.pause)
             for index, (label, batch) in enumerate(groups):
                 self.report.batches.append({"service": spec.name, "batch": label, "hosts": batch})
@@ -250,70 +194,3 @@ class Rollout:
                 entry.status = UPDATED
             else:
                 entry.status = UNCHANGED
-
-
-def read_states(session: HostSession, names: list[str], fleet: Fleet, report: SyncReport,
-                say: Say) -> dict[str, ServicesStateValue]:
-    """The ServicesState fact of every host (one command each); unreadable hosts are FAILED in the report."""
-    timeouts = timeouts_of(fleet)
-    say(f"sync: reading the state of {len(names)} host(s)")
-    values = session.each(names, "facts", timeouts.connect + timeouts.facts,
-                          lambda host: session.fact(host, ServicesState))
-    placement = placement_of(fleet)
-    states: dict[str, ServicesStateValue] = {}
-    for host, value in sorted(values.items()):
-        entry = report.host(host)
-        if isinstance(value, Outcome):
-            entry.status, entry.reason = FAILED, value.reason
-            continue
-        entry.platform = value.get("platform") or "?"
-        if placement.services_on(host) and not value["engine_running"]:
-            entry.status, entry.reason = FAILED, "the Docker engine does not answer (run the host bootstrap first)"
-            continue
-        if placement.services_on(host) and not value.get("platform"):
-            entry.status, entry.reason = FAILED, f"unknown platform (uname -m: {value.get('machine')})"
-            continue
-        states[host] = value
-    return states
-
-
-def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say) -> SyncReport:
-    """The whole sync; the report says per host what happened. Raises PreflightFailed (nothing changed)."""
-    if fleet.hosts is None:
-        raise InputError(f"{fleet.path}: no `inventory:`: nothing to sync")
-    names = hosts_in_scope(fleet, limit)
-    timeouts = timeouts_of(fleet)
-    report = SyncReport(dry)
-    session = HostSession(fleet.hosts, int(timeouts.connect))
-    try:
-        with gevent.Timeout(timeouts.run, StepFailed(f"the whole sync timed out after {timeouts.run:g} s")):
-            placed = sorted({spec.name for host in names for spec in placement_of(fleet).services_on(host)})
-            prefetch = gevent.spawn(prefetch_reports, fleet, placed)  # the registry is read while the hosts are
-            states = read_states(session, names, fleet, report, say)
-            plans = plan_fleet(fleet, states, prune, prefetch.get())
-            for host, plan in plans.items():
-                entry = report.host(host)
-                for step in plan.steps:
-                    entry.services[step.service] = ServiceResult(step.action, step.reason, "planned")
-                    say(f"[{host}] {step.describe()}")
-                for step in plan.unchanged:
-                    entry.services[step.service] = ServiceResult("none", step.reason, UNCHANGED)
-                for step in plan.orphans:
-                    entry.orphans.append(step.service)
-                    say(f"[{host}] {step.service}: kept ({step.reason})")
-                entry.status = (WOULD_CHANGE if dry else UPDATED) if plan.changed else UNCHANGED
-            if dry:
-                for spec, groups in rollout_batches(fleet, plans, set()):
-                    for label, batch in groups:
-                        report.batches.append({"service": spec.name, "batch": label, "hosts": batch})
-                        say(f"sync: {spec.name}: would roll out {label}: {', '.join(batch)}")
-            else:
-                Rollout(fleet, session, plans, report, say).run()
-    except StepFailed as error:
-        for entry in report.hosts.values():
-            if entry.status not in (FAILED, UNCHANGED):
-                entry.status, entry.reason = FAILED, error.reason
-    finally:
-        session.disconnect()
-    return report
-

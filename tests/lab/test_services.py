@@ -18,7 +18,7 @@ import pytest
 from archfleet.lab.images import base_image
 from archfleet.lab.state import LabState
 from archfleet.lab.v2ray_client import fetch_through_proxy
-from tests.lab.support import LAB_INVENTORY, PROJECT, PyinfraResult, archfleet, fleet_header, on_host, pyinfra
+from tests.lab.support import BIN, LAB_INVENTORY, PROJECT, PyinfraResult, archfleet, fleet_header, on_host, pyinfra
 
 pytestmark = pytest.mark.lab
 
@@ -124,6 +124,15 @@ def test_first_sync_runs_every_service_and_the_second_changes_nothing(fleet: Fle
     second = fleet.sync()
     assert second.returncode == 0, second.stderr[-3000:]
     assert all(status == "no changes" for status in changed_lines(second.stdout).values()), second.stdout
+    # A no-op sync reads each host over plain OpenSSH and never imports pyinfra, gevent or paramiko (its whole
+    # cost is one ssh per host): the interpreter's own import trace of the console script says so.
+    traced = subprocess.run([str(BIN / "archfleet"), "sync", "-f", str(fleet.path)], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}, cwd=PROJECT, timeout=600, check=False)
+    assert traced.returncode == 0 and "0 updated" in traced.stdout, traced.stdout + traced.stderr[-3000:]
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in traced.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "archfleet" in imported and "yaml" in imported, sorted(imported)
+    assert not imported & {"pyinfra", "gevent", "paramiko", "docker", "boto3"}, sorted(imported)
     running = containers(lab)
     for host in ("amd64-1", "arm64-1"):
         for service in ("archfleet-v2ray", "archfleet-mover"):

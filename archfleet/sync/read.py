@@ -1,0 +1,120 @@
+"""Reading every host with one command over the system's OpenSSH client, without pyinfra: what ``archfleet sync``
+does first, and all a no-op sync does on a host.
+
+Each host gets exactly one ``ssh HOST -- sh -c COMMAND`` (through ``sudo -H -n`` when its data says ``_sudo``),
+started all at once and bounded together: a host that does not answer in time fails alone, the others are read.
+The ssh options come from the host's data exactly as archfleet's OpenSSH connector makes them
+(``archfleet.ssh.ssh_options``: key, port, user, known_hosts and its checking), without a master connection: a
+host that must change is reached again through pyinfra, and one that need not (the usual case) costs one
+handshake, as ``ssh HOST true`` does. A host only pyinfra can reach (a connector such as ``@local``, a password,
+``archfleet_ssh: paramiko``) or a machine without ``ssh`` is not readable here (``readable_over_openssh``): the
+caller reads such an inventory through pyinfra instead.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from archfleet.known_hosts import NewKeyWatch, changed_key_reason, target_of
+from archfleet.ssh import HOST_KEY_MISMATCH, SSH_FAILED, connect_failure, ssh_options
+from archfleet.sync.outcome import Outcome
+
+T = TypeVar("T")
+TARGET_KEYS = ("ssh_known_hosts_file", "ssh_hostname", "ssh_port", "ssh_strict_host_key_checking")
+PYINFRA_ONLY_KEYS = ("ssh_password", "ssh_key_password", "_sudo_password", "_sudo_user", "_su_user", "_doas")
+
+
+def readable_over_openssh(host: Any) -> bool:
+    """A host of the default SSH kind that OpenSSH can reach in batch mode, with at most plain sudo."""
+    data = host.data
+    return (not host.name.startswith("@") and data.get("archfleet_ssh") != "paramiko"
+            and not any(data.get(key) for key in PYINFRA_ONLY_KEYS))
+
+
+def all_readable_over_openssh(hosts: Iterable[Any]) -> bool:
+    return shutil.which("ssh") is not None and all(readable_over_openssh(host) for host in hosts)
+
+
+def remote_command(command: str, sudo: bool) -> str:
+    """The command line the host's shell runs: ``sh -c COMMAND``, through ``sudo -H -n`` (never a password
+    prompt) when ``sudo``, as pyinfra runs a fact's command."""
+    shell = f"sh -c {shlex.quote(command)}"
+    return f"sudo -H -n {shell}" if sudo else shell
+
+
+def ssh_command(host: Any, command: str, connect_timeout: int) -> list[str]:
+    data = {key: host.data.get(key) for key in (
+        "ssh_hostname", "ssh_port", "ssh_user", "ssh_key", "ssh_known_hosts_file", "ssh_strict_host_key_checking",
+        "ssh_config_file", "ssh_connect_timeout")}
+    destination = str(data["ssh_hostname"] or host.name)
+    return ["ssh", *ssh_options(data, "none", connect_timeout), destination, "--",
+            remote_command(command, bool(host.data.get("_sudo")))]
+
+
+def read_hosts(hosts: list[Any], command: str, *, what: str, connect_timeout: int, bound: float,
+               say: Any) -> dict[str, list[str] | Outcome]:
+    """``command``'s stdout lines on every host, or an Outcome(False, reason) for a host that could not be read
+    (ssh's own failure in a few words, a changed host key in the line that says how to accept it, the command's
+    failure with its last stderr line, or ``facts timed out after N s``). New host keys recorded on the way are
+    printed, one line each."""
+    targets = {}
+    for host in hosts:
+        target = target_of(host.name, {key: host.data.get(key) for key in TARGET_KEYS})
+        if target is not None:
+            targets[host.name] = target
+    new_keys = NewKeyWatch(targets.values())
+    started = time.monotonic()
+    processes = {host.name: subprocess.Popen(ssh_command(host, command, connect_timeout), stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for host in hosts}
+    results: dict[str, list[str] | Outcome] = {}
+    for name, process in processes.items():
+        try:
+            out, err = process.communicate(timeout=max(0.0, started + bound - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            results[name] = Outcome(False, f"facts timed out after {bound:g} s")
+            continue
+        stdout = out.decode(errors="replace").splitlines()
+        stderr = err.decode(errors="replace").splitlines()
+        if process.returncode == SSH_FAILED and not stdout:  # ssh's own failure: the command did not run
+            reason = connect_failure("\n".join(stderr))
+            if reason == "connect timed out":
+                reason = f"connect timed out after {connect_timeout} s"
+            elif reason.startswith(HOST_KEY_MISMATCH):
+                target = targets.get(name)
+                reason = changed_key_reason(name, target.file if target else None)
+            results[name] = Outcome(False, reason, stderr)
+        elif process.returncode != 0:
+            results[name] = Outcome(False, f"could not read {what}: {(stderr or ['no output'])[-1]}", stderr)
+        else:
+            results[name] = stdout
+    for line in new_keys.report(list(processes)):
+        say(line)
+    return results
+
+
+def read_everywhere(inventory: Any, names: list[str], *, what: str, command: str, parse: Callable[[list[str]], T],
+                    fact: Callable[[], type], connect_timeout: int, bound: float,
+                    say: Callable[[str], None]) -> dict[str, T | Outcome]:
+    """The fact ``what`` on every named host: over plain OpenSSH (``command``, its output read by ``parse``) when
+    every host allows it, else through pyinfra (``fact()`` gives the pyinfra fact of the same command and parser;
+    imported only then)."""
+    hosts = [inventory.get_host(name) for name in names]
+    if all_readable_over_openssh(hosts):
+        read = read_hosts(hosts, command, what=what, connect_timeout=connect_timeout, bound=bound, say=say)
+        return {name: lines if isinstance(lines, Outcome) else parse(lines) for name, lines in read.items()}
+    from archfleet.sync.hosts import HostSession
+
+    session = HostSession(inventory, connect_timeout)
+    try:
+        fact_class = fact()
+        return session.each(names, "facts", bound, lambda host: session.fact(host, fact_class))
+    finally:
+        session.disconnect()

@@ -1,0 +1,129 @@
+"""`archfleet sync` end to end: read every host's state, plan, then (only when a host must change) roll the changes
+out safely with archfleet.sync.rollout. The steps:
+
+1. **Read** (one command per host, in parallel, time-bounded, archfleet.sync.read): a host that cannot be reached
+   fails alone. Hosts OpenSSH can reach are read over plain ``ssh`` while the registry is read beside them; pyinfra
+   and gevent are imported only when a host must change, so a no-op sync is one SSH command per host.
+2. **Plan** (archfleet.sync.pipeline): the pre-flight pins every tag once; a tag without a verified image for a
+   host's platform stops everything here, before any host is touched. ``--dry`` stops here too.
+3. **Roll out** (archfleet.sync.rollout): pull, switch behind a canary and in batches, roll back, finalize.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from archfleet.errors import InputError
+from archfleet.facts.service_reads import SERVICES_STATE_COMMAND, ServicesStateValue, parse_services_state
+from archfleet.fleet import Fleet
+from archfleet.images.verify import VerifyReport
+from archfleet.services.preflight import prefetch_reports
+from archfleet.sync.outcome import Outcome, StepFailed
+from archfleet.sync.pipeline import hosts_in_scope, placement_of, plan_fleet, timeouts_of
+from archfleet.sync.plan import rollout_batches
+from archfleet.sync.read import read_everywhere
+from archfleet.sync.report import FAILED, UNCHANGED, UPDATED, WOULD_CHANGE, ServiceResult, SyncReport
+
+Say = Callable[[str], None]
+
+
+def services_state_fact() -> type:
+    from archfleet.facts.services import ServicesState
+
+    return ServicesState
+
+
+def read_states(names: list[str], fleet: Fleet, report: SyncReport, say: Say) -> dict[str, ServicesStateValue]:
+    """The ServicesState fact of every host (one command each, archfleet.sync.read); unreadable hosts are FAILED
+    in the report."""
+    timeouts = timeouts_of(fleet)
+    say(f"sync: reading the state of {len(names)} host(s)")
+    values = read_everywhere(fleet.hosts, names, what="ServicesState", command=SERVICES_STATE_COMMAND,
+                             parse=parse_services_state, fact=services_state_fact,
+                             connect_timeout=int(timeouts.connect), bound=timeouts.connect + timeouts.facts, say=say)
+    placement = placement_of(fleet)
+    states: dict[str, ServicesStateValue] = {}
+    for host, value in sorted(values.items()):
+        entry = report.host(host)
+        if isinstance(value, Outcome):
+            entry.status, entry.reason = FAILED, value.reason
+            continue
+        entry.platform = value.get("platform") or "?"
+        if placement.services_on(host) and not value["engine_running"]:
+            entry.status, entry.reason = FAILED, "the Docker engine does not answer (run the host bootstrap first)"
+            continue
+        if placement.services_on(host) and not value.get("platform"):
+            entry.status, entry.reason = FAILED, f"unknown platform (uname -m: {value.get('machine')})"
+            continue
+        states[host] = value
+    return states
+
+
+class Prefetch(threading.Thread):
+    """The registry read while the hosts are (archfleet.services.preflight.prefetch_reports): a thread (a
+    greenlet where the process is patched for gevent), so that it runs beside the hosts' ssh processes."""
+
+    def __init__(self, fleet: Fleet, services: list[str]):
+        super().__init__(name="archfleet-prefetch", daemon=True)
+        self.fleet, self.services = fleet, services
+        self.reports: dict[str, VerifyReport] = {}
+
+    def run(self) -> None:
+        self.reports = prefetch_reports(self.fleet, self.services)
+
+    def result(self) -> dict[str, VerifyReport]:
+        self.join()
+        return self.reports
+
+
+def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say) -> SyncReport:
+    """The whole sync; the report says per host what happened. Raises PreflightFailed (nothing changed)."""
+    if fleet.hosts is None:
+        raise InputError(f"{fleet.path}: no `inventory:`: nothing to sync")
+    names = hosts_in_scope(fleet, limit)
+    timeouts = timeouts_of(fleet)
+    report = SyncReport(dry)
+    started = time.monotonic()
+    session: HostSession | None = None
+    try:
+        placed = sorted({spec.name for host in names for spec in placement_of(fleet).services_on(host)})
+        prefetch = Prefetch(fleet, placed)
+        prefetch.start()
+        states = read_states(names, fleet, report, say)
+        plans = plan_fleet(fleet, states, prune, prefetch.result())
+        for host, plan in plans.items():
+            entry = report.host(host)
+            for step in plan.steps:
+                entry.services[step.service] = ServiceResult(step.action, step.reason, "planned")
+                say(f"[{host}] {step.describe()}")
+            for step in plan.unchanged:
+                entry.services[step.service] = ServiceResult("none", step.reason, UNCHANGED)
+            for step in plan.orphans:
+                entry.orphans.append(step.service)
+                say(f"[{host}] {step.service}: kept ({step.reason})")
+            entry.status = (WOULD_CHANGE if dry else UPDATED) if plan.changed else UNCHANGED
+        if dry:
+            for spec, groups in rollout_batches(placement_of(fleet), plans, set()):
+                for label, batch in groups:
+                    report.batches.append({"service": spec.name, "batch": label, "hosts": batch})
+                    say(f"sync: {spec.name}: would roll out {label}: {', '.join(batch)}")
+        elif any(plan.changed for plan in plans.values()):  # only now are pyinfra and its connections needed
+            import gevent
+
+            from archfleet.sync.hosts import HostSession
+            from archfleet.sync.rollout import Rollout
+
+            session = HostSession(fleet.hosts, int(timeouts.connect))
+            remaining = max(1.0, timeouts.run - (time.monotonic() - started))
+            with gevent.Timeout(remaining, StepFailed(f"the whole sync timed out after {timeouts.run:g} s")):
+                Rollout(fleet, session, plans, report, say).run()
+    except StepFailed as error:
+        for entry in report.hosts.values():
+            if entry.status not in (FAILED, UNCHANGED):
+                entry.status, entry.reason = FAILED, error.reason
+    finally:
+        if session is not None:
+            session.disconnect()
+    return report

@@ -1,0 +1,49 @@
+"""The no-op sync's reader (archfleet.sync.read): the one ssh command line per host, and which hosts it can read.
+Its real runs are the lab's sync tests (tests/lab/test_services.py, test_rollout_faults.py, test_ssh_identity.py)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from archfleet.facts.service_reads import SERVICES_STATE_COMMAND
+from archfleet.inventory_file import load_inventory
+from archfleet.sync.read import all_readable_over_openssh, readable_over_openssh, remote_command, ssh_command
+
+
+def inventory(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
+    path = tmp_path / "inventory.py"
+    path.write_text(text)
+    return load_inventory(path)
+
+
+def test_one_ssh_per_host_with_the_connectors_options_and_no_master(tmp_path: Path) -> None:
+    hosts = inventory(tmp_path, (
+        "web = [('web-1', {'ssh_hostname': '10.0.0.5', 'ssh_user': 'admin', 'ssh_port': 2222, '_sudo': True,\n"
+        "                  'ssh_key': '/keys/id', 'ssh_known_hosts_file': '/kh', \n"
+        "                  'ssh_strict_host_key_checking': 'accept-new'}),\n"
+        "       ('web-2', {'ssh_user': 'root'})]\n"))
+    argv = ssh_command(hosts.get_host("web-1"), SERVICES_STATE_COMMAND, 7)
+    assert argv[0] == "ssh" and argv[-3:-1] == ["10.0.0.5", "--"]
+    options = " ".join(argv[1:-3])
+    for expected in ("BatchMode=yes", "ConnectTimeout=7", "StrictHostKeyChecking=accept-new", "ControlPath=none",
+                     "UserKnownHostsFile=/kh", "-i /keys/id", "-p 2222", "-l admin"):
+        assert expected in options, (expected, options)
+    assert "ControlMaster" not in options and "ControlPersist" not in options
+    words = shlex.split(argv[-1])  # what the host's shell runs: the command, quoted once, through sudo -n
+    assert words == ["sudo", "-H", "-n", "sh", "-c", SERVICES_STATE_COMMAND]
+    plain = ssh_command(hosts.get_host("web-2"), "echo 'a b'", 7)
+    assert plain[-3] == "web-2" and shlex.split(plain[-1]) == ["sh", "-c", "echo 'a b'"]
+    assert remote_command("true", sudo=False) == "sh -c true"
+
+
+def test_hosts_only_pyinfra_can_reach_are_read_through_pyinfra(tmp_path: Path) -> None:
+    hosts = inventory(tmp_path, (
+        "web = ['web-1', ('web-2', {'ssh_password': 'pw'}), ('web-3', {'archfleet_ssh': 'paramiko'}),\n"
+        "       ('web-4', {'_sudo': True, '_sudo_password': 'pw'}), ('web-5', {'_sudo': True})]\n"))
+    readable = {host.name: readable_over_openssh(host) for host in hosts}
+    assert readable == {"web-1": True, "web-2": False, "web-3": False, "web-4": False, "web-5": True}
+    assert not all_readable_over_openssh(hosts)
+    assert all_readable_over_openssh([hosts.get_host("web-1"), hosts.get_host("web-5")])
+    local = inventory(tmp_path, "local = ['@local']\n")
+    assert not all_readable_over_openssh(local)
