@@ -219,6 +219,7 @@ def _template_syntax_error(text: str) -> str | None:
 SIMPLE_PLACEHOLDER = re.compile(r"\{\{ *[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)* *\}\}")
 
 
+@functools.lru_cache(maxsize=1 << 14)  # asked at load time and again when the value is rendered for each host
 def only_placeholders(text: str) -> bool:
     """The text's only template parts are `{{ name.attribute }}` placeholders, each of which compiles."""
     placeholders = SIMPLE_PLACEHOLDER.findall(text)
