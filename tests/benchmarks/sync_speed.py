@@ -2,7 +2,7 @@
 Prints figures (and writes them as JSON with --json-out); asserts nothing about time.
 
     .venv/bin/python -m tests.benchmarks.sync_speed [--hosts 4,16,32] [--runs 5] [--ansible-runs 3]
-        [--skip-ansible] [--skip-first-sync] [--json-out FILE] [--down]
+        [--skip-ansible] [--skip-first-sync] [--before BIN] [--json-out FILE] [--down]
 
 It runs on a lab of its own (network archfleet-bench, 172.28.82.0/24, state in /var/lib/archfleet/bench) unless
 ARCHFLEET_LAB_NETWORK / ARCHFLEET_LAB_SUBNET / ARCHFLEET_LAB_DIR say otherwise. For each N (ascending) it scales that
@@ -16,6 +16,8 @@ lab to N amd64 hosts (no arm64), bootstraps them (deploys/host.py), publishes v2
   key, the lab's known_hosts, StrictHostKeyChecking=yes), `archfleet sync`, and `ansible-playbook` of
   tests/benchmarks/ansible/playbook.yml (community.docker.docker_container declaring the very container archfleet
   runs, pipelining on, N forks, same key and known_hosts; Ansible 12 in its own virtualenv, a yardstick only);
+- with ``--before BIN`` (another checkout's ``archfleet`` console script, e.g. a worktree of an earlier commit with
+  its own venv), that archfleet's no-op sync in the same interleaved runs: before and after, paired;
 - SSH per host in a no-op: connections and commands (sessions) each host's sshd logged (LogLevel VERBOSE on the lab
   hosts), for the floor (the counter's own check: 1 and 1), archfleet and Ansible.
 """
@@ -221,9 +223,9 @@ def platform_image(state: LabState, repository: str, tag: str, platform: str) ->
 # --- archfleet and Ansible ---------------------------------------------------------------------------------------
 
 
-def timed_archfleet_sync(fleet: Path, expect_no_changes: bool) -> float:
+def timed_archfleet_sync(fleet: Path, expect_no_changes: bool, binary: str = ARCHFLEET_BIN) -> float:
     started = time.monotonic()
-    result = subprocess.run([ARCHFLEET_BIN, "sync", "-f", str(fleet)], cwd=PROJECT, capture_output=True, text=True,
+    result = subprocess.run([binary, "sync", "-f", str(fleet)], cwd=PROJECT, capture_output=True, text=True,
                             check=False)
     wall = time.monotonic() - started
     if result.returncode != 0:
@@ -325,6 +327,7 @@ class Row:
     bootstrap: float | None = None  # deploys/host.py on every host (the new ones bare)
     floor_runs: list[float] = field(default_factory=list)
     archfleet_runs: list[float] = field(default_factory=list)
+    before_runs: list[float] = field(default_factory=list)  # --before: an earlier archfleet, same runs
     ansible_runs: list[float] = field(default_factory=list)
     ansible_container_task_alone: float | None = None  # one run, the copy tasks skipped
     first_sync: float | None = None
@@ -347,6 +350,14 @@ class Row:
     @property
     def ansible(self) -> float | None:
         return median(self.ansible_runs)
+
+    @property
+    def before(self) -> float | None:
+        return median(self.before_runs)
+
+    @property
+    def before_vs_floor(self) -> float | None:
+        return median([b / f for f, b in zip(self.floor_runs, self.before_runs, strict=False)])
 
     @property
     def archfleet_vs_floor(self) -> float | None:
@@ -392,7 +403,8 @@ def measure_first_sync(row: Row, state: LabState, hosts: list[LabHost], fleet: P
     say(f"archfleet sync of {len(hosts)} fresh hosts: {row.first_sync:.1f} s")
 
 
-def measure(count: int, runs: int, ansible_runs: int, first_sync: bool, fleet: Path, work: Path) -> Row:
+def measure(count: int, runs: int, ansible_runs: int, first_sync: bool, fleet: Path, work: Path,
+            before: str | None = None) -> Row:
     say(f"--- {count} host(s) ---")
     row = Row(count)
     state, hosts = prepare_lab(row, fleet)
@@ -412,10 +424,14 @@ def measure(count: int, runs: int, ansible_runs: int, first_sync: bool, fleet: P
     for run in range(runs):
         row.floor_runs.append(parallel_wall(floor_argvs))
         row.archfleet_runs.append(timed_archfleet_sync(fleet, expect_no_changes=True))
+        if before:
+            row.before_runs.append(timed_archfleet_sync(fleet, expect_no_changes=True, binary=before))
         if ansible and run < ansible_runs:
             row.ansible_runs.append(ansible.timed_noop())
         say(f"run {run + 1}/{runs}: floor {row.floor_runs[-1]:.2f} s, archfleet {row.archfleet_runs[-1]:.2f} s"
-            + (f", Ansible {row.ansible_runs[-1]:.2f} s" if ansible and run < ansible_runs else ""))
+            + (f", before {row.before_runs[-1]:.2f} s" if before else "")
+            + (f", Ansible {row.ansible_runs[-1]:.2f} s" if ansible and run < ansible_runs else "")
+            + f" (load {os.getloadavg()[0]:.1f})")
     row.ssh_floor = count_ssh(hosts, lambda: parallel_wall(floor_argvs))
     row.ssh_archfleet = count_ssh(hosts, lambda: timed_archfleet_sync(fleet, expect_no_changes=True))
     if ansible:
@@ -473,6 +489,10 @@ def print_table(rows: list[Row], out: TextIO = sys.stdout) -> None:
         if r.ansible_container_task_alone is not None:
             print(f"Ansible, {r.hosts} hosts, the docker_container task alone (copy tasks skipped, one run): "
                   f"{seconds(r.ansible_container_task_alone)}", file=out)
+        if r.before_runs:
+            print(f"before (--before), {r.hosts} hosts: no-op {seconds(r.before)}, {times(r.before_vs_floor)} the "
+                  f"floor (paired), against archfleet's {seconds(r.archfleet)}, {times(r.archfleet_vs_floor)}",
+                  file=out)
         print(f"setup, {r.hosts} hosts: lab up {seconds(r.lab_up)}, host bootstrap {seconds(r.bootstrap)}", file=out)
 
 
@@ -485,7 +505,7 @@ def json_document(rows: list[Row]) -> dict[str, Any]:
     return {"rows": [{
         **asdict(r), "floor": r.floor, "archfleet": r.archfleet, "ansible": r.ansible,
         "pulled_per_host": r.pulled_per_host, "archfleet_vs_floor": r.archfleet_vs_floor,
-        "ansible_vs_archfleet": r.ansible_vs_archfleet,
+        "ansible_vs_archfleet": r.ansible_vs_archfleet, "before": r.before, "before_vs_floor": r.before_vs_floor,
     } for r in rows]}
 
 
@@ -515,6 +535,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-ansible", action="store_true", help="no Ansible yardstick")
     parser.add_argument("--skip-first-sync", action="store_true",
                         help="no first sync of fresh hosts (nor parallel pull): the no-op figures only")
+    parser.add_argument("--before", metavar="BIN", help="an earlier archfleet console script, timed in the same "
+                                                        "no-op runs (before/after, paired)")
     parser.add_argument("--json-out", type=Path, help="also write the results as JSON to this file")
     parser.add_argument("--down", action="store_true", help="take the benchmark's lab down afterwards")
     args = parser.parse_args(argv)
@@ -530,7 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fleet.write_text(FLEET.format(inventory=LAB_INVENTORY, project=PROJECT))
             with tempfile.TemporaryDirectory(dir=bench_dir) as work:
                 rows.append(measure(count, args.runs, 0 if args.skip_ansible else max(args.ansible_runs, 1),
-                                    not args.skip_first_sync, fleet, Path(work)))
+                                    not args.skip_first_sync, fleet, Path(work), args.before))
             print_table(rows, sys.stderr)
             if args.json_out:
                 args.json_out.write_text(json.dumps(json_document(rows), indent=2) + "\n")
