@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -26,14 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archfleet.errors import InputError, OperationFailed
-from archfleet.references import canonical_registry, docker_config_key
+from archfleet.references import canonical_registry, docker_config_key, ecr_account, ecr_region
 
 if TYPE_CHECKING:
     from archfleet.fleet import Fleet
     from archfleet.fleet.registries import EcrAuth, RegistryEntry
 
 IDENTITY_TOKEN_USER = "<token>"  # a helper's Username for an identity (refresh) token, as Docker's protocol says
-ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
 ECR_USER = "AWS"
 ECR_TOKEN_HOURS = 12
 HELPER_TIMEOUT = 30
@@ -129,17 +127,6 @@ def from_docker_config(registry: str, config: dict[str, Any]) -> Credentials | N
     return None
 
 
-def ecr_region(registry: str) -> str | None:
-    """The AWS region of an ECR registry host (``123456789012.dkr.ecr.eu-west-1.amazonaws.com`` -> eu-west-1)."""
-    match = ECR_HOST.match(registry.split(":", 1)[0])
-    return match["region"] if match else None
-
-
-def ecr_account(registry: str) -> str | None:
-    match = ECR_HOST.match(registry.split(":", 1)[0])
-    return match["account"] if match else None
-
-
 def from_ecr(registry: str, region: str, registry_id: str | None) -> Credentials:
     """An ECR login from boto3's ``get_authorization_token`` (AWS credentials and endpoint from boto3's own
     configuration: ``AWS_PROFILE``, ``AWS_ENDPOINT_URL``...). The token decodes to ``AWS:PASSWORD``."""
@@ -224,8 +211,8 @@ class RegistryLogin:
 def host_logins(fleet: Fleet, host_name: str) -> list[RegistryLogin]:
     """The registries ``host_name``'s services pull from (the fleet's own, Docker Hub, GHCR, ECR...), each with
     the credentials and CA archfleet has for it, sorted by registry."""
+    from archfleet.fleet import service_reference
     from archfleet.references import parse
-    from archfleet.services.preflight import service_reference
 
     if fleet.placement is None:
         return []

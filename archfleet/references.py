@@ -165,3 +165,17 @@ def api_host(registry: str) -> str:
 def docker_config_key(registry: str) -> str:
     """The key Docker uses for a registry in ``config.json`` ``auths`` and when asking a credential helper."""
     return DOCKER_HUB_CONFIG_KEY if registry == DOCKER_HUB else registry
+
+
+ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
+
+
+def ecr_region(registry: str) -> str | None:
+    """The AWS region of an ECR registry host (``123456789012.dkr.ecr.eu-west-1.amazonaws.com`` -> eu-west-1)."""
+    match = ECR_HOST.match(registry.split(":", 1)[0])
+    return match["region"] if match else None
+
+
+def ecr_account(registry: str) -> str | None:
+    match = ECR_HOST.match(registry.split(":", 1)[0])
+    return match["account"] if match else None

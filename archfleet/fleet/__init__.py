@@ -26,6 +26,7 @@ from archfleet.fleet.registry import RegistrySpec, parse_registry
 from archfleet.fleet.rollout import RolloutSpec, TimeoutsSpec, parse_rollout, parse_timeouts
 from archfleet.fleet.ssh import SshSpec, apply_ssh, check_inventory, parse_ssh
 from archfleet.placement import Placement, place
+from archfleet.references import parse
 from archfleet.schema import Mapping, collector_paused, load_yaml
 
 DEFAULT_FLEET_FILE = "fleet.yaml"
@@ -113,6 +114,15 @@ def place_services(fleet: Fleet, top: Mapping) -> None:
     apply_ssh(fleet.ssh, fleet.hosts, groups)  # every command and deploy connects with the same data
     fleet.placement = place(fleet.services, groups)
     check_renders(fleet)
+
+
+def service_reference(fleet: Fleet, spec: Any) -> str:
+    """The full multi-arch tag a service runs: a declared image's published tag in the fleet's registry, else the
+    reference as Docker reads it (``redis:7`` is ``docker.io/library/redis:7``, ``ghcr.io/acme/web:1.2``)."""
+    image = fleet.images.get(spec.image)
+    if image is not None:
+        return str(parse(image.ref(fleet.registry.resolve().address)))
+    return str(parse(spec.image))
 
 
 _LOADED: dict[Path, Fleet] = {}

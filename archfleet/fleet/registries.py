@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from archfleet.errors import InputError
 from archfleet.fleet.registry import check_private_file
-from archfleet.references import DOMAIN, canonical_registry
+from archfleet.references import DOMAIN, canonical_registry, ecr_account, ecr_region
 from archfleet.schema import Mapping, Node
 
 if TYPE_CHECKING:
@@ -93,8 +93,6 @@ def _ca_file(node: Node, path: Path) -> None:
 
 
 def _ecr(section: Mapping, name: str) -> EcrAuth | None:
-    from archfleet.credentials import ecr_account, ecr_region
-
     node = section.get("ecr")
     if node is None or node.value is None or node.value is False:
         return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from archfleet.errors import ArchfleetError, OperationFailed
-from archfleet.fleet import Fleet
+from archfleet.fleet import Fleet, service_reference
 from archfleet.fleet.services import ServiceSpec
 from archfleet.images.verify import DEFAULT_PLATFORMS, VerifyReport, verify_with_client
 from archfleet.platforms import parse as parse_platform
@@ -26,15 +26,6 @@ class PinnedTag:
     tag: str  # REGISTRY/REPOSITORY:TAG
     repository: str  # REGISTRY/REPOSITORY
     digests: dict[str, str]  # platform -> its verified image manifest digest
-
-
-def service_reference(fleet: Fleet, spec: ServiceSpec) -> str:
-    """The full multi-arch tag a service runs: a declared image's published tag in the fleet's registry, else the
-    reference as Docker reads it (``redis:7`` is ``docker.io/library/redis:7``, ``ghcr.io/acme/web:1.2``)."""
-    image = fleet.images.get(spec.image)
-    if image is not None:
-        return str(parse(image.ref(fleet.registry.resolve().address)))
-    return str(parse(spec.image))
 
 
 def verify_reference(fleet: Fleet, reference: str, platforms: list[str]) -> VerifyReport:

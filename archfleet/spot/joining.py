@@ -14,12 +14,12 @@ from dataclasses import dataclass, replace
 
 from archfleet.credentials import ECR_USER, credentials_for, ecr_settings, fleet_registry_login
 from archfleet.errors import InputError
-from archfleet.fleet import Fleet
+from archfleet.fleet import Fleet, service_reference
 from archfleet.fleet.spot import SpotFleetSpec
 from archfleet.placement import container_name, services_in_groups, stop_order
 from archfleet.references import parse
 from archfleet.services.desired import DesiredContainer, desired_container, fleet_context
-from archfleet.services.preflight import pin_services, service_reference
+from archfleet.services.preflight import pin_services
 from archfleet.spot.connection import AwsClient, ssm_client
 from archfleet.spot.user_data import BootPlan, BootRegistry, boot_script, encoded
 from archfleet.tasks.spot_watcher import DEFAULT_METADATA_URL

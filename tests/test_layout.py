@@ -1,0 +1,95 @@
+"""The rooms of ``archfleet/`` (the README's Layout section): every import of archfleet's own code points down the
+list, so there are no circles between rooms. Read from the source with ``ast``: imports inside functions count; imports
+for type annotations only (under ``if TYPE_CHECKING:``) do not, as they never run."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "archfleet"
+
+# Top to bottom, as the README lists them. A module belongs to the first room one of whose prefixes it starts with.
+ROOMS: list[tuple[str, ...]] = [
+    ("cli", "console", "commands", "pyinfra_run"),
+    ("sync", "connectors"),
+    ("spot",),
+    ("services",),
+    ("images", "registry_client", "credentials"),
+    ("fleet",),
+    ("placement",),
+    ("schema",),
+    ("inventory_file",),
+    ("lab",),
+    ("shipped",),
+    ("platforms", "table", "run", "ssh", "known_hosts", "errors", "references"),
+]
+# The pyinfra side (top-level folders linked into the package): not rooms of this order.
+PYINFRA_SIDE = ("facts", "tasks", "deploys", "inventories")
+# The one call up the list, by design: the load step (archfleet.fleet.load_fleet) renders every service for each of
+# its hosts with the code that renders them for a sync, so that a bad template is an error at load.
+UPWARD_BY_DESIGN = {("archfleet.fleet", "archfleet.services.desired")}
+
+
+def room_of(module: str) -> int | None:
+    first = module.split(".")[1] if module.count(".") else ""
+    for index, prefixes in enumerate(ROOMS):
+        if first in prefixes:
+            return index
+    return None
+
+
+def runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node except those under ``if TYPE_CHECKING:``."""
+    nodes: list[ast.AST] = []
+    pending: list[ast.AST] = [tree]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            pending.extend(node.orelse)
+            continue
+        nodes.append(node)
+        pending.extend(ast.iter_child_nodes(node))
+    return nodes
+
+
+def imports() -> list[tuple[str, str]]:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE.parent)
+        if relative.parts[1] in PYINFRA_SIDE:
+            continue
+        module = ".".join(relative.with_suffix("").parts).removesuffix(".__init__")
+        for node in runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("archfleet."):
+                found.append((module, node.module))
+            elif isinstance(node, ast.Import):
+                found += [(module, alias.name) for alias in node.names if alias.name.startswith("archfleet.")]
+    return found
+
+
+def test_every_module_is_in_a_room() -> None:
+    homeless = sorted({module for module, _ in imports() if room_of(module) is None and module != "archfleet"})
+    assert homeless == [], "add them to a room here and in the README's Layout section"
+
+
+def test_imports_only_point_down_the_rooms() -> None:
+    upward = []
+    for module, target in imports():
+        here, there = room_of(module), room_of(target)
+        if here is None or there is None or there >= here:
+            continue
+        if (module, target) not in UPWARD_BY_DESIGN:
+            upward.append(f"{module} (room {here + 1}) imports {target} (room {there + 1})")
+    assert upward == []
+
+
+def test_the_readme_lists_the_same_rooms_in_the_same_order() -> None:
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    table = readme.split("Rooms of `archfleet/`", 1)[1].split("\n## ", 1)[0]
+    first_cells = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
+    listed = []
+    for cell in first_cells:
+        names = [part.strip().strip("`").rstrip("/").removesuffix(".py") for part in cell.replace("+", ",").split(",")]
+        listed.append({name for name in names if name})
+    assert [set(prefixes) for prefixes in ROOMS] == listed
