@@ -173,7 +173,12 @@ def test_a_watch_where_no_key_is_new_runs_no_ssh_keygen(tmp_path: Path, monkeypa
     known.write_text(f"[10.0.0.1]:2222 {host_key(tmp_path, 'hk')}\n")
     calls: list[tuple[str, ...]] = []
     real_keygen = known_hosts._keygen
-    monkeypatch.setattr(known_hosts, "_keygen", lambda *args: calls.append(args) or real_keygen(*args))
+
+    def counted_keygen(*args: str) -> list[str]:
+        calls.append(args)
+        return real_keygen(*args)
+
+    monkeypatch.setattr(known_hosts, "_keygen", counted_keygen)
     targets = [HostKeyTarget(f"web-{i}", "10.0.0.1", 2222, str(known), "accept-new") for i in range(16)]
     watch = NewKeyWatch(targets)
     assert watch.report() == [] and calls == []
