@@ -7,8 +7,9 @@ about time.
    with `{{ }}`, a volume, a health check), with libyaml's parser and with PyYAML's pure one (median of ``--runs`` /
    1 runs; wall time and CPU time, as the machine may be shared): the YAML layer alone; YAML + every section's checks
    (placement switched off); with ``--placement`` also the whole ``load_fleet`` (+ the inventory, placement and a
-   render of every service for its host: the lead's checks). With libyaml, a plain document like this one is composed
-   by libyaml's own composer (archfleet.schema._NodeTreeReader).
+   render of every service for its host: the lead's checks). A document like this one is read by the line reader
+   (archfleet.schema._LineReader) with either parser chosen here except the pure-Python one (its row times the event
+   composer); ``--libyaml-only`` skips that row.
 2. A "billion laughs" file (9 levels of 9 aliases: 387 420 489 nodes if expanded) refused by the loader, in a
    child process: its time, and the child's peak memory (ru_maxrss) next to a child that only imports the loader.
 """
