@@ -47,3 +47,19 @@ def test_hosts_only_pyinfra_can_reach_are_read_through_pyinfra(tmp_path: Path) -
     assert all_readable_over_openssh([hosts.get_host("web-1"), hosts.get_host("web-5")])
     local = inventory(tmp_path, "local = ['@local']\n")
     assert not all_readable_over_openssh(local)
+
+
+def test_the_reader_and_pyinfras_path_say_the_same_words_for_ssh_failures() -> None:
+    """One mapping (archfleet.sync.outcome) for both ways of reading a host: timeouts carry the bound, a host that
+    accepts but never answers is a timeout too, a changed key is the line that says how to accept it."""
+    from archfleet.sync.outcome import connect_error_reason, connect_reason, with_key_advice
+
+    timed_out = "ssh: connect to host 10.0.0.5 port 22: Connection timed out"
+    banner = "Connection timed out during banner exchange"
+    assert connect_reason(timed_out, 20) == "connect timed out after 20 s"
+    assert connect_reason(banner, 20).startswith("connect timed out after 20 s")
+    assert connect_error_reason(Exception(timed_out), 20) == connect_reason(timed_out, 20)
+    changed = connect_reason("@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@", 20)
+    advice = with_key_advice("web-1", changed, "/kh")
+    assert "archfleet hosts forget web-1" in advice and "/kh" in advice
+    assert with_key_advice("web-1", "connection refused", "/kh") == "connection refused"

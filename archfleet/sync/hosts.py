@@ -21,11 +21,10 @@ from pyinfra.api.exceptions import ConnectError
 
 from archfleet.facts.service_reads import CREDENTIALS_DIR, FILES_ROOT, password_path
 from archfleet.inventory_file import pyinfra_inventory
-from archfleet.known_hosts import NewKeyWatch, changed_key_reason, inventory_targets
+from archfleet.known_hosts import NewKeyWatch, inventory_targets
 from archfleet.run import say
 from archfleet.services.desired import ManagedFile
-from archfleet.ssh import HOST_KEY_MISMATCH
-from archfleet.sync.outcome import Outcome, StepFailed, connect_error_reason
+from archfleet.sync.outcome import Outcome, StepFailed, connect_error_reason, with_key_advice
 from archfleet.tasks import docker_commands
 from archfleet.tasks.service_commands import failure_reason
 
@@ -74,11 +73,8 @@ class HostSession:
         return {"_sudo": True} if host.data.get("_sudo") else {}
 
     def outcome_reason(self, name: str, reason: str) -> str:
-        """A changed host key is refused with the one line that says how to accept it."""
-        if reason.startswith(HOST_KEY_MISMATCH):
-            target = self.key_targets.get(name)
-            return changed_key_reason(name, target.file if target else None)
-        return reason
+        target = self.key_targets.get(name)
+        return with_key_advice(name, reason, target.file if target else None)
 
     def each(self, names: Iterable[str], step: str, timeout: float,
              action: Callable[[Host], T]) -> dict[str, T | Outcome]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from archfleet.ssh import connect_failure
+from archfleet.known_hosts import changed_key_reason
+from archfleet.ssh import HOST_KEY_MISMATCH, connect_failure
 
 
 @dataclass
@@ -23,12 +24,22 @@ class StepFailed(Exception):
         self.stderr = stderr or []
 
 
-def connect_error_reason(error: BaseException, timeout: float) -> str:
-    """pyinfra's connect errors in a few plain words (connection refused, host key mismatch, ...); a connection
-    that did not complete in time says the bound."""
-    reason = connect_failure(str(error.args[0] if error.args else error) or type(error).__name__)
+def connect_reason(text: str, timeout: float) -> str:
+    """What an SSH client said when it could not connect, in a few plain words (connection refused, host key
+    mismatch, ...); a connection that did not complete in time says the bound."""
+    reason = connect_failure(text)
     if reason == "connect timed out":
         return f"connect timed out after {timeout:g} s"
     if reason.startswith("no SSH banner"):
         return f"connect timed out after {timeout:g} s ({reason})"
     return reason
+
+
+def connect_error_reason(error: BaseException, timeout: float) -> str:
+    """pyinfra's connect errors in the same plain words."""
+    return connect_reason(str(error.args[0] if error.args else error) or type(error).__name__, timeout)
+
+
+def with_key_advice(host: str, reason: str, known_hosts_file: str | None) -> str:
+    """A changed host key is refused with the one line that says how to accept it."""
+    return changed_key_reason(host, known_hosts_file) if reason.startswith(HOST_KEY_MISMATCH) else reason

@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from archfleet.known_hosts import NewKeyWatch, changed_key_reason, target_of
-from archfleet.ssh import HOST_KEY_MISMATCH, SSH_FAILED, connect_failure, ssh_options
-from archfleet.sync.outcome import Outcome
+from archfleet.known_hosts import NewKeyWatch, target_of
+from archfleet.ssh import SSH_FAILED, ssh_options
+from archfleet.sync.outcome import Outcome, connect_reason, with_key_advice
 
 T = TypeVar("T")
 TARGET_KEYS = ("ssh_known_hosts_file", "ssh_hostname", "ssh_port", "ssh_strict_host_key_checking")
@@ -84,13 +84,9 @@ def read_hosts(hosts: list[Any], command: str, *, what: str, connect_timeout: in
         stdout = out.decode(errors="replace").splitlines()
         stderr = err.decode(errors="replace").splitlines()
         if process.returncode == SSH_FAILED and not stdout:  # ssh's own failure: the command did not run
-            reason = connect_failure("\n".join(stderr))
-            if reason == "connect timed out":
-                reason = f"connect timed out after {connect_timeout} s"
-            elif reason.startswith(HOST_KEY_MISMATCH):
-                target = targets.get(name)
-                reason = changed_key_reason(name, target.file if target else None)
-            results[name] = Outcome(False, reason, stderr)
+            target = targets.get(name)
+            reason = connect_reason("\n".join(stderr), connect_timeout)
+            results[name] = Outcome(False, with_key_advice(name, reason, target.file if target else None), stderr)
         elif process.returncode != 0:
             results[name] = Outcome(False, f"could not read {what}: {(stderr or ['no output'])[-1]}", stderr)
         else:
