@@ -392,3 +392,71 @@ def test_an_integer_written_plainly_reads_as_the_general_path_reads_it() -> None
                                         limits.get("positive", False))
 
             assert outcome(fast) == outcome(general), (text, limits)
+
+
+ENVIRONMENT_VALUES = ["plain", "{{ host.name }}-1", "{{ host.platform }}", "{{ service.name }}", "{{ missing }}",
+                      "{{ hosts[host.name].address }}", "{{ service_hosts[service.name] | length }}", "{{ vars.v }}",
+                      "{{ v }}", "{{ host.nope }}", "{% if v %}x{% endif %}", "{{ v | int }}", "",
+                      "{% for h in hosts %}{{ h }}{% endfor %}", "{{ hosts.nope.address }}"]
+TEMPLATE_TEXTS = ["plain\n", "{{ host.name }} {{ secrets.token }}\n", "{{ undefined_name }}\n",
+                  "{{ vars.v }}{{ service_hosts[service.name] | tojson }}\n", "{{ nope | tojson }}\n",
+                  "{% for h in hosts %}{{ hosts[h].address }}{% endfor %}\n", "{{ secrets.nope }}\n"]
+
+
+def all_rendered(fleet: Any) -> str | None:
+    """The general path: the whole container desired_container builds, for every placed service on every host,
+    in check_renders's order; the first error's message, or None."""
+    from archfleet.services.desired import desired_container, fleet_context
+
+    context = fleet_context(fleet)
+    try:
+        for host in fleet.placement.hosts:
+            for spec in fleet.placement.services_on(host):
+                desired_container(spec, tag="-", repository="-", digest="sha256:" + "0" * 64, host_name=host,
+                                  platform="unknown/unknown", context=context)
+    except InputError as error:
+        return str(error)
+    return None
+
+
+def test_check_renders_refuses_what_building_every_container_refuses(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """check_renders renders only what can fail (files, `{{ }}` values) for each host: the same first error (or
+    none) as building every DesiredContainer, on random fleets of random templates and values."""
+    import archfleet.services.desired as desired
+
+    check_renders = desired.check_renders
+    monkeypatch.setattr(desired, "check_renders", lambda fleet: None)  # load without the check, then compare
+    rng = random.Random(11)
+    hosts = [f"h{n}" for n in range(4)]
+    (tmp_path / "inventory.py").write_text(f"odd = {hosts[1::2]!r}\nhosts = {hosts!r}\n")
+    secret = tmp_path / "token"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o600)
+    outcomes: dict[bool, int] = {True: 0, False: 0}
+    for index in range(250):
+        lines = ['registry: {address: "r:5000"}', "inventory: inventory.py", "services:"]
+        for number in range(rng.randint(1, 5)):
+            lines += [f"  s{number}:", "    image: r:5000/s:1",
+                      f"    {rng.choice(['groups: [odd]', 'groups: [all]', f'hosts: [{rng.choice(hosts)}]'])}",
+                      f"    stop_order: {rng.randint(0, 3)}", f"    vars: {{v: '{rng.choice(['1', 'x', ''])}'}}"]
+            values = rng.sample(ENVIRONMENT_VALUES, rng.randint(0, 5))
+            if values:
+                lines.append("    environment:")
+                lines += [f"      E{rng.randint(0, 9)}{k}: {v!r}" for k, v in enumerate(values)]
+            if rng.random() < 0.4:
+                template = tmp_path / f"t{index}-{number}.j2"
+                template.write_text(rng.choice(TEMPLATE_TEXTS))
+                lines += ["    files:", f"      - {{template: {template.name}, mount: /etc/t}}",
+                          "    secrets:", f"      token: {{file: {secret}, mount: /run/secrets/token}}"]
+        (tmp_path / "fleet.yaml").write_text("\n".join(lines) + "\n")
+        fleet = load_fleet(tmp_path / "fleet.yaml")
+        expected = all_rendered(fleet)
+        if expected is None:
+            check_renders(fleet)
+        else:
+            with pytest.raises(InputError) as caught:
+                check_renders(fleet)
+            assert str(caught.value) == expected
+        outcomes[expected is None] += 1
+    assert outcomes[True] > 30 and outcomes[False] > 30, outcomes

@@ -168,6 +168,17 @@ def render_text(spec: ServiceSpec, where: str, text: str, variables: dict[str, o
         raise InputError(f"{spec.node.where}: services.{spec.name}.{where}: {error}") from None
 
 
+def template_variables(spec: ServiceSpec, host_name: str, platform: str, context: FleetContext) -> dict[str, object]:
+    """What a service's templates and environment values see on one host (``secrets`` aside: templates only)."""
+    return {
+        **context.variables(),
+        "vars": spec.vars,
+        **spec.vars,
+        "host": {"name": host_name, "platform": platform},
+        "service": {"name": spec.name},
+    }
+
+
 def desired_container(
     spec: ServiceSpec,
     *,
@@ -186,13 +197,7 @@ def desired_container(
             spec.name, secret.name, secret.mount, secret_values[secret.name].encode(), True,
             owner=getattr(secret, "owner", None) or "0:0", mode=getattr(secret, "mode", None) or "0600",
         ))
-    plain: dict[str, object] = {
-        **context.variables(),
-        "vars": spec.vars,
-        **spec.vars,
-        "host": {"name": host_name, "platform": platform},
-        "service": {"name": spec.name},
-    }
+    plain = template_variables(spec, host_name, platform, context)
     for index, file_spec in enumerate(spec.files):
         content = render_template(spec, index, {**plain, "secrets": secret_values})
         files.append(managed_file(spec.name, posixpath.basename(file_spec.mount), file_spec.mount, content, False))
@@ -238,7 +243,7 @@ def desired_container(
     )
 
 
-RENDER_CHECK_DIGEST = "sha256:" + "0" * 64
+RENDER_CHECK_PLATFORM = "unknown/unknown"  # a host's platform is not known before it is contacted
 
 
 def check_renders(fleet: Fleet) -> None:
@@ -249,10 +254,24 @@ def check_renders(fleet: Fleet) -> None:
     placement = fleet.placement
     if placement is None:
         return
+    # What desired_container renders, in its order (each file, then each environment value by name), without the
+    # rest of the container: the same first error. A value without `{{`/`{%` is not a template (render_text).
+    templated: dict[str, list[tuple[str, str]]] = {}
     for host in placement.hosts:
         for spec in placement.services_on(host):
-            desired_container(spec, tag="-", repository="-", digest=RENDER_CHECK_DIGEST, host_name=host,
-                              platform="unknown/unknown", context=context)
+            values = templated.get(spec.name)
+            if values is None:
+                values = templated[spec.name] = [(key, value) for key, value in sorted(spec.environment.items())
+                                                 if "{{" in value or "{%" in value]
+            if not values and not spec.files:
+                continue
+            plain = template_variables(spec, host, RENDER_CHECK_PLATFORM, context)
+            if spec.files:
+                with_secrets = {**plain, "secrets": context.secrets.get(spec.name, {})}
+                for index in range(len(spec.files)):
+                    render_template(spec, index, with_secrets)
+            for key, value in values:
+                render_text(spec, f"environment.{key}", value, plain)
 
 
 def wait_seconds(spec: ServiceSpec) -> int:
