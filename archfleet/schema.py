@@ -850,6 +850,54 @@ def suggestion(key: str, known: Iterator[str] | list[str] | set[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+# What the readers below give for a value written plainly, straight from its node (absent: ``None``), for the fast
+# paths of sections written in the common shape; None for anything else, which the readers decide (and refuse with
+# their errors).
+
+
+def plain_integer(node: Node | None, default: int | None, *, minimum: float | None = None,
+                  maximum: float | None = None, positive: bool = False) -> int | None:
+    """``Mapping.integer``'s value: ``default`` for nothing, else a decimal written plainly within the bounds."""
+    if node is None:
+        return default
+    value = node.value
+    if type(value) is int:
+        if node.text is not None and _DECIMAL_INT.fullmatch(node.text) and (minimum is None or value >= minimum) \
+                and (maximum is None or value <= maximum) and (not positive or value > 0):
+            return value
+        return None
+    return default if value is None else None
+
+
+def plain_texts(node: Node | None) -> list[str] | None:
+    """``Mapping.strings(key, [])``: [] for nothing, one string, or a list of strings (each a str scalar)."""
+    if node is None:
+        return []
+    value = node.value
+    if type(value) is list:
+        texts = [item.value for item in value]
+        return texts if all(type(text) is str for text in texts) else None
+    if type(value) is str:
+        return [value]
+    return [] if value is None else None
+
+
+def plain_text_map(node: Node | None) -> dict[str, str] | None:
+    """``Mapping.string_map``: {} for nothing, else a mapping of scalars, each as its text."""
+    if node is None:
+        return {}
+    value = node.value
+    if type(value) is not dict:
+        return {} if value is None else None
+    result = {}
+    for key, item in value.items():
+        text = item.as_text()
+        if text is None:
+            return None
+        result[key] = text
+    return result
+
+
 class Mapping:
     """A YAML mapping read key by key; ``done()`` rejects keys nobody read."""
 
@@ -920,10 +968,9 @@ class Mapping:
     def integer(self, key: str, default: Any = MISSING, *, minimum: float | None = None,
                 maximum: float | None = None, positive: bool = False) -> Any:
         node = self.items.get(key)
-        if node is not None and type(node.value) is int and node.text is not None and _DECIMAL_INT.fullmatch(node.text):
-            value = node.value  # the common case: a number written plainly (no trap), checked for its bounds only
-            if (minimum is None or value >= minimum) and (maximum is None or value <= maximum) \
-                    and (not positive or value > 0):
+        if node is not None:  # the common case: a number written plainly (no trap), checked for its bounds only
+            value = plain_integer(node, None, minimum=minimum, maximum=maximum, positive=positive)
+            if value is not None:
                 self.read.add(key)
                 return value
         value = self._typed(key, default, (int,), "an integer")

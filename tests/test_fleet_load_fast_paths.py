@@ -460,3 +460,109 @@ def test_check_renders_refuses_what_building_every_container_refuses(tmp_path: P
             assert str(caught.value) == expected
         outcomes[expected is None] += 1
     assert outcomes[True] > 30 and outcomes[False] > 30, outcomes
+
+
+# --- a service in the common shape ----------------------------------------------------------------------------------
+
+SERVICE_VALUES: dict[str, list[str]] = {  # four usual (and good) values first, then the odd and the wrong
+    "image": ["web", "r:5000/s:1", "redis:7", "ghcr.io/acme/web:1.2", "'r:5000/s:2'", "nope", "r:5000/UPPER:1",
+              "r:5000/s@sha256:abc", "x:", ":1", "5", "''", "[a]", "{a: 1}", "~", "http://r/s:1", "r:5000/s:1 # c"],
+    "groups": ["[a]", "[a, b]", "a", "'a'", "[]", "~", "[1]", "[a, [b]]", "{a: 1}", "[yes]", "5", "['']"],
+    "hosts": ["[h1]", "[h1, h2]", "h1", "\"h1\"", "[]", "~", "[0123]", "[[h]]", "{h: 1}", "[no]", "1.5"],
+    "network": ["host", "bridge", "'bridge'", "~", "other", "5", "[host]", "true", "''"],
+    "restart": ["always", "'no'", "unless-stopped", "on-failure", "no", "never", "true", "~", "[always]"],
+    "ports": ["[8080]", "[8080/udp]", "[80:80]", "[9090, '8080/tcp']", "['8080:80']", "['8080:80/tcp', 9090]",
+              "[99999]", "[0]", "[true]", "8080", "[]", "~", "[x]", "[{a: 1}]", "['70000:80']", "[1:20]",
+              "[8080/sctp]"],
+    "environment": ["{A: b}", "{A: 1, B: '{{ host.name }}-1'}", "{}", "{A: no, B: 0123}", "{1A: x}",
+                    "{A: '{{ secrets.x }}'}", "{A: '{{ oops'}", "{A: ~}", "{A: [1]}", "[]", "~", "x",
+                    "{A: '{% if x %}y{% endif %}'}", "{A: '{{ a.b }}{'}"],
+    "volumes": ["['/a:/b']", "['/a:/b:ro']", "'/a:/b'", "[]", "~", "['/a:/b:xx']", "['/a']", "['/a:rel']", "[1]",
+                "['/a:/b/../c']", "[[x]]", "{a: b}", "[':/b']"],
+    "vars": ["{v: 1}", "{}", "{v: no, w: x}", "~", "{v: [1]}", "x", "[v]"],
+    "healthcheck": ["{command: 'true'}", "{command: 'true', interval: 2, retries: 5}",
+                    "{command: x, start_period: 0, timeout: 3}", "{command: ''}", "{command: ' '}", "{interval: 2}",
+                    "{command: x, interval: 0}", "{command: x, timeout: -1}", "{command: x, retries: 0123}",
+                    "{command: x, retries: 1_0}", "{command: x, extra: 1}", "{command: '{{ secrets.t }}'}", "~",
+                    "x", "{command: 5}", "{command: x, interval: 2.5}", "{command: x, interval: true}",
+                    "{command: x, interval: ~}", "{command: [a]}"],
+    "stop_order": ["0", "50", "1000", "7", "1001", "-1", "0123", "~", "x", "1.5", "true", "1_0", "+5"],
+    "command": ["[run]", "'a b'"],
+    "entrypoint": ["[/bin/sh]"],
+    "rollout": ["{canary: 0}", "{}"],
+    "files": ["[]"],
+    "secrets": ["{}"],
+    "imagee": ["x"],
+}
+COMMON_SERVICE_KEYS = ["image", "groups", "hosts", "network", "restart", "ports", "environment", "volumes", "vars",
+                       "healthcheck", "stop_order"]
+
+
+def random_service(rng: random.Random) -> list[str]:
+    """The lines of a random service: the common shape with the usual values, but for one key in two services
+    (any of its values), now and then another key or no image."""
+    keys = [key for key in COMMON_SERVICE_KEYS if key == "image" or rng.random() < 0.45]
+    if not {"groups", "hosts"} & set(keys) and rng.random() < 0.8:
+        keys.append(rng.choice(["groups", "hosts"]))
+    if rng.random() < 0.1:
+        keys.append(rng.choice(["command", "entrypoint", "rollout", "files", "secrets", "imagee"]))
+    if rng.random() < 0.05:
+        keys.remove("image")
+    rng.shuffle(keys)
+    odd = rng.choice(keys) if keys and rng.random() < 0.5 else None
+    return [f"{key}: {rng.choice(SERVICE_VALUES[key] if key == odd else SERVICE_VALUES[key][:4])}" for key in keys]
+
+
+def test_a_service_in_the_common_shape_reads_as_the_general_path_reads_it(tmp_path: Path) -> None:
+    """The common-shape reader (services._parse_common_service) gives the key-by-key reader's spec, field by field
+    and type by type, or leaves the service to it: on random services and random mutations of them it never gives a
+    spec for one the general path refuses (nor a different one)."""
+    from archfleet.fleet import services
+    from archfleet.fleet.rollout import RolloutSpec
+
+    (tmp_path / "fleet.yaml").write_text('registry: {address: "r:5000"}\n')
+    fleet = load_fleet(tmp_path / "fleet.yaml")
+    fleet.images = {"web": None}  # a declared image (only its name matters here)
+    fleet.rollout = RolloutSpec(canary=2, batch_percent=50)
+    rng = random.Random(20261203)
+    outcomes = {"same spec": 0, "left to the general path": 0, "refused": 0}
+    for index in range(6000):
+        name = rng.choice(["web", "s1", "a.b-c_d"] if rng.random() < 0.97 else ["Web", "-x", "a b"])
+        body = random_service(rng)
+        if index % 4 == 0 and body:  # a mutation: a line deleted, doubled, re-indented or cut
+            line = rng.randrange(len(body))
+            body[line] = rng.choice([
+                "", body[line] * 2, "  " + body[line], body[line][:rng.randrange(len(body[line]) + 1)],
+                body[line].replace(": ", ":\n" + " " * rng.choice([2, 6]) + "- ", 1)])
+        indented = "\n".join("    " + line for line in "\n".join(body).split("\n"))
+        try:
+            node = parse_yaml(f"services:\n  {name}:\n{indented}\n", "f.yaml").value["services"].value[name]
+        except (SchemaError, KeyError, TypeError, AttributeError):
+            continue  # not YAML, or not a service: nothing to compare
+        try:
+            general: Any = services._parse_any_service(name, node, fleet, tmp_path)
+        except SchemaError as error:
+            general = f"error: {error}"
+        fast = services._parse_common_service(name, node, fleet)
+        if fast is None:
+            outcomes["refused" if isinstance(general, str) else "left to the general path"] += 1
+            continue
+        assert not isinstance(general, str), (name, body, general)
+        assert fast == general and repr(fast) == repr(general), (name, body)
+        assert [port.node for port in fast.ports] == [port.node for port in general.ports]
+        assert fast.rollout is general.rollout
+        outcomes["same spec"] += 1
+    assert outcomes["same spec"] > 1400 and outcomes["refused"] > 1000, outcomes
+    assert outcomes["left to the general path"] > 100, outcomes
+
+
+def test_the_benchmark_services_are_in_the_common_shape(tmp_path: Path) -> None:
+    """The fast path is what the benchmark times (else the test above proves a path nothing takes)."""
+    from archfleet.fleet import services
+
+    (tmp_path / "fleet.yaml").write_text(big_fleet(0.05))
+    (tmp_path / "inventory.py").write_text(f"hosts = {[f'host-{n}' for n in range(50)]!r}\n")
+    fleet = load_fleet(tmp_path / "fleet.yaml")
+    nodes = parse_yaml(big_fleet(0.05), "f.yaml").value["services"].value
+    assert len(nodes) > 100
+    assert all(services._parse_common_service(name, node, fleet) is not None for name, node in nodes.items())

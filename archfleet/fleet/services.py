@@ -45,7 +45,7 @@ from archfleet.fleet.registry import check_private_file
 from archfleet.fleet.rollout import RolloutSpec, parse_rollout
 from archfleet.references import BadReference
 from archfleet.references import parse as parse_reference
-from archfleet.schema import Mapping, Node
+from archfleet.schema import Mapping, Node, SchemaError, plain_integer, plain_text_map, plain_texts
 
 if TYPE_CHECKING:
     from archfleet.fleet import Fleet
@@ -179,21 +179,22 @@ def _command(section: Mapping, key: str) -> list[str] | None:
 
 
 def _ports(section: Mapping, network: str) -> list[PortSpec]:
-    ports = []
-    for item in section.sequence("ports"):
-        text = item.as_text() or ""
-        match = PORT_PATTERN.match(text)
-        if not match or isinstance(item.value, bool):
-            item.fail(f"expected a port like 8080, 8080/udp or 8080:80/tcp, got {item.kind}")
-        container_port = int(match["container"])
-        host_port = int(match["host"] or container_port)
-        if network == "host" and match["host"] and host_port != container_port:
-            item.fail("with network: host a container listens on the host's port itself; map ports with bridge")
-        for port in (host_port, container_port):
-            if not 1 <= port <= 65535:
-                item.fail(f"port {port} is out of range")
-        ports.append(PortSpec(host_port, container_port, match["proto"] or "tcp", item))
-    return ports
+    return [_port(item, network) for item in section.sequence("ports")]
+
+
+def _port(item: Node, network: str) -> PortSpec:
+    text = item.as_text() or ""
+    match = PORT_PATTERN.match(text)
+    if not match or isinstance(item.value, bool):
+        item.fail(f"expected a port like 8080, 8080/udp or 8080:80/tcp, got {item.kind}")
+    container_port = int(match["container"])
+    host_port = int(match["host"] or container_port)
+    if network == "host" and match["host"] and host_port != container_port:
+        item.fail("with network: host a container listens on the host's port itself; map ports with bridge")
+    for port in (host_port, container_port):
+        if not 1 <= port <= 65535:
+            item.fail(f"port {port} is out of range")
+    return PortSpec(host_port, container_port, match["proto"] or "tcp", item)
 
 
 def _container_path(node: Node, path: str, what: str) -> None:
@@ -344,20 +345,31 @@ def _healthcheck(section: Mapping | None) -> HealthcheckSpec | None:
 def _environment(section: Mapping) -> dict[str, str]:
     environment = section.string_map("environment")
     if environment:
-        values = section.items["environment"].value
-        for key, text in environment.items():
-            node = values[key]
-            if not IDENTIFIER_PATTERN.fullmatch(key):
-                node.fail("an environment variable's name is letters, digits and '_' (not starting with a digit)")
-            _no_secret(node, text, "environment")
-            check_template_text(node, text)
+        _check_environment(section.items["environment"], environment)
     return environment
+
+
+def _check_environment(node: Node, environment: dict[str, str]) -> None:
+    """The names and values of ``environment`` (read from ``node``, a mapping)."""
+    values = node.value
+    for key, text in environment.items():
+        value = values[key]
+        if not IDENTIFIER_PATTERN.fullmatch(key):
+            value.fail("an environment variable's name is letters, digits and '_' (not starting with a digit)")
+        _no_secret(value, text, "environment")
+        check_template_text(value, text)
 
 
 def _volumes(section: Mapping) -> list[str]:
     volumes = section.strings("volumes", [])
+    if volumes:
+        _check_volumes(section.items["volumes"], volumes)
+    return volumes
+
+
+def _check_volumes(node: Node, volumes: list[str]) -> None:
+    """Each of ``volumes`` (read from ``node``: a list, or one string) is HOST_PATH:CONTAINER_PATH[:ro|rw]."""
     for index, volume in enumerate(volumes):
-        node = section.items["volumes"]
         item = node.value[index] if isinstance(node.value, list) else node
         parts = volume.split(":")
         if len(parts) not in (2, 3) or not parts[0]:
@@ -365,7 +377,6 @@ def _volumes(section: Mapping) -> list[str]:
         _container_path(item, parts[1], "volume target")
         if len(parts) == 3 and parts[2] not in ("ro", "rw"):
             item.fail(f"{volume!r}: the third part is ro or rw")
-    return volumes
 
 
 @functools.lru_cache(maxsize=4096)  # a big fleet runs one image in many services
@@ -379,9 +390,16 @@ def _image_reference_error(image: str) -> str | None:
 
 
 def parse_service(name: str, node: Node, fleet: Fleet, base_dir: Path | None = None) -> ServiceSpec:
+    spec = _parse_common_service(name, node, fleet)
+    if spec is not None:
+        return spec
+    return _parse_any_service(name, node, fleet, base_dir or fleet.base_dir)
+
+
+def _parse_any_service(name: str, node: Node, fleet: Fleet, base_dir: Path) -> ServiceSpec:
+    """A service read key by key: every key and shape, every error."""
     if not NAME_PATTERN.match(name):
         node.fail("a service name is lower-case letters, digits, '.', '_' and '-'")
-    base_dir = base_dir or fleet.base_dir
     section = Mapping(node)
     image = section.string("image")
     if image not in fleet.images and ":" not in image and "@" not in image:
@@ -424,6 +442,80 @@ def parse_service(name: str, node: Node, fleet: Fleet, base_dir: Path | None = N
         node.fail(f"two files or secrets mount at {sorted(duplicates)[0]}")
     section.done()
     return spec
+
+
+# A service written with only these keys, each plainly, is read straight from its nodes (a big fleet is thousands of
+# them): the same checks in the same helpers, without the key-by-key readers' bookkeeping.
+_COMMON_KEYS = frozenset(("image", "groups", "hosts", "network", "restart", "ports", "environment", "volumes", "vars",
+                          "healthcheck", "stop_order"))
+_HEALTHCHECK_KEYS = frozenset(("command", "interval", "retries", "start_period", "timeout"))
+
+
+def _plain_text(node: Node | None, default: str | None) -> str | None:
+    """``Mapping.string(key, default)`` for nothing or a str scalar; None for anything else."""
+    if node is None or node.value is None:
+        return default
+    return node.value if type(node.value) is str else None
+
+
+def _parse_common_service(name: str, node: Node, fleet: Fleet) -> ServiceSpec | None:
+    """What `_parse_any_service` gives for a service in the common shape (the keys above, text as str scalars,
+    numbers as plain decimals; no `command`, `entrypoint`, `files`, `secrets` or `rollout`), or None for any other
+    service and for one it would refuse: it reads that one, with its error."""
+    entries = node.value
+    if type(entries) is not dict or not _COMMON_KEYS.issuperset(entries) or not NAME_PATTERN.match(name):
+        return None
+    image = _plain_text(entries.get("image"), None)
+    network = _plain_text(entries.get("network"), "host")
+    restart = _plain_text(entries.get("restart"), "unless-stopped")
+    groups, hosts = plain_texts(entries.get("groups")), plain_texts(entries.get("hosts"))
+    volumes = plain_texts(entries.get("volumes"))
+    environment, variables = plain_text_map(entries.get("environment")), plain_text_map(entries.get("vars"))
+    stop_order = plain_integer(entries.get("stop_order"), 50, minimum=STOP_ORDER_RANGE[0], maximum=STOP_ORDER_RANGE[1])
+    ports_node, healthcheck_node = entries.get("ports"), entries.get("healthcheck")
+    if image is None or network not in NETWORK_MODES or restart not in RESTART_POLICIES or groups is None \
+            or hosts is None or not (groups or hosts) or volumes is None or environment is None or variables is None \
+            or stop_order is None or (ports_node is not None and type(ports_node.value) is not list):
+        return None
+    if image not in fleet.images and ((":" not in image and "@" not in image) or _image_reference_error(image)):
+        return None
+    healthcheck = None
+    try:
+        ports = [_port(item, network) for item in ports_node.value] if ports_node is not None else []
+        if environment:
+            _check_environment(entries["environment"], environment)
+        if volumes:
+            _check_volumes(entries["volumes"], volumes)
+        if healthcheck_node is not None and healthcheck_node.value is not None:
+            healthcheck = _plain_healthcheck(healthcheck_node)
+            if healthcheck is None:
+                return None
+    except SchemaError:
+        return None
+    return ServiceSpec(name=name, image=image, groups=groups, hosts=hosts, command=None, entrypoint=None,
+                       network=network, ports=ports, environment=environment, volumes=volumes, files=[],
+                       vars=variables, secrets=[], healthcheck=healthcheck, restart=restart, stop_order=stop_order,
+                       node=node, rollout=parse_rollout(None, fleet.rollout))
+
+
+def _plain_healthcheck(node: Node) -> HealthcheckSpec | None:
+    """What `_healthcheck` gives for a mapping of a command (a str scalar) and plain numbers, else None; raises what
+    it raises for a command that is a secret."""
+    entries = node.value
+    if type(entries) is not dict or not _HEALTHCHECK_KEYS.issuperset(entries):
+        return None
+    command = _plain_text(entries.get("command"), None)
+    if command is None or not command.strip():
+        return None
+    _no_secret(entries["command"], command, "healthcheck.command")
+    interval = plain_integer(entries.get("interval"), 2, positive=True)
+    retries = plain_integer(entries.get("retries"), 15, positive=True)
+    start_period = plain_integer(entries.get("start_period"), 0, minimum=0)
+    timeout = plain_integer(entries.get("timeout"), 5, positive=True)
+    if interval is None or retries is None or start_period is None or timeout is None:
+        return None
+    return HealthcheckSpec(command=command, interval=interval, retries=retries, start_period=start_period,
+                           timeout=timeout)
 
 
 def parse_services(section: Mapping | None, fleet: Fleet) -> dict[str, ServiceSpec]:
