@@ -566,3 +566,28 @@ def test_the_benchmark_services_are_in_the_common_shape(tmp_path: Path) -> None:
     nodes = parse_yaml(big_fleet(0.05), "f.yaml").value["services"].value
     assert len(nodes) > 100
     assert all(services._parse_common_service(name, node, fleet) is not None for name, node in nodes.items())
+
+
+REFERENCE_PIECES = ["registry", ".", "example", "com", ":", "5000", "/", "team", "svc", "-", "--", "_", "__", "1",
+                    "0", "A", "Web", "localhost", "@", "sha256", "x" * 70, "é", "..", "//", "[::1]", ":latest", "v1.2"]
+
+
+def test_a_plain_reference_is_one_docker_reads() -> None:
+    """services.PLAIN_REFERENCE (one match instead of references.parse, for a new image in each service) only ever
+    claims references that parse accepts, on random texts from the pieces references are made of."""
+    from archfleet.fleet.services import PLAIN_REFERENCE, PLAIN_REFERENCE_LENGTH
+    from archfleet.references import parse as parse_reference
+
+    rng = random.Random(20261204)
+    claimed = 0
+    for _ in range(100000):
+        text = "".join(rng.choice(REFERENCE_PIECES) for _ in range(rng.randint(1, 12)))
+        if rng.random() < 0.5:
+            text += ":" + rng.choice(["1", "1.0", "latest", "v_2-x", "", "a" * 130, "-x", ".x", "x/y"])
+        if len(text) <= PLAIN_REFERENCE_LENGTH and PLAIN_REFERENCE.fullmatch(text):
+            claimed += 1
+            parse_reference(text)  # raises if the match called a bad reference good
+    assert claimed > 1500, claimed
+    for text in ["registry.example.com:5000/team/svc-1:1.0", "redis:7", "r:5000/s:1", "ghcr.io/acme/web:1.2",
+                 "localhost/a__b:x", "a-b.c/d.e/f_g:1"]:
+        assert PLAIN_REFERENCE.fullmatch(text), text

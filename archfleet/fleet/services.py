@@ -379,9 +379,23 @@ def _check_volumes(node: Node, volumes: list[str]) -> None:
             item.fail(f"{volume!r}: the third part is ro or rw")
 
 
+# `host[.domain][:port]/path/parts:tag` or `path/parts:tag` (its first part without a '.'), all in lower case: a
+# reference Docker reads, told in one match (references.parse accepts it: a first part that is a registry is a
+# domain, every other part a path component, the tag a tag, the whole under its length limit); parse is asked about
+# any other (a big fleet names a new image in each service).
+_DOMAIN_PART = r"[a-z0-9]+(?:-+[a-z0-9]+)*"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_FIRST_PATH_PART = r"[a-z0-9]+(?:(?:_|__|-+)[a-z0-9]+)*"
+PLAIN_REFERENCE = re.compile(rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?/{_PATH_PART}|{_FIRST_PATH_PART})"
+                             rf"(?:/{_PATH_PART})*:[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}")
+PLAIN_REFERENCE_LENGTH = 200  # the repository's name (docker.io/library/ added) is at most 255 characters
+
+
 @functools.lru_cache(maxsize=4096)  # a big fleet runs one image in many services
 def _image_reference_error(image: str) -> str | None:
     """Why ``image`` is not an image reference as Docker reads it, or None."""
+    if len(image) <= PLAIN_REFERENCE_LENGTH and PLAIN_REFERENCE.fullmatch(image):
+        return None
     try:
         parse_reference(image)
     except BadReference as error:
