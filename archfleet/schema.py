@@ -123,9 +123,21 @@ def _child_path(parent: str, key: str | int) -> str:
 # --- scalars --------------------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1 << 16)  # keys and small values repeat in every service of a big file
+# The first characters of a plain scalar that YAML 1.1 may read as something other than text (none: any may).
+_NOT_TEXT_FIRST: frozenset[str | None] | None = None if _ANY_START_RESOLVERS else frozenset(_IMPLICIT_RESOLVERS)
+
+
 def _plain_value(text: str) -> tuple[Any, str]:
     """What YAML 1.1 makes of a plain (unquoted, untagged) scalar: (value, tag name)."""
+    if _NOT_TEXT_FIRST is not None and text[:1] not in _NOT_TEXT_FIRST:
+        return text, "str"  # the common case: a name or a path
+    if _DECIMAL_INT.fullmatch(text):  # a decimal is an int (YAML 1.1's floats all have a '.'), as PyYAML reads it
+        return int(text), "int"
+    return _resolved_value(text)
+
+
+@functools.lru_cache(maxsize=1 << 16)  # keys and small values repeat in every service of a big file
+def _resolved_value(text: str) -> tuple[Any, str]:
     resolvers = _IMPLICIT_RESOLVERS.get(text[:1])
     if resolvers is None and not _ANY_START_RESOLVERS:
         return text, "str"  # the common case: a name or a path

@@ -591,3 +591,44 @@ def test_a_plain_reference_is_one_docker_reads() -> None:
     for text in ["registry.example.com:5000/team/svc-1:1.0", "redis:7", "r:5000/s:1", "ghcr.io/acme/web:1.2",
                  "localhost/a__b:x", "a-b.c/d.e/f_g:1"]:
         assert PLAIN_REFERENCE.fullmatch(text), text
+
+
+SCALAR_PIECES = ["0", "1", "7", "9", "12", "08", "0", "3", "-", "+", ".", "_", ":", "e", "E", "x", "o", "b", "a", "f",
+                 "e+1", "2.5", ".5", "inf", "nan", "Inf",
+                 "yes", "No", "on", "OFF", "y", "n", "~", "null", "true", "False", "<<", "=", "2001-01-01", "T", " ",
+                 "é", "r", "web"]
+
+
+def test_plain_scalars_read_as_pyyaml_reads_them() -> None:
+    """schema._plain_value (every composer's, and the line reader's, reading of a plain scalar, with its shortcuts for
+    text and decimals) gives PyYAML's own resolver's tag and constructor's value (timestamps, `<<` and `=` as text),
+    on random scalars made of the pieces YAML 1.1's implicit types are made of."""
+    import math
+
+    from yaml.constructor import SafeConstructor
+    from yaml.nodes import ScalarNode
+
+    from archfleet.schema import _plain_value
+
+    loader = yaml.SafeLoader("")
+    constructor = SafeConstructor()
+    rng = random.Random(20261205)
+    tags: dict[str, int] = {}
+    for index in range(30000):
+        text = "".join(rng.choice(SCALAR_PIECES) for _ in range(rng.randint(1, 5))) if index else ""
+        tag = loader.resolve(ScalarNode, text, (True, False))
+        try:
+            value, name = _plain_value(text)
+        except ValueError:  # `0b_`, `0x_`: PyYAML's own int constructor fails on them too
+            with pytest.raises(ValueError):
+                constructor.construct_object(ScalarNode(tag, text))
+            continue
+        assert name == tag.removeprefix("tag:yaml.org,2002:"), text
+        tags[name] = tags.get(name, 0) + 1
+        if name in ("null", "bool", "int", "float"):
+            expected = constructor.construct_object(ScalarNode(tag, text))
+            assert type(value) is type(expected), text
+            assert value == expected or (math.isnan(value) and math.isnan(expected)), text
+        else:
+            assert value == text, text
+    assert min(tags[name] for name in ("str", "int", "float", "bool", "null", "timestamp")) > 100, tags
