@@ -559,9 +559,10 @@ def _flow_scalar(piece: str) -> tuple[Any, str]:
 
 
 def _flow(text: str) -> tuple[int, tuple[Any, ...]]:
-    """A flow list or mapping of scalars that closes on its line: (what it is, its items as (value, text) or its
-    entries as (key, value, text)). Items are split at commas: one that is not one whole quoted or plain scalar (a
-    quote with a comma in it, a nested collection, an empty item, a comment) leaves the document to the composers."""
+    """A flow list or mapping of scalars that closes on its line: (what it is, its items as (``[index]``, value, text)
+    or its entries as (key, ``.key``, value, text), each first with what it adds to the collection's path). Items are
+    split at commas: one that is not one whole quoted or plain scalar (a quote with a comma in it, a nested
+    collection, an empty item, a comment) leaves the document to the composers."""
     is_list = text[0] == "["
     end = text.find("]" if is_list else "}")
     inner = text[1:end]
@@ -570,15 +571,15 @@ def _flow(text: str) -> tuple[int, tuple[Any, ...]]:
     if not inner.strip(" "):
         return (_FLOW_LIST if is_list else _FLOW_MAPPING), ()
     if is_list:
-        return _FLOW_LIST, tuple(_flow_scalar(piece) for piece in inner.split(","))
-    entries: list[tuple[str, Any, str]] = []
+        return _FLOW_LIST, tuple((f"[{index}]", *_flow_scalar(piece)) for index, piece in enumerate(inner.split(",")))
+    entries: list[tuple[str, str, Any, str]] = []
     for piece in inner.split(","):
         key, colon, value = piece.partition(": ")
         key = key.strip(" ")
         if not colon or not _FLOW_PLAIN.fullmatch(key) or _plain_value(key)[1] in _KEYS_READ_AS_NOT_TEXT:
             raise _LeaveToComposers
-        entries.append((key, *_flow_scalar(value)))
-    if len({key for key, _, _ in entries}) != len(entries):
+        entries.append((key, "." + key, *_flow_scalar(value)))
+    if len({entry[0] for entry in entries}) != len(entries):
         raise _LeaveToComposers  # a duplicate key
     return _FLOW_MAPPING, tuple(entries)
 
@@ -735,12 +736,11 @@ class _LineReader:
         """The Node of a flow collection a line ends with (in a block ``depth`` deep)."""
         if depth >= _LINE_READER_DEPTH:
             raise _LeaveToComposers
-        file = self.file
+        file = self.file  # (``path`` is a key's or an item's: never the top's, "")
         if kind == _FLOW_LIST:
-            return Node([Node(item, line, f"{path}[{index}]", file, text) for index, (item, text) in enumerate(value)],
-                        line, path, file)
-        prefix = f"{path}." if path else ""
-        return Node({key: Node(item, line, prefix + key, file, text) for key, item, text in value}, line, path, file)
+            return Node([Node(item, line, path + suffix, file, text) for suffix, item, text in value], line, path, file)
+        return Node({key: Node(item, line, path + suffix, file, text) for key, suffix, item, text in value},
+                    line, path, file)
 
 
 # --- errors in the YAML text itself ---------------------------------------------------------------------------------
