@@ -18,7 +18,7 @@ from archfleet.run import say
 from archfleet.shipped import deploy_file, inventory_file
 from archfleet.sync.hosts import HostSession
 from archfleet.sync.outcome import Outcome
-from archfleet.sync.pipeline import hosts_in_scope, timeouts_of
+from archfleet.sync.scope import hosts_in_scope, timeouts_of
 
 
 def register(subparsers: Any) -> None:

@@ -15,8 +15,8 @@ from archfleet.facts.service_reads import SERVICE_PROOF_COMMAND, parse_service_p
 from archfleet.run import say
 from archfleet.services.proof import FAIL, ProofRow, judge, table
 from archfleet.sync.outcome import Outcome
-from archfleet.sync.pipeline import hosts_in_scope, timeouts_of
 from archfleet.sync.read import read_everywhere
+from archfleet.sync.scope import hosts_in_scope, timeouts_of
 
 
 def register(subparsers: Any) -> None:

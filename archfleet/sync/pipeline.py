@@ -13,45 +13,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from archfleet.credentials import host_logins
-from archfleet.errors import InputError, OperationFailed
 from archfleet.facts.service_reads import ServicesStateValue
 from archfleet.fleet import Fleet
-from archfleet.fleet.rollout import TimeoutsSpec
 from archfleet.images.verify import VerifyReport
-from archfleet.placement import Placement
 from archfleet.references import parse
 from archfleet.services.desired import DesiredContainer, desired_container, fleet_context
 from archfleet.services.preflight import PinnedTag, pin_services
 from archfleet.sync.plan import HostPlan, plan_host
-
-
-def placement_of(fleet: Fleet) -> Placement:
-    """The fleet's placement (every command that syncs needs an inventory)."""
-    if fleet.placement is None:
-        raise OperationFailed(f"{fleet.path}: no inventory: nothing to sync")
-    return fleet.placement
-
-
-def timeouts_of(fleet: Fleet) -> TimeoutsSpec:
-    return fleet.timeouts
-
-
-def hosts_in_scope(fleet: Fleet, limit: str | None) -> list[str]:
-    """Every inventory host, or those of ``limit`` (host or group names, comma-separated)."""
-    inventory = fleet.hosts
-    names = sorted(host.name for host in inventory)
-    if not limit:
-        return names
-    chosen: set[str] = set()
-    for word in (w.strip() for w in limit.split(",") if w.strip()):
-        group = inventory.get_group(word, None)
-        if word in names:
-            chosen.add(word)
-        elif group is not None:
-            chosen.update(host.name for host in group)
-        else:
-            raise InputError(f"--limit: {word!r} is neither a host nor a group of {fleet.inventory}")
-    return sorted(chosen)
+from archfleet.sync.scope import placement_of
 
 
 def hosts_by_platform(fleet: Fleet, states: dict[str, ServicesStateValue]) -> dict[str, dict[str, list[str]]]:

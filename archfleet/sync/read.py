@@ -56,56 +56,78 @@ def ssh_command(host: Any, command: str, connect_timeout: int) -> list[str]:
             remote_command(command, bool(host.data.get("_sudo")))]
 
 
-def read_hosts(hosts: list[Any], command: str, *, what: str, connect_timeout: int, bound: float,
-               say: Any) -> dict[str, list[str] | Outcome]:
-    """``command``'s stdout lines on every host, or an Outcome(False, reason) for a host that could not be read
-    (ssh's own failure in a few words, a changed host key in the line that says how to accept it, the command's
-    failure with its last stderr line, or ``facts timed out after N s``). New host keys recorded on the way are
-    printed, one line each."""
-    targets = {}
-    for host in hosts:
-        target = target_of(host.name, {key: host.data.get(key) for key in TARGET_KEYS})
-        if target is not None:
-            targets[host.name] = target
-    new_keys = NewKeyWatch(targets.values())
-    started = time.monotonic()
-    processes = {host.name: subprocess.Popen(ssh_command(host, command, connect_timeout), stdin=subprocess.DEVNULL,
-                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                 for host in hosts}
-    results: dict[str, list[str] | Outcome] = {}
-    for name, process in processes.items():
-        try:
-            out, err = process.communicate(timeout=max(0.0, started + bound - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
-            results[name] = Outcome(False, f"facts timed out after {bound:g} s")
-            continue
-        stdout = out.decode(errors="replace").splitlines()
-        stderr = err.decode(errors="replace").splitlines()
-        if process.returncode == SSH_FAILED and not stdout:  # ssh's own failure: the command did not run
-            target = targets.get(name)
-            reason = connect_reason("\n".join(stderr), connect_timeout)
-            results[name] = Outcome(False, with_key_advice(name, reason, target.file if target else None), stderr)
-        elif process.returncode != 0:
-            results[name] = Outcome(False, f"could not read {what}: {(stderr or ['no output'])[-1]}", stderr)
-        else:
-            results[name] = stdout
-    for line in new_keys.report(list(processes)):
-        say(line)
-    return results
+class HostReads:
+    """``command`` started on every host at once (one ``ssh`` each); ``results()`` waits for them, within
+    ``bound`` seconds of the start. Starting returns at once, so the caller can do its own work (imports, the
+    registry) while the hosts answer."""
+
+    def __init__(self, hosts: list[Any], command: str, *, what: str, connect_timeout: int, bound: float,
+                 say: Callable[[str], None]):
+        self.what, self.connect_timeout, self.bound, self.say = what, connect_timeout, bound, say
+        self.targets = {}
+        for host in hosts:
+            target = target_of(host.name, {key: host.data.get(key) for key in TARGET_KEYS})
+            if target is not None:
+                self.targets[host.name] = target
+        self.new_keys = NewKeyWatch(self.targets.values())
+        self.started = time.monotonic()
+        self.processes = {
+            host.name: subprocess.Popen(ssh_command(host, command, connect_timeout), stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for host in hosts}
+
+    def results(self) -> dict[str, list[str] | Outcome]:
+        """``command``'s stdout lines on every host, or an Outcome(False, reason) for a host that could not be
+        read (ssh's own failure in a few words, a changed host key in the line that says how to accept it, the
+        command's failure with its last stderr line, or ``facts timed out after N s``). New host keys recorded on
+        the way are printed, one line each."""
+        results: dict[str, list[str] | Outcome] = {}
+        for name, process in self.processes.items():
+            try:
+                out, err = process.communicate(timeout=max(0.0, self.started + self.bound - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+                results[name] = Outcome(False, f"facts timed out after {self.bound:g} s")
+                continue
+            stdout = out.decode(errors="replace").splitlines()
+            stderr = err.decode(errors="replace").splitlines()
+            if process.returncode == SSH_FAILED and not stdout:  # ssh's own failure: the command did not run
+                target = self.targets.get(name)
+                reason = connect_reason("\n".join(stderr), self.connect_timeout)
+                results[name] = Outcome(False, with_key_advice(name, reason, target.file if target else None),
+                                        stderr)
+            elif process.returncode != 0:
+                results[name] = Outcome(False, f"could not read {self.what}: {(stderr or ['no output'])[-1]}",
+                                        stderr)
+            else:
+                results[name] = stdout
+        for line in self.new_keys.report(list(self.processes)):
+            self.say(line)
+        return results
 
 
-def read_everywhere(inventory: Any, names: list[str], *, what: str, command: str, parse: Callable[[list[str]], T],
-                    fact: Callable[[], type], connect_timeout: int, bound: float,
-                    say: Callable[[str], None]) -> dict[str, T | Outcome]:
-    """The fact ``what`` on every named host: over plain OpenSSH (``command``, its output read by ``parse``) when
-    every host allows it, else through pyinfra (``fact()`` gives the pyinfra fact of the same command and parser;
-    imported only then)."""
+def start_reading(inventory: Any, names: list[str], *, what: str, command: str, parse: Callable[[list[str]], T],
+                  fact: Callable[[], type], connect_timeout: int, bound: float,
+                  say: Callable[[str], None]) -> Callable[[], dict[str, T | Outcome]]:
+    """The fact ``what`` on every named host, started now; the returned function waits for it. Over plain
+    OpenSSH (``command``, its output read by ``parse``) when every host allows it, the hosts' ssh processes run
+    from the moment this returns; else through pyinfra (``fact()`` gives the pyinfra fact of the same command and
+    parser; imported only then), when the returned function is called."""
     hosts = [inventory.get_host(name) for name in names]
     if all_readable_over_openssh(hosts):
-        read = read_hosts(hosts, command, what=what, connect_timeout=connect_timeout, bound=bound, say=say)
-        return {name: lines if isinstance(lines, Outcome) else parse(lines) for name, lines in read.items()}
+        reads = HostReads(hosts, command, what=what, connect_timeout=connect_timeout, bound=bound, say=say)
+
+        def parsed() -> dict[str, T | Outcome]:
+            return {name: lines if isinstance(lines, Outcome) else parse(lines)
+                    for name, lines in reads.results().items()}
+
+        return parsed
+    return lambda: read_through_pyinfra(inventory, names, fact, connect_timeout, bound)
+
+
+def read_through_pyinfra(inventory: Any, names: list[str], fact: Callable[[], type], connect_timeout: int,
+                         bound: float) -> dict[str, Any]:
     from archfleet.sync.hosts import HostSession
 
     session = HostSession(inventory, connect_timeout)
@@ -114,3 +136,11 @@ def read_everywhere(inventory: Any, names: list[str], *, what: str, command: str
         return session.each(names, "facts", bound, lambda host: session.fact(host, fact_class))
     finally:
         session.disconnect()
+
+
+def read_everywhere(inventory: Any, names: list[str], *, what: str, command: str, parse: Callable[[list[str]], T],
+                    fact: Callable[[], type], connect_timeout: int, bound: float,
+                    say: Callable[[str], None]) -> dict[str, T | Outcome]:
+    """start_reading, waited for."""
+    return start_reading(inventory, names, what=what, command=command, parse=parse, fact=fact,
+                         connect_timeout=connect_timeout, bound=bound, say=say)()

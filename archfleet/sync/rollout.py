@@ -26,9 +26,9 @@ import gevent
 from archfleet.fleet import Fleet
 from archfleet.sync.hosts import HostSession
 from archfleet.sync.outcome import Outcome
-from archfleet.sync.pipeline import placement_of, timeouts_of
 from archfleet.sync.plan import HostPlan, ServiceStep, rollout_batches
 from archfleet.sync.report import FAILED, NOT_REACHED, ROLLED_BACK, UNCHANGED, UPDATED, SyncReport
+from archfleet.sync.scope import placement_of, timeouts_of
 from archfleet.sync.steps import finalize_command, step_command, undo_command
 from archfleet.tasks import service_commands
 

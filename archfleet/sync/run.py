@@ -14,17 +14,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from archfleet.errors import InputError
 from archfleet.facts.service_reads import SERVICES_STATE_COMMAND, ServicesStateValue, parse_services_state
 from archfleet.fleet import Fleet
-from archfleet.images.verify import VerifyReport
-from archfleet.services.preflight import prefetch_reports
 from archfleet.sync.outcome import Outcome, StepFailed
-from archfleet.sync.pipeline import hosts_in_scope, placement_of, plan_fleet, timeouts_of
-from archfleet.sync.plan import rollout_batches
-from archfleet.sync.read import read_everywhere
+from archfleet.sync.read import start_reading
 from archfleet.sync.report import FAILED, UNCHANGED, UPDATED, WOULD_CHANGE, ServiceResult, SyncReport
+from archfleet.sync.scope import hosts_in_scope, placement_of, timeouts_of
+
+if TYPE_CHECKING:
+    from archfleet.images.verify import VerifyReport
+    from archfleet.sync.hosts import HostSession
 
 Say = Callable[[str], None]
 
@@ -35,14 +37,20 @@ def services_state_fact() -> type:
     return ServicesState
 
 
-def read_states(names: list[str], fleet: Fleet, report: SyncReport, say: Say) -> dict[str, ServicesStateValue]:
-    """The ServicesState fact of every host (one command each, archfleet.sync.read); unreadable hosts are FAILED
-    in the report."""
+def start_reading_states(names: list[str], fleet: Fleet,
+                         say: Say) -> Callable[[], dict[str, ServicesStateValue | Outcome]]:
+    """The ServicesState fact of every host, started now (one command each, archfleet.sync.read)."""
     timeouts = timeouts_of(fleet)
     say(f"sync: reading the state of {len(names)} host(s)")
-    values = read_everywhere(fleet.hosts, names, what="ServicesState", command=SERVICES_STATE_COMMAND,
-                             parse=parse_services_state, fact=services_state_fact,
-                             connect_timeout=int(timeouts.connect), bound=timeouts.connect + timeouts.facts, say=say)
+    return start_reading(fleet.hosts, names, what="ServicesState", command=SERVICES_STATE_COMMAND,
+                         parse=parse_services_state, fact=services_state_fact, connect_timeout=int(timeouts.connect),
+                         bound=timeouts.connect + timeouts.facts, say=say)
+
+
+def readable_states(values: dict[str, ServicesStateValue | Outcome], fleet: Fleet,
+                    report: SyncReport) -> dict[str, ServicesStateValue]:
+    """The states that can be planned on; unreadable hosts (and hosts with services but no engine or no known
+    platform) are FAILED in the report."""
     placement = placement_of(fleet)
     states: dict[str, ServicesStateValue] = {}
     for host, value in sorted(values.items()):
@@ -71,6 +79,8 @@ class Prefetch(threading.Thread):
         self.reports: dict[str, VerifyReport] = {}
 
     def run(self) -> None:
+        from archfleet.services.preflight import prefetch_reports  # the registry client: imported off the main path
+
         self.reports = prefetch_reports(self.fleet, self.services)
 
     def result(self) -> dict[str, VerifyReport]:
@@ -89,9 +99,13 @@ def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say) -
     session: HostSession | None = None
     try:
         placed = sorted({spec.name for host in names for spec in placement_of(fleet).services_on(host)})
+        finish_reading = start_reading_states(names, fleet, say)  # the hosts' ssh processes run from here
         prefetch = Prefetch(fleet, placed)
         prefetch.start()
-        states = read_states(names, fleet, report, say)
+        from archfleet.sync.pipeline import plan_fleet  # the planner's imports, while the hosts answer
+        from archfleet.sync.plan import rollout_batches
+
+        states = readable_states(finish_reading(), fleet, report)
         plans = plan_fleet(fleet, states, prune, prefetch.result())
         for host, plan in plans.items():
             entry = report.host(host)
