@@ -10,7 +10,8 @@ from archfleet.facts.distro import DISTRO_COMMAND, Distro, distro_from, is_distr
 from archfleet.platforms import UnknownPlatform, from_uname
 
 # One shell command: the distro (facts/distro.py), how the engine is started at boot and whether it is enabled
-# (asked before the engine, so a host without Docker says it too), is the client there, does the daemon answer
+# (asked before the engine, so a host without Docker says it too), is curl there (the no-op sync's read asks the
+# engine's API with it: facts/service_reads.py), is the client there, does the daemon answer
 # (and what is it), is buildx there.
 DOCKER_ENGINE_COMMAND = (
     f"{DISTRO_COMMAND}; "
@@ -19,6 +20,7 @@ DOCKER_ENGINE_COMMAND = (
     "elif [ -x /etc/init.d/docker ]; then echo 'init=sysvinit'; "
     "if ls /etc/rc2.d/S*docker >/dev/null 2>&1; then echo 'boot=enabled'; else echo 'boot=disabled'; fi; "
     "else echo 'init=none'; fi; "
+    "if command -v curl >/dev/null 2>&1; then echo 'curl=yes'; else echo 'curl=no'; fi; "
     "if ! command -v docker >/dev/null 2>&1; then echo 'installed=no'; exit 0; fi; "
     "echo 'installed=yes'; "
     "docker version --format "
@@ -38,6 +40,7 @@ class DockerEngineState(TypedDict):
     buildx_version: str | None
     init_system: str
     enabled_at_boot: bool
+    curl: bool  # curl is on the PATH
     distro: Distro
 
 
@@ -78,5 +81,6 @@ class DockerEngine(FactBase[DockerEngineState]):
             "buildx_version": buildx.split()[1].lstrip("v") if buildx and len(buildx.split()) > 1 else None,
             "init_system": values.get("init", "none"),
             "enabled_at_boot": values.get("boot") == "enabled",
+            "curl": values.get("curl") == "yes",
             "distro": distro_from(output),
         }

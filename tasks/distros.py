@@ -22,7 +22,7 @@ class HostDistro:
     engine_package: str  # the distro's own Docker engine package
     engine_init_script: bool  # the engine package brings /etc/init.d/docker (used where no systemd runs)
     package_enables_engine: bool  # installing the engine package enables it at boot by itself
-    curl_packages: tuple[str, ...]  # what gives the spot watcher curl and the CA bundle
+    curl_packages: tuple[str, ...]  # curl (sync's engine read, the spot watcher) and the CA bundle
     init_scripts: bool  # update-rc.d and start-stop-daemon exist (the spot watcher's init script without systemd)
 
     def install(self, packages: list[str]) -> list[StringCommand]:

@@ -10,6 +10,7 @@ from io import BytesIO
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 
+from archfleet.errors import OperationFailed
 from archfleet.facts.docker import DockerEngine
 from archfleet.facts.registry import RegistryAccess, ca_path
 from archfleet.facts.service_reads import CREDENTIALS_DIR, password_path
@@ -21,17 +22,26 @@ from archfleet.tasks.distros import host_distro
 def engine_running(enabled: bool = True) -> Generator[StringCommand, None, None]:
     """
     The Docker engine is installed (when missing, the distro's own package: tasks/distros.py), running and, where
-    there is an init system, enabled at boot. Installing on a distro that is not supported fails the host.
+    there is an init system, enabled at boot; curl is installed beside it (``archfleet sync`` reads the engine's
+    API with it: a tenth of the docker CLI's cost on every no-op). Installing on a distro that is not supported
+    fails the host.
     """
     engine = host.get_fact(DockerEngine)
     init = engine["init_system"]
     package_enables_engine = True
     if not engine["installed"]:
         distro = host_distro(engine["distro"], host.name, "installing Docker")
-        yield from distro.install([distro.engine_package])
+        yield from distro.install([distro.engine_package, *([] if engine["curl"] else distro.curl_packages)])
         if init == "none" and distro.engine_init_script:
             init = "sysvinit"  # the package brings its init script
         package_enables_engine = distro.package_enables_engine
+    elif not engine["curl"]:
+        try:
+            curl_distro = host_distro(engine["distro"], host.name, "installing curl")
+        except OperationFailed as unsupported:  # the engine is there: sync's read falls back to the docker CLI
+            host.noop(f"curl not installed ({unsupported}); archfleet sync reads the engine with the docker CLI")
+        else:
+            yield from curl_distro.install(list(curl_distro.curl_packages))
     if not engine["daemon_running"]:
         yield docker_commands.start_engine(init)
         yield docker_commands.wait_for_engine()

@@ -5,7 +5,8 @@ Each ``tests/operations/<module>.<operation>/<case>.json`` names an operation of
 - ``arguments``: the keyword arguments the operation is called with;
 - ``facts``: what the fake host answers (see tests/operation_specs.py for keys and defaults);
 - ``commands``: the exact commands expected, in order (``["upload", text, destination]`` for an upload);
-- ``noop``: the reason given when there is nothing to do (required when ``commands`` is empty);
+- ``noop``: the reason given when there is nothing to do (required when ``commands`` is empty), or a list of them
+  in order when the operation gives several;
 - or ``exception``: ``{"name": "OperationFailed", "message": "..."}`` when the operation must refuse.
 
 Adding a case is adding a file; any engineer's operation in tasks/ can have a folder.
@@ -47,7 +48,7 @@ def test_operation_spec(case: Path) -> None:
     if not result.commands:
         assert "noop" in spec, "a case without commands must give the noop reason"
     if "noop" in spec:
-        assert result.noops == [spec["noop"]]
+        assert result.noops == (spec["noop"] if isinstance(spec["noop"], list) else [spec["noop"]])
 
 
 def test_spec_folders_name_real_operations() -> None:
