@@ -151,7 +151,10 @@ def _resolved_value(text: str) -> tuple[Any, str]:
             if name == "int":
                 if _DECIMAL_INT.fullmatch(text):  # the common case, as PyYAML reads it (octal, 0x, 1:20 go there)
                     return int(text), name
-                return _CONSTRUCTOR.construct_yaml_int(ScalarNode(tag, text)), name
+                try:
+                    return _CONSTRUCTOR.construct_yaml_int(ScalarNode(tag, text)), name
+                except ValueError:  # 0b_ or 0x_: YAML 1.1's pattern with no digits (PyYAML raises): text, as in 1.2
+                    return text, "str"
             if name == "float":
                 return _CONSTRUCTOR.construct_yaml_float(ScalarNode(tag, text)), name
             return text, name  # timestamps, merge (<<) and value (=) keys stay text

@@ -617,11 +617,11 @@ def test_plain_scalars_read_as_pyyaml_reads_them() -> None:
     for index in range(30000):
         text = "".join(rng.choice(SCALAR_PIECES) for _ in range(rng.randint(1, 5))) if index else ""
         tag = loader.resolve(ScalarNode, text, (True, False))
-        try:
-            value, name = _plain_value(text)
-        except ValueError:  # `0b_`, `0x_`: PyYAML's own int constructor fails on them too
+        value, name = _plain_value(text)
+        if name == "str" and tag.endswith(":int"):  # `0b_`, `0x_`: PyYAML's int constructor raises; archfleet: text
             with pytest.raises(ValueError):
                 constructor.construct_object(ScalarNode(tag, text))
+            assert value == text
             continue
         assert name == tag.removeprefix("tag:yaml.org,2002:"), text
         tags[name] = tags.get(name, 0) + 1

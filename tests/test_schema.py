@@ -121,6 +121,17 @@ def test_text_stays_as_written_where_the_schema_wants_text(loader: type) -> None
     assert top.boolean("flag") is True
 
 
+@pytest.mark.parametrize("loader", LOADERS)
+@pytest.mark.parametrize("text", ["0b_", "0x_", "-0b__", "+0x_"])
+def test_a_number_pattern_without_digits_is_text_not_a_traceback(loader: type, text: str) -> None:
+    top = Mapping(parse_yaml(f"tag: {text}\nn: {text}\nlist: [{text}]\n", "f.yaml", loader=loader))
+    assert top.string("tag") == text  # PyYAML raises ValueError here; YAML 1.2 reads it as text
+    assert top.items["list"].value[0].value == text
+    with pytest.raises(SchemaError) as caught:
+        top.number("n", positive=True)
+    assert str(caught.value).startswith("f.yaml:2: n: ")
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("n: 010\n", "f.yaml:1: n: 010 has a leading zero, which YAML 1.1 reads as the octal number 8"),
     ("n: 1:30\n", "f.yaml:1: n: 1:30 is the base-60 number 90 in YAML 1.1"),
