@@ -295,9 +295,11 @@ class RegistryClient:
         self.timeout = timeout
         self.retry = retry
         self._sleep = sleep
-        self._context = ssl.create_default_context()
-        if ca_file:
-            self._context.load_verify_locations(cafile=str(ca_file))
+        self._ca_file = ca_file
+        # ca_file alone first (the system's CAs cost 20 ms of CPU to load); the system's CAs and ca_file (what is
+        # trusted) from the first certificate ca_file does not verify on (a token service, a storage redirect)
+        self._context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else self._trusted_context()
+        self._context_is_ca_file_alone = bool(ca_file)
         if credentials is None and username is not None and password is not None:
             credentials = Credentials(username, password, f"registry {self.address} login")
         self.credentials = credentials
@@ -325,6 +327,13 @@ class RegistryClient:
         pair = f"{self.credentials.username}:{self.credentials.secret}".encode()
         return "Basic " + base64.b64encode(pair).decode()
 
+    def _trusted_context(self) -> ssl.SSLContext:
+        """What the client trusts: the system's CAs and ``ca_file``."""
+        context = ssl.create_default_context()
+        if self._ca_file:
+            context.load_verify_locations(cafile=str(self._ca_file))
+        return context
+
     def _open(self, request: urllib.request.Request) -> tuple[int, bytes, dict[str, str]]:
         """Send once: (status, body, lower-cased headers), HTTP errors included; unreachable is OperationFailed."""
         try:
@@ -334,6 +343,9 @@ class RegistryClient:
             return error.code, error.read(), {k.lower(): v for k, v in error.headers.items()}
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
+            if isinstance(reason, ssl.SSLCertVerificationError) and self._context_is_ca_file_alone:
+                self._context, self._context_is_ca_file_alone = self._trusted_context(), False
+                return self._open(request)  # not signed by ca_file: the system's CAs may know it
             host = urllib.parse.urlsplit(request.full_url).netloc
             raise OperationFailed(f"registry {self.address}: cannot reach {host}: {reason}") from None
 

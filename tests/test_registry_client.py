@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from archfleet.credentials import config_hostname, from_docker_config
-from archfleet.errors import InputError
+from archfleet.errors import InputError, OperationFailed
 from archfleet.platforms import Platform
 from archfleet.registry_client import (
     DOCKER_MANIFEST,
@@ -249,6 +249,27 @@ def test_429_past_the_retries_is_one_line_naming_registry_repository_and_limit(
             r"21600 s, 0 left\); gave up after 4 tries in \d+ s$")):
         client.manifest("library/redis", "7")
     assert waited == [5.0, 5.0, 5.0]  # Retry-After 7, capped by max_delay
+
+
+def test_a_certificate_ca_file_does_not_sign_is_checked_against_the_systems_cas(
+        rate_limited_registry: tuple[str, list[int]], loopback_tls: tuple[Path, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """ca_file alone is tried first (the system's CAs are slow to load); a certificate it does not sign is then
+    checked against the system's CAs and ca_file, so what is trusted is both, as before."""
+    address, limited = rate_limited_registry
+    limited[0] = 0
+    other_ca = tmp_path / "other-ca.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(tmp_path / "other.key"), "-out", str(other_ca), "-days", "1",
+                    "-subj", "/CN=another CA"], check=True, capture_output=True)
+    monkeypatch.setenv("SSL_CERT_FILE", str(other_ca))  # the system's CAs: not the registry's either
+    with pytest.raises(OperationFailed, match=rf"^registry {address}: cannot reach {address}: .*certificate verify"):
+        RegistryClient(address, ca_file=other_ca).manifest("library/redis", "7")
+    monkeypatch.setenv("SSL_CERT_FILE", str(loopback_tls[0]))  # now the system trusts the registry's certificate
+    client = RegistryClient(address, ca_file=other_ca)
+    assert client.manifest("library/redis", "7").is_index
+    assert client.manifest("library/redis", "7").is_index  # and keeps trusting both
+    assert RegistryClient(address, ca_file=loopback_tls[0]).manifest("library/redis", "7").is_index
 
 
 # --- the fleet file's registries: section ------------------------------------------------------------------------
