@@ -128,11 +128,15 @@ class NewKeyWatch:
     It costs nothing while no key is new (the usual sync): the files are read once before and compared after, and
     ``ssh-keygen`` only looks into a file that changed."""
 
-    def __init__(self, targets: Iterable[HostKeyTarget]):
+    def __init__(self, targets: Iterable[HostKeyTarget], read_before: dict[str, bytes] | None = None):
+        """``read_before``: files as they were read earlier, before any of the hosts was contacted."""
         self.targets = {target.host: target for target in targets if target.checking == "accept-new"}
         self.before: dict[str, bytes] = {}
         for target in self.targets.values():
             if target.file not in self.before:
+                if read_before and target.file in read_before:
+                    self.before[target.file] = read_before[target.file]
+                    continue
                 ensure_file(target.file)
                 self.before[target.file] = _read(target.file)
         self._pending: dict[str, HostKeyTarget] | None = None

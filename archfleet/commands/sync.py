@@ -10,6 +10,7 @@ from typing import Any
 
 from archfleet.fleet import Fleet, default_fleet_path, load_fleet
 from archfleet.run import say
+from archfleet.sync import early
 from archfleet.sync.run import sync
 
 
@@ -42,7 +43,8 @@ def register(subparsers: Any) -> None:
 
 
 def run_sync(args: argparse.Namespace) -> int:
-    fleet = load_fleet_for_services(args, "sync")
+    with early.recording_inputs(needed=early.must_record()):  # what the reads depend on, for the next sync
+        fleet = load_fleet_for_services(args, "sync")
     say(f"sync: {len(fleet.services)} service(s) from {fleet.path} on {fleet.inventory}"
         f"{' (dry run)' if args.dry else ''}")
     report = sync(fleet, dry=args.dry, prune=args.prune, limit=args.limit, say=say)

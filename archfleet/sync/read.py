@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 
 from archfleet.known_hosts import NewKeyWatch, target_of
 from archfleet.ssh import SSH_FAILED, ssh_options
+from archfleet.sync.early import EarlyReads
+from archfleet.sync.early import remember as remember_reads
 from archfleet.sync.outcome import Outcome, connect_reason, with_key_advice
 
 T = TypeVar("T")
@@ -62,19 +64,31 @@ class HostReads:
     registry) while the hosts answer."""
 
     def __init__(self, hosts: list[Any], command: str, *, what: str, connect_timeout: int, bound: float,
-                 say: Callable[[str], None]):
+                 say: Callable[[str], None], early: EarlyReads | None = None):
         self.what, self.connect_timeout, self.bound, self.say = what, connect_timeout, bound, say
         self.targets = {}
         for host in hosts:
             target = target_of(host.name, {key: host.data.get(key) for key in TARGET_KEYS})
             if target is not None:
                 self.targets[host.name] = target
-        self.new_keys = NewKeyWatch(self.targets.values())
-        self.started = time.monotonic()
-        self.processes = {
-            host.name: subprocess.Popen(ssh_command(host, command, connect_timeout), stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            for host in hosts}
+        self.argv = {host.name: ssh_command(host, command, connect_timeout) for host in hosts}
+        self.new_keys = NewKeyWatch(self.targets.values(), early.watched_before if early else None)
+        self.started = early.started if early else time.monotonic()
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.adopted = 0  # reads started at launch with this very command line (archfleet.sync.early)
+        for name, argv in self.argv.items():
+            adopted = early.adopt(name, argv) if early else None
+            if adopted is None and early:
+                self.started = time.monotonic()  # one is started afresh: the bound counts from now
+            self.adopted += adopted is not None
+            self.processes[name] = adopted or subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if early:
+            early.discard()  # the reads no longer wanted (a host gone from the fleet, another command line)
+            say(f"sync: {self.adopted} of {len(hosts)} read(s) already under way (started at launch with the "
+                "last sync's command lines)")
+        self.watched_files = sorted({target.file for target in self.targets.values()
+                                     if target.checking == "accept-new"})
 
     def results(self) -> dict[str, list[str] | Outcome]:
         """``command``'s stdout lines on every host, or an Outcome(False, reason) for a host that could not be
@@ -108,15 +122,21 @@ class HostReads:
 
 
 def start_reading(inventory: Any, names: list[str], *, what: str, command: str, parse: Callable[[list[str]], T],
-                  fact: Callable[[], type], connect_timeout: int, bound: float,
-                  say: Callable[[str], None]) -> Callable[[], dict[str, T | Outcome]]:
+                  fact: Callable[[], type], connect_timeout: int, bound: float, say: Callable[[str], None],
+                  early: EarlyReads | None = None, remember: bool = False
+                  ) -> Callable[[], dict[str, T | Outcome]]:
     """The fact ``what`` on every named host, started now; the returned function waits for it. Over plain
     OpenSSH (``command``, its output read by ``parse``) when every host allows it, the hosts' ssh processes run
-    from the moment this returns; else through pyinfra (``fact()`` gives the pyinfra fact of the same command and
-    parser; imported only then), when the returned function is called."""
+    from the moment this returns (those of ``early`` whose command line is the same are taken over; ``remember``:
+    the command lines are remembered for the next sync, archfleet.sync.early); else through pyinfra (``fact()``
+    gives the pyinfra fact of the same command and parser; imported only then), when the returned function is
+    called."""
     hosts = [inventory.get_host(name) for name in names]
     if all_readable_over_openssh(hosts):
-        reads = HostReads(hosts, command, what=what, connect_timeout=connect_timeout, bound=bound, say=say)
+        reads = HostReads(hosts, command, what=what, connect_timeout=connect_timeout, bound=bound, say=say,
+                          early=early)
+        if remember:
+            remember_reads(reads.argv, reads.watched_files, say)
 
         def parsed() -> dict[str, T | Outcome]:
             return {name: lines if isinstance(lines, Outcome) else parse(lines)

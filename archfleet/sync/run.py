@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from archfleet.errors import InputError
 from archfleet.facts.service_reads import SERVICES_STATE_COMMAND, ServicesStateValue, parse_services_state
 from archfleet.fleet import Fleet
+from archfleet.sync import early
 from archfleet.sync.outcome import Outcome, StepFailed
 from archfleet.sync.read import start_reading
 from archfleet.sync.report import FAILED, UNCHANGED, UPDATED, WOULD_CHANGE, ServiceResult, SyncReport
@@ -44,7 +45,7 @@ def start_reading_states(names: list[str], fleet: Fleet,
     say(f"sync: reading the state of {len(names)} host(s)")
     return start_reading(fleet.hosts, names, what="ServicesState", command=SERVICES_STATE_COMMAND,
                          parse=parse_services_state, fact=services_state_fact, connect_timeout=int(timeouts.connect),
-                         bound=timeouts.connect + timeouts.facts, say=say)
+                         bound=timeouts.connect + timeouts.facts, say=say, early=early.started(), remember=True)
 
 
 def readable_states(values: dict[str, ServicesStateValue | Outcome], fleet: Fleet,
