@@ -124,6 +124,10 @@ def test_first_sync_runs_every_service_and_the_second_changes_nothing(fleet: Fle
     second = fleet.sync()
     assert second.returncode == 0, second.stderr[-3000:]
     assert all(status == "no changes" for status in changed_lines(second.stdout).values()), second.stdout
+    # The first sync remembered its ssh command lines; the fleet file and what it names did not change since, so
+    # the second started every host's read at launch, and used each (archfleet.sync.early)
+    hosts = len(changed_lines(second.stdout))
+    assert f"sync: {hosts} of {hosts} read(s) already under way" in second.stderr, second.stderr[-3000:]
     # A no-op sync reads each host over plain OpenSSH and never imports pyinfra, gevent or paramiko (its whole
     # cost is one ssh per host): the interpreter's own import trace of the console script says so.
     traced = subprocess.run([str(BIN / "archfleet"), "sync", "-f", str(fleet.path)], capture_output=True, text=True,
