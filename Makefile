@@ -13,6 +13,7 @@ $(VENV)/.installed: pyproject.toml
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv; }
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python -m compileall -q archfleet  # bytecode, as a wheel install has (PYTHONDONTWRITEBYTECODE=1 or not)
 	touch $@
 
 ## The main job on the local lab: lab up, host bootstrap, images, services, verify. The lab stays up
