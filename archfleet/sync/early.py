@@ -135,7 +135,7 @@ class EarlyReads:
         for file in cached.get("watch") or []:
             with open(file, "rb") as handle:
                 self.watched_before[file] = handle.read()
-        self.started = time.monotonic()
+        self.started_at = time.monotonic()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         for name, argv in self.argv.items():
             self.processes[name] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

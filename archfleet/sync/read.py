@@ -73,7 +73,7 @@ class HostReads:
                 self.targets[host.name] = target
         self.argv = {host.name: ssh_command(host, command, connect_timeout) for host in hosts}
         self.new_keys = NewKeyWatch(self.targets.values(), early.watched_before if early else None)
-        self.started = early.started if early else time.monotonic()
+        self.started = early.started_at if early else time.monotonic()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.adopted = 0  # reads started at launch with this very command line (archfleet.sync.early)
         for name, argv in self.argv.items():
@@ -87,8 +87,6 @@ class HostReads:
             early.discard()  # the reads no longer wanted (a host gone from the fleet, another command line)
             say(f"sync: {self.adopted} of {len(hosts)} read(s) already under way (started at launch with the "
                 "last sync's command lines)")
-        self.watched_files = sorted({target.file for target in self.targets.values()
-                                     if target.checking == "accept-new"})
 
     def results(self) -> dict[str, list[str] | Outcome]:
         """``command``'s stdout lines on every host, or an Outcome(False, reason) for a host that could not be
@@ -136,7 +134,7 @@ def start_reading(inventory: Any, names: list[str], *, what: str, command: str, 
         reads = HostReads(hosts, command, what=what, connect_timeout=connect_timeout, bound=bound, say=say,
                           early=early)
         if remember:
-            remember_reads(reads.argv, reads.watched_files, say)
+            remember_reads(reads.argv, sorted(reads.new_keys.before), say)  # the accept-new known_hosts
 
         def parsed() -> dict[str, T | Outcome]:
             return {name: lines if isinstance(lines, Outcome) else parse(lines)
