@@ -82,18 +82,18 @@ def services_in_groups(services: dict[str, ServiceSpec], groups: Iterable[str]) 
 
 def place(services: dict[str, ServiceSpec], groups: dict[str, list[str]]) -> Placement:
     """Place ``services`` on the inventory's ``groups`` (group -> host names; ``all`` lists every host)."""
-    all_hosts = sorted({h for members in groups.values() for h in members})
+    inventory_hosts = {h for members in groups.values() for h in members}
+    all_hosts = sorted(inventory_hosts)
     targets_of: dict[str, set[str]] = {}
     for spec in services.values():
-        section = Mapping(spec.node)
         targets: set[str] = set()
         for group in spec.groups:
             if group not in groups:
-                section.fail("groups", f"no inventory group {group!r} (groups: {', '.join(sorted(groups))})")
+                Mapping(spec.node).fail("groups", f"no inventory group {group!r} (groups: {', '.join(sorted(groups))})")
             targets.update(groups[group])
         for name in spec.hosts:
-            if name not in all_hosts:
-                section.fail("hosts", f"no inventory host {name!r}")
+            if name not in inventory_hosts:
+                Mapping(spec.node).fail("hosts", f"no inventory host {name!r}")
             targets.add(name)
         targets_of[spec.name] = targets
     placed_on: dict[str, list[ServiceSpec]] = {host: [] for host in all_hosts}

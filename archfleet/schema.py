@@ -529,6 +529,10 @@ _SINGLE_QUOTED = re.compile(r"'((?:[^']|'')*)'")
 _AFTER_VALUE = re.compile(r"(?: +#.*| *)")  # a comment or nothing after a value
 _FLOW_PLAIN = re.compile(f"(?:{_PLAIN_START})[^,\\[\\]{{}}:#?]*(?<! )")  # a plain scalar in [] or {}
 _BLOCK_INDICATORS = frozenset("-?:,[]{}#&*!|>'\"%@`")
+# A one-item flow list (`hosts: [web-1]`, `volumes: ["/srv:/data"]`), told in one match: an item with no comma,
+# bracket or brace, quoted without escapes or plain, what `_flow` reads it as (anything else is left to `_flow`).
+_ONE_ITEM_LIST = re.compile(r"""\[ *(?:"([^"\\,\[\]{}]*)"|'([^',\[\]{}]*)'|(""" + _FLOW_PLAIN.pattern
+                            + r""")) *\](?: +#.*| *)""")
 _LINE_READER_DEPTH = 32  # deeper documents (rare; MAX_DEPTH applies) are left to the composers
 
 _NO_VALUE, _SCALAR, _FLOW_LIST, _FLOW_MAPPING = 0, 1, 2, 3  # what follows a key or a dash on its line
@@ -567,6 +571,14 @@ def _flow(text: str) -> tuple[int, tuple[Any, ...]]:
     split at commas: one that is not one whole quoted or plain scalar (a quote with a comma in it, a nested
     collection, an empty item, a comment) leaves the document to the composers."""
     is_list = text[0] == "["
+    if is_list:
+        one = _ONE_ITEM_LIST.fullmatch(text)
+        if one is not None:
+            plain = one[3]
+            if plain is None:
+                quoted = one[1] if one[2] is None else one[2]
+                return _FLOW_LIST, (("[0]", quoted, quoted),)
+            return _FLOW_LIST, (("[0]", _plain_value(plain)[0], plain),)
     end = text.find("]" if is_list else "}")
     inner = text[1:end]
     if end < 0 or "[" in inner or "{" in inner or not _AFTER_VALUE.fullmatch(text, end + 1):
@@ -587,7 +599,6 @@ def _flow(text: str) -> tuple[int, tuple[Any, ...]]:
     return _FLOW_MAPPING, tuple(entries)
 
 
-@functools.lru_cache(maxsize=1 << 16)  # a big file repeats many of its lines (`retries: 5`, `healthcheck: {...}`)
 def _line_shape(line: str) -> _LineShape | None:
     """What one line of a block document says, apart from where it is: _EMPTY_LINE, None for anything the line
     reader does not read, else (indent, dash, key, the key's column, what follows, its value)."""
@@ -667,12 +678,16 @@ class _LineReader:
         pending_key: str | None = None  # a key of the open mapping whose value is on the lines below
         pending_line = 0
         inline_column = -1  # after a value written on its key's (or dash's) line, the next line is not deeper
+        shapes: dict[str, _LineShape] = {}  # a big file repeats many of its lines (`retries: 5`, `- web`)
         for number, line in enumerate(lines, 1):
-            shape = _line_shape(line)
+            shape = shapes.get(line)
+            if shape is None:
+                shape = _line_shape(line)
+                if shape is None:
+                    raise _LeaveToComposers
+                shapes[line] = shape
             if shape is _EMPTY_LINE:
                 continue
-            if shape is None:
-                raise _LeaveToComposers
             indent, dash, key, key_column, kind, value = shape
             if pending_key is not None or indent != column or entries is None or dash:  # not the open mapping's
                 if pending_key is not None:                                           # next key: the general case

@@ -290,6 +290,27 @@ def test_line_reader_on_random_documents() -> None:
     assert read > 1000 and refused > 300, (read, refused)
 
 
+FLOW_ITEM_PIECES = ["a", "web-1", "0", "12", "-", " ", "  ", ":", "/", ".", "_", "#", "'", "''", '"', "\\", ",", "[",
+                    "]", "{", "}", "?", "&", "*", "!", "|", "~", "no", "on", "0x1", "1e3", "é", "@", "%", "=", "<<"]
+
+
+def test_one_item_flow_lists_read_as_the_event_composer_reads_them() -> None:
+    """`key: [item]` with random items (plain, quoted, odd): the one-match reading of a one-item list gives the event
+    composer's tree, or the line reader leaves the line to it."""
+    rng = random.Random(20261204)
+    read = 0
+    for _ in range(3000):
+        item = "".join(rng.choice(FLOW_ITEM_PIECES) for _ in range(rng.randint(0, 5)))
+        if rng.random() < 0.4:
+            quote = rng.choice(["'", '"'])
+            item = quote + item + quote
+        before, after = rng.choice(["", " ", "  "]), rng.choice(["", " "])
+        comment = rng.choice(["", " # c", "  ", "#c"])
+        text = f"hosts: [{before}{item}{after}]{comment}\n"
+        read += check_line_reader(text)
+    assert read > 800, read
+
+
 TEMPLATE_PIECES = ["{{", "}}", "{", "}", " ", "host", ".", "name", "not", "if", "in", "true", "none", "0", "-", "+",
                    "{%", "%}", "{#", "#}", "raw", "endraw", "_", "'", "|", "(", ")", "[", "]", "x", "é"]
 

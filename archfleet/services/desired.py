@@ -132,7 +132,7 @@ def placeholder_value(placeholder: str, variables: dict[str, object]) -> str:
     variables, each attribute with Environment.getattr, then str); anything undefined is left to Jinja itself,
     which renders it (or raises the error it raises)."""
     name, *attributes = placeholder.strip("{} ").split(".")
-    value = variables.get(name, _PLACEHOLDER_ENVIRONMENT.undefined(name=name))
+    value = variables[name] if name in variables else _PLACEHOLDER_ENVIRONMENT.undefined(name=name)
     for attribute in attributes:
         if isinstance(value, jinja2.Undefined):
             break
