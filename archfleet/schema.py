@@ -522,6 +522,7 @@ class _NodeTreeReader:
 # line breaks U+0085, U+2028, U+2029, a byte order mark, a control character): the line reader leaves the document.
 _NOT_FOR_LINE_READER = re.compile(
     "[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
+_ASCII_FOR_LINE_READER = b"\n" + bytes(range(0x20, 0x7f))  # what it lets through, in ASCII (one bytes.translate)
 _PLAIN_START = "[^\\s\\-?:,\\[\\]{}#&*!|>'\"%@`]|-[^\\s:,\\[\\]{}#]"  # as YAML starts a plain scalar, cut down
 _BLOCK_KEY = re.compile(r"(\w[\w./-]*) *:(?: +(.*))?")  # `name:`, `name: rest` (rest starts with no space)
 _DOUBLE_QUOTED = re.compile(r'"([^"\\]*)"')  # no escapes
@@ -538,6 +539,14 @@ _LINE_READER_DEPTH = 32  # deeper documents (rare; MAX_DEPTH applies) are left t
 _NO_VALUE, _SCALAR, _FLOW_LIST, _FLOW_MAPPING = 0, 1, 2, 3  # what follows a key or a dash on its line
 _LineShape = tuple[int, bool, "str | None", int, int, Any]  # indent, dash, key, key's column, what follows, its value
 _EMPTY_LINE: _LineShape = (-1, False, None, -1, -1, None)  # a blank line or a comment
+
+
+def characters_for_line_reader(text: str) -> bool:
+    """No character of ``text`` is one the line reader leaves to the composers (ASCII text is told by one
+    bytes.translate, 5 times faster than the search)."""
+    if text.isascii():
+        return not text.encode().translate(None, _ASCII_FOR_LINE_READER)
+    return _NOT_FOR_LINE_READER.search(text) is None
 
 
 class _LeaveToComposers(Exception):
@@ -659,7 +668,7 @@ class _LineReader:
 
     def read(self, text: str) -> Node | None:
         """The document's Node tree, or None when the composers must read it."""
-        if _NOT_FOR_LINE_READER.search(text):
+        if not characters_for_line_reader(text):
             return None
         try:
             return self.document(text.split("\n"))

@@ -290,6 +290,15 @@ def test_line_reader_on_random_documents() -> None:
     assert read > 1000 and refused > 300, (read, refused)
 
 
+def test_the_quick_character_check_is_the_search() -> None:
+    """`characters_for_line_reader` (one bytes.translate for ASCII text) says what the search says, for every
+    ASCII character and a few others (YAML 1.1's line breaks, a BOM, text beyond the BMP)."""
+    from archfleet.schema import _NOT_FOR_LINE_READER, characters_for_line_reader
+
+    for character in [chr(code) for code in range(128)] + ["\x85", "\u2028", "\u2029", "\ufeff", "é", "😀", "\xa0"]:
+        text = f"a: b{character}c\nd: e\n"
+        assert characters_for_line_reader(text) == (_NOT_FOR_LINE_READER.search(text) is None), repr(character)
+
 FLOW_ITEM_PIECES = ["a", "web-1", "0", "12", "-", " ", "  ", ":", "/", ".", "_", "#", "'", "''", '"', "\\", ",", "[",
                     "]", "{", "}", "?", "&", "*", "!", "|", "~", "no", "on", "0x1", "1e3", "é", "@", "%", "=", "<<"]
 

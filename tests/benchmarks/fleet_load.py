@@ -83,14 +83,16 @@ def big_fleet(megabytes: float) -> str:
 
 
 def median_of(runs: int, action: object) -> str:
-    """The median wall time and the median CPU time of ``runs`` runs (CPU time says more on a busy machine)."""
+    """The median wall time and the median CPU time of ``runs`` runs (CPU time says more on a busy machine). What a
+    run returns is freed after its time is taken (freeing a 5 MB file's tree and specs takes ~0.07 s more)."""
     assert callable(action)
     walls, cpus = [], []
     for _ in range(runs):
         started, cpu = time.perf_counter(), time.process_time()
-        action()
+        result = action()
         walls.append(time.perf_counter() - started)
         cpus.append(time.process_time() - cpu)
+        del result
     return f"{statistics.median(walls):6.2f} s ({statistics.median(cpus):5.2f} s CPU)"
 
 
