@@ -522,7 +522,8 @@ class _NodeTreeReader:
 # line breaks U+0085, U+2028, U+2029, a byte order mark, a control character): the line reader leaves the document.
 _NOT_FOR_LINE_READER = re.compile(
     "[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
-_ASCII_FOR_LINE_READER = b"\n" + bytes(range(0x20, 0x7f))  # what it lets through, in ASCII (one bytes.translate)
+# What it lets through in ASCII, for one bytes.translate (`characters_for_line_reader`).
+_ASCII_FOR_LINE_READER = bytes(code for code in range(128) if not _NOT_FOR_LINE_READER.match(chr(code)))
 _PLAIN_START = "[^\\s\\-?:,\\[\\]{}#&*!|>'\"%@`]|-[^\\s:,\\[\\]{}#]"  # as YAML starts a plain scalar, cut down
 _BLOCK_KEY = re.compile(r"(\w[\w./-]*) *:(?: +(.*))?")  # `name:`, `name: rest` (rest starts with no space)
 _DOUBLE_QUOTED = re.compile(r'"([^"\\]*)"')  # no escapes
@@ -533,7 +534,7 @@ _BLOCK_INDICATORS = frozenset("-?:,[]{}#&*!|>'\"%@`")
 # A one-item flow list (`hosts: [web-1]`, `volumes: ["/srv:/data"]`), told in one match: an item with no comma,
 # bracket or brace, quoted without escapes or plain, what `_flow` reads it as (anything else is left to `_flow`).
 _ONE_ITEM_LIST = re.compile(r"""\[ *(?:"([^"\\,\[\]{}]*)"|'([^',\[\]{}]*)'|(""" + _FLOW_PLAIN.pattern
-                            + r""")) *\](?: +#.*| *)""")
+                            + r""")) *\]""" + _AFTER_VALUE.pattern)
 _LINE_READER_DEPTH = 32  # deeper documents (rare; MAX_DEPTH applies) are left to the composers
 
 _NO_VALUE, _SCALAR, _FLOW_LIST, _FLOW_MAPPING = 0, 1, 2, 3  # what follows a key or a dash on its line

@@ -299,6 +299,7 @@ def test_the_quick_character_check_is_the_search() -> None:
         text = f"a: b{character}c\nd: e\n"
         assert characters_for_line_reader(text) == (_NOT_FOR_LINE_READER.search(text) is None), repr(character)
 
+
 FLOW_ITEM_PIECES = ["a", "web-1", "0", "12", "-", " ", "  ", ":", "/", ".", "_", "#", "'", "''", '"', "\\", ",", "[",
                     "]", "{", "}", "?", "&", "*", "!", "|", "~", "no", "on", "0x1", "1e3", "é", "@", "%", "=", "<<"]
 
