@@ -26,9 +26,12 @@ from archfleet.services.desired import DesiredContainer
 LOG_LINES = 20
 FAILURE_PREFIX = "archfleet-failure: "
 SETTLE_SECONDS = 3
+POLLS_PER_SECOND = 2
 
 # Shell functions every step script starts with. `wait_ready NAME SECONDS SETTLE` returns 0 when NAME is healthy,
-# or (SETTLE=1, no health check) running and not restarted for SETTLE_SECONDS; else prints why and returns 1.
+# or (SETTLE=1, no health check) running and not restarted for SETTLE_SECONDS; else prints why and returns 1. It
+# looks every 1/POLLS_PER_SECOND s (a health check's first result is seen within that of its arrival; a `sleep`
+# without fractions falls back to 1 s, which only makes the wait longer).
 _PRELUDE = r"""
 fail() { echo "archfleet-failure: $*" >&2; }
 exists() { docker container inspect "$1" >/dev/null 2>&1; }
@@ -38,14 +41,14 @@ show_logs() {
 }
 wait_ready() {
   i=0
-  while [ "$i" -lt "$2" ]; do
+  while [ "$i" -lt $(($2 * POLLS_PER_SECOND)) ]; do
     i=$((i + 1))
     set -- "$1" "$2" "$3" $(docker inspect --format \
       '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} '\
 '{{.RestartCount}} {{.State.ExitCode}}' "$1" 2>/dev/null || echo missing missing 0 0)
     case "$4 $5" in
       "running healthy") [ "$6" = 0 ] && return 0 ;;
-      "running none") if [ "$3" = 1 ] && [ "$i" -gt SETTLE_SECONDS ] && [ "$6" = 0 ]; then return 0; fi ;;
+      "running none") if [ "$3" = 1 ] && [ "$i" -gt $((SETTLE_SECONDS * POLLS_PER_SECOND)) ] && [ "$6" = 0 ]; then return 0; fi ;;
       "running unhealthy") fail "health check failed"; return 1 ;;
       missing*) fail "the container disappeared"; return 1 ;;
     esac
@@ -54,12 +57,13 @@ wait_ready() {
       exited|dead) fail "the process exited (exit code $7)"; return 1 ;;
     esac
     set -- "$1" "$2" "$3"
-    sleep 1
+    sleep POLL_SECONDS 2>/dev/null || sleep 1
   done
   fail "not healthy within $2 s"
   return 1
 }
-""".replace("LOG_LINES", str(LOG_LINES)).replace("SETTLE_SECONDS", str(SETTLE_SECONDS))
+""".replace("LOG_LINES", str(LOG_LINES)).replace("SETTLE_SECONDS", str(SETTLE_SECONDS)).replace(
+    "POLLS_PER_SECOND", str(POLLS_PER_SECOND)).replace("POLL_SECONDS", f"{1 / POLLS_PER_SECOND:g}")
 
 _PULL = _PRELUDE + r"""
 seconds=$1; shift

@@ -16,7 +16,7 @@ from io import BytesIO
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import gevent
-from pyinfra.api import Config, FactBase, State, StringCommand
+from pyinfra.api import Config, FactBase, QuoteString, State, StringCommand
 from pyinfra.api.exceptions import ConnectError
 
 from archfleet.facts.service_reads import CREDENTIALS_DIR, FILES_ROOT, password_path
@@ -26,7 +26,7 @@ from archfleet.run import say
 from archfleet.services.desired import ManagedFile
 from archfleet.sync.outcome import Outcome, StepFailed, connect_error_reason, with_key_advice
 from archfleet.tasks import docker_commands
-from archfleet.tasks.service_commands import failure_reason
+from archfleet.tasks.service_commands import FAILURE_PREFIX, failure_reason
 
 if TYPE_CHECKING:
     from pyinfra.api import Host, Inventory
@@ -127,10 +127,14 @@ class HostSession:
         if not ok:
             raise StepFailed(failure_reason(output.stderr_lines, default_reason), output.stderr_lines)
 
-    def upload(self, host: Host, files: Iterable[ManagedFile]) -> None:
-        """Put files in their content-addressed, root-only directories, then give them their owner and mode."""
+    def upload(self, host: Host, files: Iterable[ManagedFile], then: StringCommand | None = None,
+               then_reason: str = "") -> None:
+        """Put files in their content-addressed, root-only directories, then give them their owner and mode;
+        ``then`` (a pull) runs in the same command as the owner and mode, to save the host a round trip."""
         pending = list(files)
         if not pending:
+            if then is not None:
+                self.run(host, then, then_reason)
             return
         self.connect(host)
         directories = sorted({f.host_path.rsplit("/", 1)[0] for f in pending})
@@ -141,8 +145,13 @@ class HostSession:
             if not host.put_file(BytesIO(managed.content), managed.host_path, print_output=False,
                                  **self.sudo(host)):
                 raise StepFailed(f"could not upload {managed.host_path}")
-        self.run(host, docker_commands.own_files([(f.owner, f.mode, f.host_path) for f in pending]),
-                 "could not set the owner and mode of the uploaded files")
+        own = docker_commands.own_files([(f.owner, f.mode, f.host_path) for f in pending])
+        reason = "could not set the owner and mode of the uploaded files"
+        if then is None:
+            self.run(host, own, reason)
+        else:
+            self.run(host, StringCommand(own, "||", "{", "echo", QuoteString(FAILURE_PREFIX + reason), ">&2;",
+                                         "false;", "}", "&&", then), then_reason)
 
     def login(self, host: Host, logins: Iterable[Any]) -> None:
         """Renew registry logins (archfleet.credentials.RegistryLogin): the password in a root-only file, fed to

@@ -18,6 +18,7 @@ this module, with pyinfra and gevent, only then).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -62,12 +63,14 @@ class Rollout:
         self.say(f"sync: pull: images and files on {len(changing)} host(s): {', '.join(changing)}")
 
         def prepare(host: Any) -> None:
+            started = time.monotonic()
             plan = self.plans[host.name]
             self.session.login(host, plan.logins)
-            self.session.upload(host, plan.files)
             images = sorted({s.pulls for s in plan.steps if s.pulls})
+            pull = service_commands.pull_images(images, int(self.timeouts.pull)) if images else None
+            self.session.upload(host, plan.files, then=pull, then_reason="pull failed")
             if images:
-                self.session.run(host, service_commands.pull_images(images, int(self.timeouts.pull)), "pull failed")
+                self.say(f"[{host.name}] pulled {len(images)} image(s) in {time.monotonic() - started:.1f} s")
 
         images_per_host = max(len({s.pulls for s in p.steps if s.pulls}) for p in self.plans.values())
         bound = self.timeouts.connect + self.timeouts.pull * max(1, images_per_host) + 30
