@@ -48,7 +48,7 @@ wait_ready() {
 '{{.RestartCount}} {{.State.ExitCode}}' "$1" 2>/dev/null || echo missing missing 0 0)
     case "$4 $5" in
       "running healthy") [ "$6" = 0 ] && return 0 ;;
-      "running none") if [ "$3" = 1 ] && [ "$i" -gt $((SETTLE_SECONDS * POLLS_PER_SECOND)) ] && [ "$6" = 0 ]; then return 0; fi ;;
+      "running none") if [ "$3" = 1 ] && [ "$i" -gt SETTLE_POLLS ] && [ "$6" = 0 ]; then return 0; fi ;;
       "running unhealthy") fail "health check failed"; return 1 ;;
       missing*) fail "the container disappeared"; return 1 ;;
     esac
@@ -62,7 +62,7 @@ wait_ready() {
   fail "not healthy within $2 s"
   return 1
 }
-""".replace("LOG_LINES", str(LOG_LINES)).replace("SETTLE_SECONDS", str(SETTLE_SECONDS)).replace(
+""".replace("LOG_LINES", str(LOG_LINES)).replace("SETTLE_POLLS", str(SETTLE_SECONDS * POLLS_PER_SECOND)).replace(
     "POLLS_PER_SECOND", str(POLLS_PER_SECOND)).replace("POLL_SECONDS", f"{1 / POLLS_PER_SECOND:g}")
 
 _PULL = _PRELUDE + r"""
