@@ -51,6 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         start(arguments[1:])
     try:
+        if syncing:  # the last sync's verdict, when nothing it was reached from changed (archfleet.sync.noop_memo)
+            from archfleet.run import say
+            from archfleet.sync.noop_memo import settled
+
+            code = settled(arguments[1:], say)
+            if code is not None:
+                return code
         args = build_parser(arguments).parse_args(arguments)
         return int(args.handler(args))
     except ArchfleetError as error:

@@ -36,6 +36,7 @@ SYNC_FLAGS = ("--dry", "--prune", "--json")
 NOT_REMEMBERED_EVENTS = ("socket.connect", "socket.getaddrinfo", "subprocess.Popen", "os.system", "os.exec",
                          "os.posix_spawn", "os.fork", "urllib.Request")
 CODE_SUFFIXES = (".pyc", ".so", ".pth")
+NOOP = "noop"  # the cache's field for a no-op sync's verdict (archfleet.sync.noop_memo)
 
 Stat = list[int] | None  # [mtime_ns, size, inode]; None: no such file
 
@@ -125,6 +126,23 @@ def unchanged(cached: dict[str, Any]) -> bool:
     return all(isinstance(entry, list) and len(entry) == 2 and stat_of(entry[0]) == entry[1] for entry in inputs)
 
 
+class FinishedRead:
+    """A started read that has already been waited for (archfleet.sync.noop_memo): what it printed and its exit
+    status, handed over like the process it was (``communicate``, ``returncode``, ``poll``, ``kill``)."""
+
+    def __init__(self, returncode: int, stdout: bytes, stderr: bytes):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+    def communicate(self, timeout: float | None = None) -> tuple[bytes, bytes]:
+        return self.stdout, self.stderr
+
+    def poll(self) -> int:
+        return self.returncode
+
+    def kill(self) -> None:
+        pass
+
+
 class EarlyReads:
     """The remembered commands, started: ``adopt`` hands over those still wanted, ``discard`` stops the rest."""
 
@@ -136,12 +154,27 @@ class EarlyReads:
             with open(file, "rb") as handle:
                 self.watched_before[file] = handle.read()
         self.started_at = time.monotonic()
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.processes: dict[str, subprocess.Popen[bytes] | FinishedRead] = {}
         for name, argv in self.argv.items():
             self.processes[name] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                                     stderr=subprocess.PIPE)
 
-    def adopt(self, name: str, argv: list[str]) -> subprocess.Popen[bytes] | None:
+    def wait(self, bound: float) -> dict[str, FinishedRead] | None:
+        """Every read, waited for until ``bound`` seconds after the start: each stays here, finished, for ``adopt``
+        (None when one is still running then; it is left running)."""
+        finished: dict[str, FinishedRead] = {}
+        for name, process in self.processes.items():
+            if isinstance(process, FinishedRead):
+                finished[name] = process
+                continue
+            try:
+                out, err = process.communicate(timeout=max(0.0, self.started_at + bound - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                return None
+            finished[name] = self.processes[name] = FinishedRead(process.returncode, out, err)
+        return finished
+
+    def adopt(self, name: str, argv: list[str]) -> subprocess.Popen[bytes] | FinishedRead | None:
         """The started read of ``name`` if it runs exactly ``argv`` (the caller then owns it), else None."""
         if self.argv.get(name) != argv:
             return None
@@ -165,8 +198,8 @@ _key: dict[str, Any] | None = None
 
 def start(argv: list[str]) -> EarlyReads | None:
     """Start the remembered reads of ``archfleet sync ARGV`` when nothing they depend on changed."""
-    global _started, _key
-    _started, _key = None, sync_key(argv)
+    global _started, _key, _document
+    _started, _key, _document = None, sync_key(argv), None
     if _key is None:
         return None
     cached = read_cache(_key)
@@ -217,6 +250,7 @@ class InputRecorder:
 
 
 _recorder: InputRecorder | None = None
+_document: dict[str, Any] | None = None  # what this sync remembered (or found remembered, unchanged)
 
 
 @contextmanager
@@ -254,8 +288,24 @@ def remember(argv: dict[str, list[str]], watch: list[str], say: Callable[[str], 
         return
     document = {"version": CACHE_VERSION, "key": _key, "environment": environment(), "inputs": inputs,
                 "watch": sorted(set(watch)), "reads": argv}
-    if _started is not None and document == _started.cached:
+    global _document
+    if _started is not None and document == {k: v for k, v in _started.cached.items() if k != NOOP}:
+        _document = _started.cached  # unchanged: its remembered no-op (if any) stands as well
         return
+    _document = document
+    write_cache(document, say)
+
+
+def remember_noop(noop: dict[str, Any], say: Callable[[str], None] | None = None) -> None:
+    """Add a no-op sync's verdict (archfleet.sync.noop_memo) to the reads this sync remembered."""
+    if _document is None or _document.get(NOOP) == noop:
+        return
+    _document[NOOP] = noop
+    write_cache(_document, say)
+
+
+def write_cache(document: dict[str, Any], say: Callable[[str], None] | None) -> None:
+    assert _key is not None
     path = cache_file(_key)
     try:
         os.makedirs(cache_dir(), mode=0o700, exist_ok=True)

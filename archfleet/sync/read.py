@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from archfleet.known_hosts import NewKeyWatch, target_of
 from archfleet.ssh import SSH_FAILED, ssh_options
-from archfleet.sync.early import EarlyReads
+from archfleet.sync.early import EarlyReads, FinishedRead
 from archfleet.sync.early import remember as remember_reads
 from archfleet.sync.outcome import Outcome, connect_reason, with_key_advice
 
@@ -74,7 +74,7 @@ class HostReads:
         self.argv = {host.name: ssh_command(host, command, connect_timeout) for host in hosts}
         self.new_keys = NewKeyWatch(self.targets.values(), early.watched_before if early else None)
         self.started = early.started_at if early else time.monotonic()
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.processes: dict[str, subprocess.Popen[bytes] | FinishedRead] = {}
         self.adopted = 0  # reads started at launch with this very command line (archfleet.sync.early)
         for name, argv in self.argv.items():
             adopted = early.adopt(name, argv) if early else None

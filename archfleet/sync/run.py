@@ -119,6 +119,11 @@ def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say) -
                 entry.orphans.append(step.service)
                 say(f"[{host}] {step.service}: kept ({step.reason})")
             entry.status = (WOULD_CHANGE if dry else UPDATED) if plan.changed else UNCHANGED
+        if not any(plan.changed for plan in plans.values()):  # for the next sync of this unchanged fleet
+            from archfleet.sync.noop_memo import remember_verdict
+
+            remember_verdict(fleet, states, report, prefetch.result(), dry=dry, prune=prune,
+                             bound=timeouts.connect + timeouts.facts, say=say)
         if dry:
             for spec, groups in rollout_batches(placement_of(fleet), plans, set()):
                 for label, batch in groups:

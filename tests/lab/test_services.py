@@ -147,6 +147,36 @@ def test_first_sync_runs_every_service_and_the_second_changes_nothing(fleet: Fle
     assert "aarch64" in proof.stdout and "x86_64" in proof.stdout
 
 
+VERDICT_STANDS = "its plan stands, nothing to change"  # archfleet.sync.noop_memo's progress line
+
+
+def test_a_no_op_sync_answers_from_the_last_verdict_and_still_finds_drift(fleet: Fleet, lab: LabState) -> None:
+    """The last no-op's verdict (archfleet.sync.noop_memo) is taken only when every host and tag is as it was:
+    it prints what a sync from scratch prints, and a stopped container is still found and started."""
+    fleet.sync()  # the last sync remembers its verdict with this environment
+    remembered = fleet.sync()
+    assert remembered.returncode == 0 and VERDICT_STANDS in remembered.stderr, remembered.stderr[-3000:]
+    fresh = fleet.sync("--fresh")
+    assert fresh.returncode == 0 and VERDICT_STANDS not in fresh.stderr, fresh.stderr[-3000:]
+    assert "reading the state of" in fresh.stderr
+    assert remembered.stdout == fresh.stdout
+    assert json.loads(fleet.sync("--json").stdout) == json.loads(fleet.sync("--json", "--fresh").stdout)
+    before = containers(lab)
+    arm64 = lab.hosts_of("arm64")[0]
+    on_host(arm64, "docker stop -t 1 archfleet-v2ray >/dev/null")
+    drifted = fleet.sync()
+    assert drifted.returncode == 0 and VERDICT_STANDS not in drifted.stderr, drifted.stderr[-3000:]
+    assert changed_lines(drifted.stdout) == {"amd64-1": "no changes", "arm64-1": "updated: v2ray (start)"}, \
+        drifted.stdout
+    after = containers(lab)
+    assert {key: value["id"] for key, value in after.items()} == {key: value["id"] for key, value in before.items()}
+    assert after[("arm64-1", "archfleet-v2ray")]["status"] == "running"
+    fleet.sync()
+    again = fleet.sync()
+    assert VERDICT_STANDS in again.stderr and changed_lines(again.stdout) == {
+        "amd64-1": "no changes", "arm64-1": "no changes"}, again.stdout + again.stderr[-3000:]
+
+
 def test_the_plain_pyinfra_deploy_runs_the_same_plan_and_finds_nothing_to_do(fleet: Fleet) -> None:
     """`pyinfra INVENTORY deploys/services.py` executes the same per-host plans as `archfleet sync`."""
     result = subprocess.run(
