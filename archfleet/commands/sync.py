@@ -1,4 +1,4 @@
-"""`archfleet sync [--dry] [--prune] [--json] [--limit HOST|GROUP] [-f FLEET]`: every host runs its declared
+"""`archfleet sync [--dry] [--prune] [--json] [--fresh] [--limit HOST|GROUP] [-f FLEET]`: every host runs its declared
 services; only what drifted changes, rolled out behind a canary (archfleet.sync.rollout)."""
 
 from __future__ import annotations
