@@ -61,6 +61,7 @@ def test_errors_name_file_line_and_key(tmp_path: Path, images: str, message: str
     assert str(error.value).startswith(str(tmp_path / "fleet.yaml")) and message in str(error.value)
 
 
+@pytest.mark.lab  # the shipped file's inventory is the running lab's (inventories/lab.py)
 def test_shipped_fleet_file_declares_the_base_first_then_the_service_images() -> None:
     images = load_fleet(PROJECT / "fleet.yaml").images
     assert list(images)[:3] == ["debian", "v2ray", "buildbot-worker"]

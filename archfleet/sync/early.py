@@ -296,6 +296,11 @@ def remember(argv: dict[str, list[str]], watch: list[str], say: Callable[[str], 
     write_cache(document, say)
 
 
+def remembering() -> bool:
+    """Whether this sync's reads were remembered (or found remembered): a verdict can be added to them."""
+    return _document is not None
+
+
 def remember_noop(noop: dict[str, Any], say: Callable[[str], None] | None = None) -> None:
     """Add a no-op sync's verdict (archfleet.sync.noop_memo) to the reads this sync remembered."""
     if _document is None or _document.get(NOOP) == noop:

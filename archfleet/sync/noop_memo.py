@@ -134,6 +134,8 @@ def verdict_of(fleet: Fleet, states: dict[str, ServicesStateValue], report: Sync
 def remember_verdict(fleet: Fleet, states: dict[str, ServicesStateValue], report: SyncReport,
                      reports: dict[str, VerifyReport], *, dry: bool, prune: bool, bound: float, say: Say) -> None:
     """Remember this sync's verdict with its reads (only when the reads were remembered: archfleet.sync.early)."""
+    if not early.remembering():
+        return
     verdict = verdict_of(fleet, states, report, reports, dry=dry, prune=prune, bound=bound)
     if verdict is not None:
         early.remember_noop(verdict, say)

@@ -8,11 +8,14 @@ import base64
 from pathlib import Path
 
 import boto3
+import pytest
 
 from archfleet.lab.state import load
 from archfleet.spot.user_data import decoded
 from tests.spot.conftest import REGION, Endpoint
 from tests.spot.test_fleet_on_moto import write_fleet
+
+pytestmark = pytest.mark.lab  # the lab's EC2 test server and its registry record
 
 NAME = "joins"
 PROFILE = "archfleet-joins"
