@@ -204,3 +204,19 @@ def test_a_verdict_is_taken_only_with_the_flags_code_and_environment_it_was_reme
     monkeypatch.delenv("ARCHFLEET_SOMETHING_NEW")
     monkeypatch.setattr(noop_memo, "code_identity", lambda: "another archfleet")
     assert noop_memo.remembered_verdict(["-f", "f"]) is None
+
+
+def test_a_registry_that_cannot_be_asked_leaves_the_whole_sync_to_the_full_path(
+        reads: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    started: early.EarlyReads = reads["started"]
+    started.cached[early.NOOP] = {
+        **reads["memo"], "version": noop_memo.MEMO_VERSION, "flags": {"dry": False, "prune": False},
+        "code": noop_memo.code_identity(), "environment": noop_memo.environment_digest(), "title": [1, "f", "i"],
+        "registry": {"address": "127.0.0.1:1", "username": None, "password_file": None, "ca_file": None},
+        "tags": {"127.0.0.1:1/acme/web:1": {"repository": "acme/web", "tag": "1", "digest": "sha256:0"}},
+        "report": {"dry": False, "batches": [], "stopped_at": None, "hosts": {}}}
+    monkeypatch.setattr(early, "_started", started)
+    said: list[str] = []
+    assert noop_memo.settled(["-f", "f"], said.append) is None  # connection refused: no verdict, no output
+    assert not said and not capsys.readouterr().out
+    assert started.adopt("a", reads["cached"]["reads"]["a"]) is not None  # the reads wait for the full sync

@@ -39,7 +39,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from archfleet.errors import ArchfleetError
 from archfleet.facts.service_reads import ServicesStateValue, parse_services_state
 from archfleet.sync import early
 from archfleet.sync.report import UNCHANGED, SyncReport, sync_title
@@ -198,8 +197,8 @@ def settled(argv: list[str], say: Say) -> int | None:
     try:
         if not tags_as_remembered(memo["registry"], memo["tags"]) or not hosts_as_remembered(reads, memo):
             return None
-    except (ArchfleetError, OSError, ValueError, KeyError, TypeError):
-        return None  # the full sync reads the registry again and says what is wrong
+    except Exception:  # a registry or file error, an odd answer: the full sync meets it again and says what it is
+        return None
     services, path, inventory = memo["title"]
     dry = "--dry" in argv
     say(sync_title(services, path, inventory, dry))
