@@ -13,7 +13,10 @@ lab to N amd64 hosts (no arm64), bootstraps them (deploys/host.py), publishes v2
   pulled per host are eth0 rx_bytes of the host before/after, next to the image's compressed size in the registry
   (config + layers of the platform's manifest);
 - no-op, paired and interleaved per run: the floor (N parallel `ssh HOST true` with archfleet's ssh options: the lab
-  key, the lab's known_hosts, StrictHostKeyChecking=yes), `archfleet sync`, and `ansible-playbook` of
+  key, the lab's known_hosts, StrictHostKeyChecking=yes), `archfleet sync` as a user runs it again and again
+  (after an untimed no-op: its reads started at launch, and the last no-op's verdict taken when every host and tag
+  is as it was; each run says whether it took it), `archfleet sync --fresh` (the whole pipeline: load, read, plan),
+  and `ansible-playbook` of
   tests/benchmarks/ansible/playbook.yml (community.docker.docker_container declaring the very container archfleet
   runs, pipelining on, N forks, same key and known_hosts; Ansible 12 in its own virtualenv, a yardstick only);
 - with ``--before BIN`` (another checkout's ``archfleet`` console script, e.g. a worktree of an earlier commit with
@@ -223,9 +226,15 @@ def platform_image(state: LabState, repository: str, tag: str, platform: str) ->
 # --- archfleet and Ansible ---------------------------------------------------------------------------------------
 
 
-def timed_archfleet_sync(fleet: Path, expect_no_changes: bool, binary: str = ARCHFLEET_BIN) -> float:
+VERDICT_STANDS = "its plan stands"  # a sync that took the last no-op's verdict says so (archfleet.sync.noop_memo)
+
+
+def timed_archfleet_sync(fleet: Path, expect_no_changes: bool, binary: str = ARCHFLEET_BIN,
+                         *extra: str, verdict: list[bool] | None = None) -> float:
+    """The wall time of ``archfleet sync -f FLEET EXTRA``; ``verdict`` gets whether it took the remembered
+    verdict."""
     started = time.monotonic()
-    result = subprocess.run([binary, "sync", "-f", str(fleet)], cwd=PROJECT, capture_output=True, text=True,
+    result = subprocess.run([binary, "sync", "-f", str(fleet), *extra], cwd=PROJECT, capture_output=True, text=True,
                             check=False)
     wall = time.monotonic() - started
     if result.returncode != 0:
@@ -235,6 +244,8 @@ def timed_archfleet_sync(fleet: Path, expect_no_changes: bool, binary: str = ARC
         statuses = [line.split("\t")[2] for line in result.stdout.splitlines() if line.count("\t") >= 2]
         if not statuses or any(status != "no changes" for status in statuses):
             raise SystemExit(f"bench: a no-op archfleet sync changed something:\n{result.stdout}")
+    if verdict is not None:
+        verdict.append(VERDICT_STANDS in result.stderr)
     return wall
 
 
@@ -328,6 +339,8 @@ class Row:
     floor_runs: list[float] = field(default_factory=list)
     archfleet_runs: list[float] = field(default_factory=list)
     before_runs: list[float] = field(default_factory=list)  # --before: an earlier archfleet, same runs
+    fresh_runs: list[float] = field(default_factory=list)  # `sync --fresh`: the whole pipeline, same runs
+    verdicts: list[bool] = field(default_factory=list)  # per timed no-op: it took the last no-op's verdict
     ansible_runs: list[float] = field(default_factory=list)
     ansible_container_task_alone: float | None = None  # one run, the copy tasks skipped
     first_sync: float | None = None
@@ -354,6 +367,14 @@ class Row:
     @property
     def before(self) -> float | None:
         return median(self.before_runs)
+
+    @property
+    def fresh(self) -> float | None:
+        return median(self.fresh_runs)
+
+    @property
+    def fresh_vs_floor(self) -> float | None:
+        return median([b / f for f, b in zip(self.floor_runs, self.fresh_runs, strict=False)])
 
     @property
     def before_vs_floor(self) -> float | None:
@@ -423,12 +444,14 @@ def measure(count: int, runs: int, ansible_runs: int, first_sync: bool, fleet: P
         say(f"Ansible --check: a no-op ({check.strip().splitlines()[-1].strip()})")
     for run in range(runs):
         row.floor_runs.append(parallel_wall(floor_argvs))
-        row.archfleet_runs.append(timed_archfleet_sync(fleet, expect_no_changes=True))
+        row.archfleet_runs.append(timed_archfleet_sync(fleet, True, verdict=row.verdicts))
+        row.fresh_runs.append(timed_archfleet_sync(fleet, True, ARCHFLEET_BIN, "--fresh"))
         if before:
             row.before_runs.append(timed_archfleet_sync(fleet, expect_no_changes=True, binary=before))
         if ansible and run < ansible_runs:
             row.ansible_runs.append(ansible.timed_noop())
         say(f"run {run + 1}/{runs}: floor {row.floor_runs[-1]:.2f} s, archfleet {row.archfleet_runs[-1]:.2f} s"
+            + f" ({'the last verdict' if row.verdicts[-1] else 'planned'}), --fresh {row.fresh_runs[-1]:.2f} s"
             + (f", before {row.before_runs[-1]:.2f} s" if before else "")
             + (f", Ansible {row.ansible_runs[-1]:.2f} s" if ansible and run < ansible_runs else "")
             + f" (load {os.getloadavg()[0]:.1f})")
@@ -489,6 +512,10 @@ def print_table(rows: list[Row], out: TextIO = sys.stdout) -> None:
         if r.ansible_container_task_alone is not None:
             print(f"Ansible, {r.hosts} hosts, the docker_container task alone (copy tasks skipped, one run): "
                   f"{seconds(r.ansible_container_task_alone)}", file=out)
+        if r.fresh_runs:
+            print(f"sync --fresh (the whole pipeline, no remembered reads or verdict), {r.hosts} hosts: "
+                  f"{seconds(r.fresh)}, {times(r.fresh_vs_floor)} the floor (paired); the timed no-ops took the "
+                  f"last no-op's verdict in {sum(r.verdicts)} of {len(r.verdicts)} runs", file=out)
         if r.before_runs:
             print(f"before (--before), {r.hosts} hosts: no-op {seconds(r.before)}, {times(r.before_vs_floor)} the "
                   f"floor (paired), against archfleet's {seconds(r.archfleet)}, {times(r.archfleet_vs_floor)}",
@@ -506,6 +533,7 @@ def json_document(rows: list[Row]) -> dict[str, Any]:
         **asdict(r), "floor": r.floor, "archfleet": r.archfleet, "ansible": r.ansible,
         "pulled_per_host": r.pulled_per_host, "archfleet_vs_floor": r.archfleet_vs_floor,
         "ansible_vs_archfleet": r.ansible_vs_archfleet, "before": r.before, "before_vs_floor": r.before_vs_floor,
+        "fresh": r.fresh, "fresh_vs_floor": r.fresh_vs_floor,
     } for r in rows]}
 
 
