@@ -2,14 +2,15 @@
 Prints figures (and writes them as JSON with --json-out); asserts nothing about time.
 
     .venv/bin/python -m tests.benchmarks.sync_speed [--hosts 4,16,32] [--runs 5] [--ansible-runs 3]
-        [--skip-ansible] [--skip-first-sync] [--before BIN] [--json-out FILE] [--down]
+        [--skip-ansible] [--skip-first-sync] [--first-sync-runs 3] [--before BIN] [--json-out FILE] [--down]
 
 It runs on a lab of its own (network archfleet-bench, 172.28.82.0/24, state in /var/lib/archfleet/bench) unless
 ARCHFLEET_LAB_NETWORK / ARCHFLEET_LAB_SUBNET / ARCHFLEET_LAB_DIR say otherwise. For each N (ascending) it scales that
 lab to N amd64 hosts (no arm64), bootstraps them (deploys/host.py), publishes v2ray (amd64 only), then measures:
 
 - first sync: every host loses its v2ray container, image and files; the floor is N parallel `docker pull REPO@DIGEST`
-  of the platform's digest over SSH (images removed again after it), then `archfleet sync` of N fresh hosts; bytes
+  of the platform's digest over SSH (images removed again after it), then `archfleet sync` of N fresh hosts, in
+  --first-sync-runs pairs (the registry's pace varies from run to run: the ratio is the median of the pairs'); bytes
   pulled per host are eth0 rx_bytes of the host before/after, next to the image's compressed size in the registry
   (config + layers of the platform's manifest);
 - no-op, paired and interleaved per run: the floor (N parallel `ssh HOST true` with archfleet's ssh options: the lab
@@ -343,8 +344,8 @@ class Row:
     verdicts: list[bool] = field(default_factory=list)  # per timed no-op: it took the last no-op's verdict
     ansible_runs: list[float] = field(default_factory=list)
     ansible_container_task_alone: float | None = None  # one run, the copy tasks skipped
-    first_sync: float | None = None
-    parallel_pull: float | None = None
+    first_sync_runs: list[float] = field(default_factory=list)  # each paired with the parallel pull before it
+    parallel_pull_runs: list[float] = field(default_factory=list)
     image_size: int | None = None
     pulled_by_archfleet: dict[str, int] = field(default_factory=dict)
     pulled_by_docker_pull: dict[str, int] = field(default_factory=dict)
@@ -367,6 +368,19 @@ class Row:
     @property
     def before(self) -> float | None:
         return median(self.before_runs)
+
+    @property
+    def first_sync(self) -> float | None:
+        return median(self.first_sync_runs)
+
+    @property
+    def parallel_pull(self) -> float | None:
+        return median(self.parallel_pull_runs)
+
+    @property
+    def first_sync_vs_pull(self) -> float | None:
+        """The median of first sync / parallel pull within each pair (the registry's speed varies run to run)."""
+        return median([s / p for p, s in zip(self.parallel_pull_runs, self.first_sync_runs, strict=False)])
 
     @property
     def fresh(self) -> float | None:
@@ -408,23 +422,29 @@ def prepare_lab(row: Row, fleet: Path) -> tuple[LabState, list[LabHost]]:
     return state, hosts
 
 
-def measure_first_sync(row: Row, state: LabState, hosts: list[LabHost], fleet: Path, image: PlatformImage) -> None:
+def measure_first_sync(row: Row, state: LabState, hosts: list[LabHost], fleet: Path, image: PlatformImage,
+                       pairs: int) -> None:
+    """``pairs`` times: N parallel `docker pull` of fresh hosts, then `archfleet sync` of the same hosts made fresh
+    again (bytes: the last pair's)."""
     fresh = FRESH_HOST.format(service=SERVICE)
-    on_all(state, hosts, fresh)
-    before = rx_bytes(hosts)
-    row.parallel_pull = parallel_wall([host_ssh(state, h, f"docker pull -q {image.reference}") for h in hosts])
-    after = rx_bytes(hosts)
-    row.pulled_by_docker_pull = {name: after[name] - before[name] for name in before}
-    say(f"{len(hosts)} parallel docker pull: {row.parallel_pull:.1f} s")
-    on_all(state, hosts, fresh)
-    before = rx_bytes(hosts)
-    row.first_sync = timed_archfleet_sync(fleet, expect_no_changes=False)
-    after = rx_bytes(hosts)
-    row.pulled_by_archfleet = {name: after[name] - before[name] for name in before}
-    say(f"archfleet sync of {len(hosts)} fresh hosts: {row.first_sync:.1f} s")
+    for pair in range(pairs):
+        on_all(state, hosts, fresh)
+        before = rx_bytes(hosts)
+        row.parallel_pull_runs.append(
+            parallel_wall([host_ssh(state, h, f"docker pull -q {image.reference}") for h in hosts]))
+        after = rx_bytes(hosts)
+        row.pulled_by_docker_pull = {name: after[name] - before[name] for name in before}
+        on_all(state, hosts, fresh)
+        before = rx_bytes(hosts)
+        row.first_sync_runs.append(timed_archfleet_sync(fleet, expect_no_changes=False))
+        after = rx_bytes(hosts)
+        row.pulled_by_archfleet = {name: after[name] - before[name] for name in before}
+        say(f"first sync {pair + 1}/{pairs}: {len(hosts)} parallel docker pull {row.parallel_pull_runs[-1]:.1f} s, "
+            f"archfleet sync of {len(hosts)} fresh hosts {row.first_sync_runs[-1]:.1f} s (load "
+            f"{os.getloadavg()[0]:.1f})")
 
 
-def measure(count: int, runs: int, ansible_runs: int, first_sync: bool, fleet: Path, work: Path,
+def measure(count: int, runs: int, ansible_runs: int, first_sync: int, fleet: Path, work: Path,
             before: str | None = None) -> Row:
     say(f"--- {count} host(s) ---")
     row = Row(count)
@@ -432,7 +452,7 @@ def measure(count: int, runs: int, ansible_runs: int, first_sync: bool, fleet: P
     image = platform_image(state, REPOSITORY, TAG, PLATFORM)
     row.image_size = image.compressed_size
     if first_sync:
-        measure_first_sync(row, state, hosts, fleet, image)
+        measure_first_sync(row, state, hosts, fleet, image, first_sync)
     else:
         timed_archfleet_sync(fleet, expect_no_changes=False)  # whatever the hosts lack, untimed
     timed_archfleet_sync(fleet, expect_no_changes=True)  # the first no-op, untimed (caches as a user has them)
@@ -490,7 +510,7 @@ def print_table(rows: list[Row], out: TextIO = sys.stdout) -> None:
     lines = [[
         str(r.hosts), seconds(r.floor), seconds(r.archfleet), times(r.archfleet_vs_floor), seconds(r.ansible),
         times(r.ansible_vs_archfleet), seconds(r.first_sync), seconds(r.parallel_pull),
-        ratio(r.first_sync, r.parallel_pull), megabytes(r.pulled_per_host), megabytes(r.image_size),
+        times(r.first_sync_vs_pull), megabytes(r.pulled_per_host), megabytes(r.image_size),
         ratio(r.pulled_per_host, r.image_size),
     ] for r in rows]
     widths = [max(len(c), *(len(line[i]) for line in lines)) for i, c in enumerate(header)]
@@ -498,8 +518,8 @@ def print_table(rows: list[Row], out: TextIO = sys.stdout) -> None:
     for line in lines:
         print("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)), file=out)
     print("times: medians of the runs; ratio = archfleet / floor and vs archfleet = Ansible / archfleet: medians of "
-          "the ratios within each run (paired); pulled/host = median of the hosts' eth0 rx bytes during the first sync",
-          file=out)
+          "the ratios within each run (paired), first sync / parallel pull likewise over the pairs; pulled/host = "
+          "median of the hosts' eth0 rx bytes during the (last) first sync", file=out)
     for low, high in itertools.pairwise(rows):
         per_host = [f"{name} {slope(low, high, attribute)}" for name, attribute in (
             ("floor", "floor"), ("archfleet no-op", "archfleet"), ("Ansible", "ansible"),
@@ -563,6 +583,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-ansible", action="store_true", help="no Ansible yardstick")
     parser.add_argument("--skip-first-sync", action="store_true",
                         help="no first sync of fresh hosts (nor parallel pull): the no-op figures only")
+    parser.add_argument("--first-sync-runs", type=int, default=3, help="pairs of parallel pull and first sync "
+                                                                        "(default 3; the ratio is their median)")
     parser.add_argument("--before", metavar="BIN", help="an earlier archfleet console script, timed in the same "
                                                         "no-op runs (before/after, paired)")
     parser.add_argument("--json-out", type=Path, help="also write the results as JSON to this file")
@@ -586,7 +608,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             fleet.write_text(FLEET.format(inventory=LAB_INVENTORY, project=PROJECT))
             with tempfile.TemporaryDirectory(dir=bench_dir) as work:
                 rows.append(measure(count, args.runs, 0 if args.skip_ansible else max(args.ansible_runs, 1),
-                                    not args.skip_first_sync, fleet, Path(work), args.before))
+                                    0 if args.skip_first_sync else args.first_sync_runs, fleet, Path(work),
+                                    args.before))
             print_table(rows, sys.stderr)
             if args.json_out:
                 args.json_out.write_text(json.dumps(json_document(rows), indent=2) + "\n")

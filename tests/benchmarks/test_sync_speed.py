@@ -37,7 +37,7 @@ def test_host_counts() -> None:
 
 def test_table_ratios_and_the_cost_of_each_extra_host() -> None:
     low = Row(4, floor_runs=[1.0, 3.0, 2.0], archfleet_runs=[3.0, 3.0, 9.0], ansible_runs=[30.0],
-              first_sync=40.0, parallel_pull=20.0, image_size=100_000_000,
+              first_sync_runs=[40.0, 50.0, 33.0], parallel_pull_runs=[20.0, 40.0, 30.0], image_size=100_000_000,
               pulled_by_archfleet={"a": 101_000_000, "b": 105_000_000, "c": 103_000_000},
               ssh_archfleet=SshCount([1, 1, 1], [1, 1, 2]))
     high = Row(16, floor_runs=[2.2], archfleet_runs=[4.2], ansible_runs=[42.0])
@@ -46,8 +46,9 @@ def test_table_ratios_and_the_cost_of_each_extra_host() -> None:
     text = out.getvalue()
     first_row = text.splitlines()[1].split()
     assert first_row[:5] == ["4", "2.00", "s", "3.00", "s"]
-    # paired: archfleet/floor per run 3/1, 3/3, 9/2 -> 3.00x (not 3/2); Ansible/archfleet 30/3; first sync 40/20
-    assert "3.00x" in first_row and "10.00x" in first_row and "2.00x" in first_row
+    # paired: archfleet/floor per run 3/1, 3/3, 9/2 -> 3.00x (not 3/2); Ansible/archfleet 30/3; first sync over
+    # pull per pair 40/20, 50/40, 33/30 -> 1.25x (not the medians' 40/30)
+    assert "3.00x" in first_row and "10.00x" in first_row and "1.25x" in first_row
     assert "103.0 MB" in text and "1.03x" in text  # median bytes pulled per host vs image size
     assert "each extra host, 4 -> 16: floor +17 ms, archfleet no-op +100 ms, Ansible +1000 ms" in text
     assert "archfleet 1-2 command(s), 1 connection(s)" in text
