@@ -422,11 +422,27 @@ def prepare_lab(row: Row, fleet: Path) -> tuple[LabState, list[LabHost]]:
     return state, hosts
 
 
+SETTLE_SECONDS = 120  # at most, waiting for the machine to be quiet before a block of measurements
+
+
+def settle(what: str) -> None:
+    """Wait (at most SETTLE_SECONDS) until the 1-minute load average is below twice the CPU count: scaling the lab
+    and bootstrapping hosts leave the machine busy for minutes, which would weigh on whatever is measured next."""
+    quiet = 2 * (os.cpu_count() or 1)
+    started = time.monotonic()
+    while os.getloadavg()[0] >= quiet and time.monotonic() - started < SETTLE_SECONDS:
+        time.sleep(5)
+    say(f"{what}: load {os.getloadavg()[0]:.1f} after {time.monotonic() - started:.0f} s of waiting for it to fall "
+        f"below {quiet}")
+
+
 def measure_first_sync(row: Row, state: LabState, hosts: list[LabHost], fleet: Path, image: PlatformImage,
                        pairs: int) -> None:
     """``pairs`` times: N parallel `docker pull` of fresh hosts, then `archfleet sync` of the same hosts made fresh
     again (bytes: the last pair's)."""
     fresh = FRESH_HOST.format(service=SERVICE)
+    on_all(state, hosts, fresh)
+    settle("first sync")
     for pair in range(pairs):
         on_all(state, hosts, fresh)
         before = rx_bytes(hosts)
@@ -462,6 +478,7 @@ def measure(count: int, runs: int, ansible_runs: int, first_sync: int, fleet: Pa
         ansible = AnsibleYardstick(state, hosts, work / f"ansible-{count}")
         check = ansible.run("--check", "--diff")[1]
         say(f"Ansible --check: a no-op ({check.strip().splitlines()[-1].strip()})")
+    settle("no-op")
     for run in range(runs):
         row.floor_runs.append(parallel_wall(floor_argvs))
         row.archfleet_runs.append(timed_archfleet_sync(fleet, True, verdict=row.verdicts))
