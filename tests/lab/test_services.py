@@ -166,15 +166,16 @@ def test_a_no_op_sync_answers_from_the_last_verdict_and_still_finds_drift(fleet:
     on_host(arm64, "docker stop -t 1 archfleet-v2ray >/dev/null")
     drifted = fleet.sync()
     assert drifted.returncode == 0 and VERDICT_STANDS not in drifted.stderr, drifted.stderr[-3000:]
-    assert changed_lines(drifted.stdout) == {"amd64-1": "no changes", "arm64-1": "updated: v2ray (start)"}, \
+    lines = changed_lines(drifted.stdout)  # the lab may hold other hosts (a workstation): they are unchanged
+    assert lines.pop("arm64-1") == "updated: v2ray (start)" and lines and set(lines.values()) == {"no changes"}, \
         drifted.stdout
     after = containers(lab)
     assert {key: value["id"] for key, value in after.items()} == {key: value["id"] for key, value in before.items()}
     assert after[("arm64-1", "archfleet-v2ray")]["status"] == "running"
     fleet.sync()
     again = fleet.sync()
-    assert VERDICT_STANDS in again.stderr and changed_lines(again.stdout) == {
-        "amd64-1": "no changes", "arm64-1": "no changes"}, again.stdout + again.stderr[-3000:]
+    assert VERDICT_STANDS in again.stderr and set(changed_lines(again.stdout).values()) == {"no changes"}, \
+        again.stdout + again.stderr[-3000:]
 
 
 def test_the_plain_pyinfra_deploy_runs_the_same_plan_and_finds_nothing_to_do(fleet: Fleet) -> None:
