@@ -111,6 +111,11 @@ def median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def paired_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> float | None:
+    """The median of numerator / denominator within each run (measured back to back: the machine's load cancels)."""
+    return median([n / d for n, d in zip(numerators, denominators, strict=False)])
+
+
 # --- the lab's hosts -------------------------------------------------------------------------------------------
 
 
@@ -380,7 +385,7 @@ class Row:
     @property
     def first_sync_vs_pull(self) -> float | None:
         """The median of first sync / parallel pull within each pair (the registry's speed varies run to run)."""
-        return median([s / p for p, s in zip(self.parallel_pull_runs, self.first_sync_runs, strict=False)])
+        return paired_ratio(self.first_sync_runs, self.parallel_pull_runs)
 
     @property
     def fresh(self) -> float | None:
@@ -388,20 +393,20 @@ class Row:
 
     @property
     def fresh_vs_floor(self) -> float | None:
-        return median([b / f for f, b in zip(self.floor_runs, self.fresh_runs, strict=False)])
+        return paired_ratio(self.fresh_runs, self.floor_runs)
 
     @property
     def before_vs_floor(self) -> float | None:
-        return median([b / f for f, b in zip(self.floor_runs, self.before_runs, strict=False)])
+        return paired_ratio(self.before_runs, self.floor_runs)
 
     @property
     def archfleet_vs_floor(self) -> float | None:
         """The median of archfleet / floor within each run (the two ran back to back: the machine's load cancels)."""
-        return median([a / f for f, a in zip(self.floor_runs, self.archfleet_runs, strict=False)])
+        return paired_ratio(self.archfleet_runs, self.floor_runs)
 
     @property
     def ansible_vs_archfleet(self) -> float | None:
-        return median([n / a for a, n in zip(self.archfleet_runs, self.ansible_runs, strict=False)])
+        return paired_ratio(self.ansible_runs, self.archfleet_runs)
 
     @property
     def pulled_per_host(self) -> float | None:
