@@ -11,10 +11,16 @@ from archfleet.lab.state import LabState
 
 
 @pytest.fixture(scope="session")
-def lab() -> LabState:
+def lab(tmp_path_factory: pytest.TempPathFactory) -> LabState:
+    """The lab, up, with no service on any host: a lab left behind by a run that was killed before its clean-up
+    (or by `make demo`) would otherwise show its containers as "kept undeclared" in every sync's report."""
     from archfleet.lab import lab as lab_module
+    from tests.lab.support import remove_every_service
 
-    return lab_module.up()
+    state = lab_module.up()
+    cleared = remove_every_service(tmp_path_factory.mktemp("lab-start"))
+    assert cleared.returncode == 0, f"removing the services a run left on the lab failed:\n{cleared.stderr[-3000:]}"
+    return state
 
 
 @pytest.fixture(scope="session", autouse=True)

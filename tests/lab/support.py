@@ -61,6 +61,14 @@ def archfleet(*args: str, timeout: float = 1800, check: bool = False) -> subproc
     return result
 
 
+def remove_every_service(directory: Path) -> subprocess.CompletedProcess[str]:
+    """`sync --prune` of a fleet that declares no service: every archfleet container on the lab's hosts is removed
+    (what a module's tests leave behind, or a run that was killed before its own clean-up)."""
+    empty = directory / "no-services.yaml"
+    empty.write_text(f"registry: {{lab: true}}\ninventory: {LAB_INVENTORY}\nservices: {{}}\n")
+    return archfleet("sync", "--prune", "-f", str(empty))
+
+
 def on_host(host: LabHost, command: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run a shell command on a lab host over SSH (host key checked)."""
     paths = LabPaths(state_dir())

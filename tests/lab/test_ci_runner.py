@@ -10,7 +10,7 @@ import pytest
 
 from archfleet.lab.ci import build_on_every_runner
 from archfleet.lab.state import LabState
-from tests.lab.support import LAB_INVENTORY, PROJECT, archfleet, fleet_header, on_host, pyinfra
+from tests.lab.support import PROJECT, archfleet, fleet_header, on_host, pyinfra, remove_every_service
 
 pytestmark = pytest.mark.lab
 
@@ -49,9 +49,7 @@ def ci_fleet(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     assert bootstrap.returncode == 0, bootstrap.output[-3000:]
     archfleet("images", "build", "-f", str(path), check=True)
     yield path
-    empty = directory / "empty.yaml"
-    empty.write_text(f"registry: {{lab: true}}\ninventory: {LAB_INVENTORY}\nservices: {{}}\n")
-    archfleet("sync", "--prune", "-f", str(empty))
+    remove_every_service(directory)
     on_host(lab.hosts_of("amd64")[0], "rm -rf /var/lib/archfleet/test-ci-master")
 
 
