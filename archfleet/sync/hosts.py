@@ -34,6 +34,13 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+class Skipped:
+    """The value ``HostSession.spawn`` gives a host whose ``before`` held it back: its action never ran."""
+
+
+SKIPPED = Skipped()
+
+
 def use_openssh(inventory: Inventory) -> None:
     """Hosts of pyinfra's default SSH connector (paramiko) go over the system's OpenSSH client instead, one
     multiplexed connection each (archfleet.connectors.openssh), unless their data says ``archfleet_ssh: paramiko``,
@@ -80,7 +87,16 @@ class HostSession:
              action: Callable[[Host], T]) -> dict[str, T | Outcome]:
         """``action(host)`` on every named host in parallel; a host whose action raised or ran out of time gets
         an Outcome(False, reason) instead of a value."""
-        def guarded(host: Host) -> T | Outcome:
+        return self.collect(self.spawn(names, step, timeout, action))
+
+    def spawn(self, names: Iterable[str], step: str, timeout: float, action: Callable[[Host], T],
+              before: Callable[[str], bool] | None = None) -> dict[str, gevent.Greenlet]:
+        """``action(host)`` started on every named host, each bounded by ``timeout``: a host whose action raised or
+        ran out of time ends with an Outcome(False, reason). ``before(name)`` is waited for first, outside the
+        bound; a host for which it returns False is skipped (its value is SKIPPED)."""
+        def guarded(host: Host) -> T | Outcome | Skipped:
+            if before is not None and not before(host.name):
+                return SKIPPED
             try:
                 with gevent.Timeout(timeout, StepFailed(f"{step} timed out after {timeout:g} s")):
                     return action(host)
@@ -93,17 +109,19 @@ class HostSession:
             except Exception as error:  # paramiko raises its own; one line per host, never a traceback
                 return Outcome(False, f"{step}: {type(error).__name__}: {error}")
 
-        greenlets = {name: gevent.spawn(guarded, self.hosts[name]) for name in names}
+        return {name: gevent.spawn(guarded, self.hosts[name]) for name in names}
+
+    def collect(self, greenlets: dict[str, gevent.Greenlet]) -> dict[str, Any]:
+        """Every greenlet of ``spawn`` finished: its value, a failure's reason with the advice on host keys."""
         gevent.joinall(list(greenlets.values()))
         for line in self.new_keys.report(list(greenlets)):
             say(line)
-        results: dict[str, T | Outcome] = {}
-        for name, greenlet in greenlets.items():
-            value = greenlet.value
-            if isinstance(value, Outcome) and not value.ok:
-                value = Outcome(False, self.outcome_reason(name, value.reason), value.stderr)
-            results[name] = value
-        return results
+        return {name: self.outcome_of(name, greenlet.value) for name, greenlet in greenlets.items()}
+
+    def outcome_of(self, name: str, value: T) -> T | Outcome:
+        if isinstance(value, Outcome) and not value.ok:
+            return Outcome(False, self.outcome_reason(name, value.reason), value.stderr)
+        return value
 
     def connect(self, host: Host) -> None:
         if not host.connected:

@@ -144,24 +144,27 @@ def batches(hosts: list[str], canary: int, batch_size: int) -> list[list[str]]:
     return [batch for batch in result if batch]
 
 
+def service_batches(spec: ServiceSpec, plans: dict[str, HostPlan], skip: set[str]) -> list[tuple[str, list[str]]]:
+    """One service's labelled batches (``canary (1/3)``, ``batch 1 (2/3)``...) over the hosts where it switches,
+    but ``skip``; none when it switches nowhere."""
+    hosts = [h for h, plan in plans.items() if h not in skip
+             and (step := plan.step(spec.name)) is not None and step.action in SWITCHING_ACTIONS]
+    if not hosts:
+        return []
+    # A service that runs on none of these hosts yet has nothing a canary could protect: its first rollout
+    # goes straight to the batches (which still stop at the first failure).
+    first_rollout = all(plans[h].step(spec.name).action == "create" for h in hosts)  # type: ignore[union-attr]
+    canary = 0 if first_rollout else spec.rollout.canary
+    groups = batches(hosts, canary, spec.rollout.batch_size(len(hosts)))
+    labelled = []
+    for index, batch in enumerate(groups):
+        label = "canary" if index == 0 and canary > 0 else f"batch {index + (0 if canary > 0 else 1)}"
+        labelled.append((f"{label} ({index + 1}/{len(groups)})", batch))
+    return labelled
+
+
 def rollout_batches(placement: Placement, plans: dict[str, HostPlan],
                     skip: set[str]) -> list[tuple[ServiceSpec, list[tuple[str, list[str]]]]]:
-    """Per service in start order: its labelled batches (``canary (1/3)``, ``batch 1 (2/3)``...) over the hosts
-    where it switches."""
-    result = []
-    for spec in start_order(placement.services.values()):
-        hosts = [h for h, plan in plans.items() if h not in skip
-                 and (step := plan.step(spec.name)) is not None and step.action in SWITCHING_ACTIONS]
-        if not hosts:
-            continue
-        # A service that runs on none of these hosts yet has nothing a canary could protect: its first rollout
-        # goes straight to the batches (which still stop at the first failure).
-        first_rollout = all(plans[h].step(spec.name).action == "create" for h in hosts)  # type: ignore[union-attr]
-        canary = 0 if first_rollout else spec.rollout.canary
-        groups = batches(hosts, canary, spec.rollout.batch_size(len(hosts)))
-        labelled = []
-        for index, batch in enumerate(groups):
-            label = "canary" if index == 0 and canary > 0 else f"batch {index + (0 if canary > 0 else 1)}"
-            labelled.append((f"{label} ({index + 1}/{len(groups)})", batch))
-        result.append((spec, labelled))
-    return result
+    """Per service in start order: its labelled batches over the hosts where it switches."""
+    return [(spec, labelled) for spec in start_order(placement.services.values())
+            if (labelled := service_batches(spec, plans, skip))]

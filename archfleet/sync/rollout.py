@@ -6,12 +6,16 @@ this module, with pyinfra and gevent, only then).
    must change: a no-op sync costs one SSH command per host and no pyinfra.
 2. **Plan** (archfleet.sync.pipeline): the pre-flight pins every tag once; a tag without a verified image for a
    host's platform stops everything here, before any host is touched. ``--dry`` stops here too.
-3. **Pull**: every host that will change uploads its files and pulls its images by digest, in parallel. No
-   container is stopped, created or removed in this phase; a host whose pull fails (or times out) fails alone.
+3. **Pull**: every host that will change uploads its files and pulls its images by digest, all at once. No
+   container is stopped, created or removed by a pull; a host whose pull fails (or times out) fails alone.
 4. **Switch**, service by service in start order: a canary batch first, then batches (``rollout:``), each host's
    switch script keeping the previous container. The first failed host stops the rollout (circuit breaker):
    hosts not reached are left as they are, and hosts already moved in this sync are rolled back to their previous
-   containers (``rollout.rollback``, on by default).
+   containers (``rollout.rollback``, on by default). A service rolled out in one batch (its first rollout, or
+   ``batch: 100%`` without a canary) switches each host as soon as that host's own pull is done, so the hosts
+   that pulled first wait for their health checks while the last ones still pull; once a host of the batch has
+   failed, no host starts its switch. A service of several batches waits for every pull first (who pulled decides
+   who is in which batch).
 5. **Finalize**: on every host whose changes stand, previous containers and unused file versions are removed
    (and, with ``--prune``, containers of services no longer declared). One command per host.
 """
@@ -25,9 +29,10 @@ from typing import Any
 import gevent
 
 from archfleet.fleet import Fleet
-from archfleet.sync.hosts import HostSession
+from archfleet.placement import start_order
+from archfleet.sync.hosts import SKIPPED, HostSession
 from archfleet.sync.outcome import Outcome
-from archfleet.sync.plan import HostPlan, ServiceStep, rollout_batches
+from archfleet.sync.plan import HostPlan, ServiceStep, service_batches
 from archfleet.sync.report import FAILED, NOT_REACHED, ROLLED_BACK, UNCHANGED, UPDATED, SyncReport
 from archfleet.sync.scope import placement_of, timeouts_of
 from archfleet.sync.steps import finalize_command, step_command, undo_command
@@ -47,6 +52,8 @@ class Rollout:
         self.timeouts = timeouts_of(fleet)
         self.moved: dict[str, list[ServiceStep]] = {}  # host -> steps done in this sync, in order
         self.failed: set[str] = set()
+        self.pulls: dict[str, gevent.Greenlet] = {}  # host -> its pull (started by start_pulls)
+        self.pulling: dict[str, gevent.Greenlet] = {}  # the pulls whose outcome is not yet recorded
 
     def fail(self, host: str, reason: str, service: str | None = None) -> None:
         self.failed.add(host)
@@ -56,7 +63,8 @@ class Rollout:
             entry.services[service].result = FAILED
             entry.services[service].detail = reason
 
-    def pull(self) -> None:
+    def start_pulls(self) -> None:
+        """Every changing host's files and images, all at once; ``pulled(host)`` waits for one of them."""
         changing = [h for h, p in self.plans.items() if p.changed]
         if not changing:
             return
@@ -74,16 +82,37 @@ class Rollout:
 
         images_per_host = max(len({s.pulls for s in p.steps if s.pulls}) for p in self.plans.values())
         bound = self.timeouts.connect + self.timeouts.pull * max(1, images_per_host) + 30
-        for host, outcome in self.session.each(changing, "pull", bound, prepare).items():
+        self.pulls = self.session.spawn(changing, "pull", bound, prepare)
+        self.pulling = dict(self.pulls)
+
+    def pulled(self, host: str) -> bool:
+        """Wait for the host's pull (if it has one still running); False when the host has failed."""
+        greenlet = self.pulling.pop(host, None)
+        if greenlet is not None:
+            greenlet.join()
+            outcome = self.session.outcome_of(host, greenlet.value)
             if isinstance(outcome, Outcome):
                 self.say(f"[{host}] pull failed: {outcome.reason}")
                 self.fail(host, outcome.reason)
                 for step in self.plans[host].steps:
                     self.report.host(host).services[step.service].result = NOT_REACHED
+        return host not in self.failed
+
+    def finish_pulls(self) -> None:
+        """Every pull ended and its failure recorded (then the new host keys they met are told)."""
+        for host in list(self.pulling):
+            self.pulled(host)
+        for line in self.session.new_keys.report(list(self.pulls)):
+            self.say(line)
+        self.pulls = {}
 
     def switch(self) -> str | None:
         """Every service's batches; returns the host whose failure stopped the rollout (None: all done)."""
-        for spec, groups in rollout_batches(placement_of(self.fleet), self.plans, self.failed):
+        for spec in start_order(placement_of(self.fleet).services.values()):
+            groups = service_batches(spec, self.plans, self.failed)
+            if len(groups) > 1:  # who pulled decides who is in which batch
+                self.finish_pulls()
+                groups = service_batches(spec, self.plans, self.failed)
             pause = float(spec.rollout.pause)
             for index, (label, batch) in enumerate(groups):
                 self.report.batches.append({"service": spec.name, "batch": label, "hosts": batch})
@@ -97,20 +126,31 @@ class Rollout:
         return None
 
     def switch_batch(self, service: str, batch: list[str]) -> str | None:
+        """Each host of the batch switches once its pull is done, unless a host of the batch has failed by then."""
         steps = {h: self.plans[h].step(service) for h in batch}
         longest = min(self.timeouts.health, max(s.desired.wait_seconds for s in steps.values() if s and s.desired))
         bound = self.timeouts.start * 2 + longest + 30
+        halted: list[str] = []
+
+        def ready(host: str) -> bool:
+            return self.pulled(host) and not halted
 
         def switch(host: Any) -> None:
             step = steps[host.name]
             assert step is not None
-            self.session.run(host, step_command(step, self.timeouts), f"{service}: {step.action} failed")
+            try:
+                self.session.run(host, step_command(step, self.timeouts), f"{service}: {step.action} failed")
+            except BaseException:
+                halted.append(host.name)
+                raise
 
-        outcomes = self.session.each(batch, service, bound, switch)
+        outcomes = self.session.collect(self.session.spawn(batch, service, bound, switch, before=ready))
         first_failed = None
         for host in batch:
             outcome, step = outcomes[host], steps[host]
             assert step is not None
+            if outcome is SKIPPED:  # its pull failed (reported), or the batch had failed before it could start
+                continue
             if isinstance(outcome, Outcome):
                 for line in outcome.stderr:
                     if not line.startswith(service_commands.FAILURE_PREFIX):
@@ -168,17 +208,19 @@ class Rollout:
                     self.report.host(host).services[step.service].result = UPDATED
 
     def run(self) -> None:
-        self.pull()
+        self.start_pulls()
         stopped_at = self.switch()
         if stopped_at is not None:
             self.report.stopped_at = stopped_at
             self.roll_back(stopped_at)
+            self.finish_pulls()  # the hosts the rollout did not reach
             for host, plan in self.plans.items():
                 for step in plan.steps:
                     result = self.report.host(host).services[step.service]
                     if result.result == "planned":
                         result.result = NOT_REACHED
         else:
+            self.finish_pulls()  # hosts with nothing to switch (only containers to remove)
             self.finalize()
         self.finalize_statuses(stopped_at)
 

@@ -236,9 +236,9 @@ VERDICT_STANDS = "its plan stands"  # a sync that took the last no-op's verdict 
 
 
 def timed_archfleet_sync(fleet: Path, expect_no_changes: bool, binary: str = ARCHFLEET_BIN,
-                         *extra: str, verdict: list[bool] | None = None) -> float:
+                         *extra: str, verdict: list[bool] | None = None, expect_updated: bool = False) -> float:
     """The wall time of ``archfleet sync -f FLEET EXTRA``; ``verdict`` gets whether it took the remembered
-    verdict."""
+    verdict. ``expect_updated``: every host must say it was updated (a first sync)."""
     started = time.monotonic()
     result = subprocess.run([binary, "sync", "-f", str(fleet), *extra], cwd=PROJECT, capture_output=True, text=True,
                             check=False)
@@ -250,6 +250,10 @@ def timed_archfleet_sync(fleet: Path, expect_no_changes: bool, binary: str = ARC
         statuses = [line.split("\t")[2] for line in result.stdout.splitlines() if line.count("\t") >= 2]
         if not statuses or any(status != "no changes" for status in statuses):
             raise SystemExit(f"bench: a no-op archfleet sync changed something:\n{result.stdout}")
+    if expect_updated:
+        statuses = [line.split("\t")[2] for line in result.stdout.splitlines() if line.count("\t") >= 2]
+        if not statuses or any(not status.startswith("updated") for status in statuses):
+            raise SystemExit(f"bench: a first sync left a host not updated:\n{result.stdout}")
     if verdict is not None:
         verdict.append(VERDICT_STANDS in result.stderr)
     return wall
@@ -457,7 +461,7 @@ def measure_first_sync(row: Row, state: LabState, hosts: list[LabHost], fleet: P
         row.pulled_by_docker_pull = {name: after[name] - before[name] for name in before}
         on_all(state, hosts, fresh)
         before = rx_bytes(hosts)
-        row.first_sync_runs.append(timed_archfleet_sync(fleet, expect_no_changes=False))
+        row.first_sync_runs.append(timed_archfleet_sync(fleet, expect_no_changes=False, expect_updated=True))
         after = rx_bytes(hosts)
         row.pulled_by_archfleet = {name: after[name] - before[name] for name in before}
         say(f"first sync {pair + 1}/{pairs}: {len(hosts)} parallel docker pull {row.parallel_pull_runs[-1]:.1f} s, "

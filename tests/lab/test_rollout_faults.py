@@ -79,12 +79,30 @@ inventory: {inventory}
       interval: 1
       timeout: 5
       retries: 6
-{spare}"""
+{spare}{newcomer}"""
 SPARE_SERVICE = """\
   spare:
     image: {registry}/{repo}:live
     groups: [amd64]
     command: [sleep, infinity]
+"""
+# A service no host runs yet (its first rollout goes out in one batch, without a canary): v2ray again, without a
+# published port, under its own name.
+NEWCOMER = "archfleet-newcomer"
+NEWCOMER_SERVICE = """\
+  newcomer:
+    image: {registry}/{repo}:{tag}
+    groups: [amd64, arm64]
+    files: [{{template: v2ray.json.j2, mount: /etc/v2ray/config.json}}]
+    vars: {{port: 10086, loglevel: warning}}
+    secrets: {{vmess_id: {{file: vmess-id, generate: uuid}}}}
+    volumes: ["{marker_dir}:/faults:ro"]
+    healthcheck:
+      command: >-
+        {health}
+      interval: 1
+      timeout: 5
+      retries: 6
 """
 DEFAULT_ROLLOUT = "rollout: {canary: 1, batch: 3}\n"
 
@@ -136,7 +154,8 @@ class Rig:
         return self.lab.host(name)
 
     def fleet_text(self, tag: str | None = None, v2ray_extra: str = "", health: str = HEALTH,
-                   rollout: str | None = None, spare: bool | None = None) -> str:
+                   rollout: str | None = None, spare: bool | None = None, newcomer: str | None = None) -> str:
+        """``newcomer``: the tag of a service no host runs yet (None: not declared)."""
         registry = self.lab.registry.address
         with_spare = self.spare if spare is None else spare
         return FLEET.format(
@@ -144,6 +163,8 @@ class Rig:
             registry=registry, repo=V2RAY_REPO,
             tag=tag or self.tag, marker_dir=MARKER_DIR, v2ray_extra=v2ray_extra, health=health,
             spare=SPARE_SERVICE.format(registry=registry, repo=SPARE_REPO) if with_spare else "",
+            newcomer="" if newcomer is None else NEWCOMER_SERVICE.format(
+                registry=registry, repo=V2RAY_REPO, tag=newcomer, marker_dir=MARKER_DIR, health=health),
         )
 
     def write(self, **changes: object) -> None:
@@ -272,8 +293,9 @@ def remove_test_services(rig: Rig) -> None:
     would also take what other modules left)."""
     for host in rig.hosts:
         subprocess.run(["docker", "unpause", host.container], capture_output=True, check=False)
-        in_lab_host(host, "sh", "-c", f"docker rm -f {V2RAY} {V2RAY}-previous {SPARE} {SPARE}-previous; rm -rf "
-                                      f"/etc/archfleet/services/v2ray /etc/archfleet/services/spare {MARKER_DIR}")
+        in_lab_host(host, "sh", "-c", f"docker rm -f {V2RAY} {V2RAY}-previous {SPARE} {SPARE}-previous {NEWCOMER}; "
+                                      "rm -rf /etc/archfleet/services/v2ray /etc/archfleet/services/spare "
+                                      f"/etc/archfleet/services/newcomer {MARKER_DIR}")
 
 
 def report(rig: Rig, path: Path) -> None:
@@ -613,18 +635,27 @@ def test_10_a_canary_failure_on_four_hosts_touches_exactly_one_and_puts_it_back(
         rig.markers(on=[])
 
 
-def test_11_a_failure_in_the_second_batch_rolls_the_first_back(rig: Rig) -> None:
-    canary = rig.canary or rig.host_names[0]
-    rig.publish("bad", "bad-second-batch")
-    rig.markers(on=[h for h in rig.host_names if h != canary])
+def bad_release(rig: Rig, published: str, failing_on: list[str], **changes: object) -> tuple[
+        dict[str, dict[str, Container] | None], SyncResult, dict[str, dict[str, Container] | None]]:
+    """A `bad` build published under the tag ``published``, failing its health check on the hosts ``failing_on``,
+    synced with the fleet file's ``changes``: every host's containers before, the sync, every host's containers
+    after (the fleet file and the markers are put back)."""
+    rig.publish("bad", published)
+    rig.markers(on=failing_on)
     before = rig.snapshot()
-    rig.write(tag="bad-second-batch", rollout="rollout: {canary: 1, batch: 1}\n")
+    rig.write(**changes)
     try:
         result = sync(rig.path)
     finally:
         rig.write()
         rig.markers(on=[])
-    after = rig.snapshot()
+    return before, result, rig.snapshot()
+
+
+def test_11_a_failure_in_the_second_batch_rolls_the_first_back(rig: Rig) -> None:
+    canary = rig.canary or rig.host_names[0]
+    before, result, after = bad_release(rig, "bad-second-batch", [h for h in rig.host_names if h != canary],
+                                        tag="bad-second-batch", rollout="rollout: {canary: 1, batch: 1}\n")
     kinds = kinds_of(result, rig)
     assert result.returncode == 1, result
     assert kinds[canary] == "rolled back", result
@@ -639,3 +670,25 @@ def test_11_a_failure_in_the_second_batch_rolls_the_first_back(rig: Rig) -> None
     assert sorted(h for h, e in touched.items() if e) == sorted([canary, failed[0]]), touched
     record(rig, "11 failure in the second batch (canary 1, batch 1)", result, before, after,
            rig.answered(result, rig.host_names), f"failed at {failed[0]}")
+
+
+def test_12_a_new_service_that_fails_on_one_host_runs_nowhere_afterwards(rig: Rig) -> None:
+    """A service no host runs yet goes out in one batch (no canary), each host switching as soon as its own pull
+    is done. Its release fails its health check on one host: afterwards no host runs it (a host that had started it
+    is rolled back, the others were not reached), and v2ray and spare keep their containers."""
+    failing = rig.host_names[1]
+    before, result, after = bad_release(rig, "bad-newcomer", [failing], newcomer="bad-newcomer")
+    kinds = kinds_of(result, rig)
+    assert result.returncode == 1, result
+    assert kinds[failing] == "FAILED" and "health" in result.statuses[failing].lower(), result
+    assert set(kinds.values()) - {"FAILED"} <= {"rolled back", "not reached"}, result
+    assert f"(the rollout stopped at {failing})" in result.statuses[next(h for h in kinds if h != failing)], result
+    check_total(result, len(rig.hosts))
+    assert [f"{h}: {c.name} ({c.state})" for h, found in after.items() for c in (found or {}).values()
+            if c.name == NEWCOMER] == [], "the new service runs nowhere"
+    assert running_ids(after, V2RAY) == running_ids(before, V2RAY)
+    assert running_ids(after, SPARE) == running_ids(before, SPARE)
+    assert leftover_previous(after) == []
+    record(rig, "12 new service failing on one host (first rollout, one batch)", result, before, after,
+           rig.answered(result, rig.host_names),
+           f"failed at {failing}; rolled back: {', '.join(hosts_with(kinds, 'rolled back')) or '-'}")
