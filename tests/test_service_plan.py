@@ -10,6 +10,7 @@ from archfleet.facts.service_reads import ContainerState, ServicesStateValue
 from archfleet.fleet import load_fleet
 from archfleet.services.desired import DesiredContainer, FleetContext, decide, desired_container
 from archfleet.sync.plan import batches, plan_host
+from archfleet.sync.steps import finalize_command
 from archfleet.tasks import service_commands
 
 FLEET = """\
@@ -133,6 +134,25 @@ def test_an_interrupted_rollout_is_repaired(tmp_path: Path) -> None:
     cleanup = plan_host("a", host_state(state(d), previous, files=files), [d], False)
     assert [s.action for s in cleanup.steps] == ["cleanup"]
     assert not cleanup.orphans, "a rollout's previous container is not an orphan"
+
+
+def test_only_a_step_that_leaves_something_behind_gets_a_finalize(tmp_path: Path) -> None:
+    """A first create (or a start) keeps no previous container: unless the host has file versions of the service
+    that the new container does not mount, its host needs no finalize command (one SSH command saved)."""
+    d = desired(tmp_path)
+    fresh = plan_host("a", host_state(), [d], prune=False)
+    assert not fresh.steps[0].tidy and finalize_command(fresh, list(fresh.steps)) is None
+    start = plan_host("a", host_state(state(d, status="exited"), files=uploaded(d)), [d], False)
+    assert start.steps[0].action == "start" and finalize_command(start, list(start.steps)) is None
+    older = {"/etc/archfleet/services/proxy/0123456789abcdef/proxy.json": "0" * 64}
+    again = plan_host("a", host_state(files=older), [d], prune=False)
+    command = finalize_command(again, list(again.steps))
+    assert again.steps[0].action == "create" and command is not None and "0123456789abcdef" not in str(command)
+    other_service = {"/etc/archfleet/services/web/0123456789abcdef/site.conf": "0" * 64}
+    beside = plan_host("a", host_state(files=other_service), [d], prune=False)
+    assert finalize_command(beside, list(beside.steps)) is None, "another service's files are not this one's"
+    moved = plan_host("a", host_state(state(d, digest="sha256:bbbb"), files=uploaded(d)), [d], False)
+    assert moved.steps[0].action == "recreate" and finalize_command(moved, list(moved.steps)) is not None
 
 
 @pytest.mark.parametrize(("hosts", "canary", "size", "expected"), [

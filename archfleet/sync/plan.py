@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from archfleet.facts.service_reads import ServicesStateValue
+from archfleet.facts.service_reads import FILES_ROOT, ServicesStateValue
 from archfleet.fleet.services import ServiceSpec
 from archfleet.placement import (
     CONTAINER_PREFIX,
@@ -42,6 +42,9 @@ class ServiceStep:
     desired: DesiredContainer | None = None  # None for `remove`
     uploads: tuple[ManagedFile, ...] = ()  # files the host lacks (content, owner or mode)
     containers: tuple[str, ...] = ()  # for `remove`: the containers to remove
+    # Once the step stands, is there anything to tidy (a previous container, file versions it no longer mounts)?
+    # A first create on a host has neither, so its host needs no finalize command.
+    tidy: bool = True
 
     @property
     def pulls(self) -> str | None:
@@ -88,6 +91,13 @@ def missing_files(desired: DesiredContainer, state: ServicesStateValue) -> tuple
     )
 
 
+def stale_versions(desired: DesiredContainer, state: ServicesStateValue) -> set[str]:
+    """The service's file versions the host has (as read) that ``desired`` does not mount."""
+    root = f"{FILES_ROOT}/{desired.service}/"
+    present = {path[len(root):].split("/", 1)[0] for path in state["files"] if path.startswith(root)}
+    return present - {f.host_path.rsplit("/", 2)[-2] for f in desired.files}
+
+
 def plan_service(desired: DesiredContainer, state: ServicesStateValue) -> ServiceStep:
     containers = state["containers"]
     current = containers.get(desired.name)
@@ -107,7 +117,9 @@ def plan_service(desired: DesiredContainer, state: ServicesStateValue) -> Servic
     if decision.action == "none" and previous is not None:
         return ServiceStep(desired.service, "cleanup", "remove the previous container an interrupted rollout "
                            f"left behind ({desired.name} runs {short(desired.digest)})", desired)
-    return ServiceStep(desired.service, decision.action, decision.reason, desired, uploads)
+    # create and start keep no previous container (it would have been restored above)
+    tidy = decision.action not in ("create", "start") or bool(stale_versions(desired, state))
+    return ServiceStep(desired.service, decision.action, decision.reason, desired, uploads, tidy=tidy)
 
 
 def plan_host(host: str, state: ServicesStateValue, desired: list[DesiredContainer], prune: bool) -> HostPlan:

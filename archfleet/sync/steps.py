@@ -41,7 +41,7 @@ def finalize_command(plan: HostPlan, moved: list[ServiceStep]) -> StringCommand 
     """One command for everything left to tidy on a host whose changes stand."""
     parts: list[Any] = []
     for step in moved + [s for s in plan.steps if s.action == "cleanup"]:
-        if step.desired is not None:
+        if step.desired is not None and step.tidy:
             parts.append(service_commands.finalize_container(step.desired))
     for step in plan.steps:
         if step.action == "remove":
