@@ -52,8 +52,7 @@ class Rollout:
         self.timeouts = timeouts_of(fleet)
         self.moved: dict[str, list[ServiceStep]] = {}  # host -> steps done in this sync, in order
         self.failed: set[str] = set()
-        self.pulls: dict[str, gevent.Greenlet] = {}  # host -> its pull (started by start_pulls)
-        self.pulling: dict[str, gevent.Greenlet] = {}  # the pulls whose outcome is not yet recorded
+        self.pulling: dict[str, gevent.Greenlet] = {}  # host -> its pull, until its outcome is recorded
 
     def fail(self, host: str, reason: str, service: str | None = None) -> None:
         self.failed.add(host)
@@ -82,14 +81,15 @@ class Rollout:
 
         images_per_host = max(len({s.pulls for s in p.steps if s.pulls}) for p in self.plans.values())
         bound = self.timeouts.connect + self.timeouts.pull * max(1, images_per_host) + 30
-        self.pulls = self.session.spawn(changing, "pull", bound, prepare)
-        self.pulling = dict(self.pulls)
+        self.pulling = self.session.spawn(changing, "pull", bound, prepare)
 
     def pulled(self, host: str) -> bool:
         """Wait for the host's pull (if it has one still running); False when the host has failed."""
         greenlet = self.pulling.pop(host, None)
         if greenlet is not None:
             greenlet.join()
+            for line in self.session.new_keys.report([host]):
+                self.say(line)
             outcome = self.session.outcome_of(host, greenlet.value)
             if isinstance(outcome, Outcome):
                 self.say(f"[{host}] pull failed: {outcome.reason}")
@@ -99,12 +99,9 @@ class Rollout:
         return host not in self.failed
 
     def finish_pulls(self) -> None:
-        """Every pull ended and its failure recorded (then the new host keys they met are told)."""
+        """Every pull ended and its failure recorded."""
         for host in list(self.pulling):
             self.pulled(host)
-        for line in self.session.new_keys.report(list(self.pulls)):
-            self.say(line)
-        self.pulls = {}
 
     def switch(self) -> str | None:
         """Every service's batches; returns the host whose failure stopped the rollout (None: all done)."""

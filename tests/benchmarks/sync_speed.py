@@ -246,14 +246,11 @@ def timed_archfleet_sync(fleet: Path, expect_no_changes: bool, binary: str = ARC
     if result.returncode != 0:
         raise SystemExit(f"bench: archfleet sync failed (exit {result.returncode}):\n{result.stdout}"
                          f"{result.stderr[-3000:]}")
-    if expect_no_changes:
-        statuses = [line.split("\t")[2] for line in result.stdout.splitlines() if line.count("\t") >= 2]
-        if not statuses or any(status != "no changes" for status in statuses):
-            raise SystemExit(f"bench: a no-op archfleet sync changed something:\n{result.stdout}")
-    if expect_updated:
-        statuses = [line.split("\t")[2] for line in result.stdout.splitlines() if line.count("\t") >= 2]
-        if not statuses or any(not status.startswith("updated") for status in statuses):
-            raise SystemExit(f"bench: a first sync left a host not updated:\n{result.stdout}")
+    statuses = [line.split("\t")[2] for line in result.stdout.splitlines() if line.count("\t") >= 2]
+    if expect_no_changes and (not statuses or any(status != "no changes" for status in statuses)):
+        raise SystemExit(f"bench: a no-op archfleet sync changed something:\n{result.stdout}")
+    if expect_updated and (not statuses or any(not status.startswith("updated") for status in statuses)):
+        raise SystemExit(f"bench: a first sync left a host not updated:\n{result.stdout}")
     if verdict is not None:
         verdict.append(VERDICT_STANDS in result.stderr)
     return wall
