@@ -390,13 +390,7 @@ def test_04_a_layer_the_registry_does_not_have_fails_in_the_pull_and_stops_nothi
     published = rig.publish("good", "missing-layer")
     for arch in ("amd64", "arm64"):
         delete_layer_from_registry(V2RAY_REPO, published.layers[arch][-1])
-    before = rig.snapshot()
-    rig.write(tag="missing-layer")
-    try:
-        result = sync(rig.path)
-    finally:
-        rig.write()
-    after = rig.snapshot()
+    before, result, after = synced_with(rig, tag="missing-layer")
     kinds = kinds_of(result, rig)
     assert result.returncode == 1, result
     assert set(kinds.values()) <= {"FAILED", "not reached"}, result
@@ -635,21 +629,31 @@ def test_10_a_canary_failure_on_four_hosts_touches_exactly_one_and_puts_it_back(
         rig.markers(on=[])
 
 
-def bad_release(rig: Rig, published: str, failing_on: list[str], **changes: object) -> tuple[
-        dict[str, dict[str, Container] | None], SyncResult, dict[str, dict[str, Container] | None]]:
-    """A `bad` build published under the tag ``published``, failing its health check on the hosts ``failing_on``,
-    synced with the fleet file's ``changes``: every host's containers before, the sync, every host's containers
-    after (the fleet file and the markers are put back)."""
-    rig.publish("bad", published)
-    rig.markers(on=failing_on)
+Snapshot = dict[str, dict[str, Container] | None]
+
+
+def synced_with(rig: Rig, **changes: object) -> tuple[Snapshot, SyncResult, Snapshot]:
+    """One sync of the fleet file with ``changes`` (then the file is put back): every host's containers before,
+    the sync, every host's containers after."""
     before = rig.snapshot()
     rig.write(**changes)
     try:
         result = sync(rig.path)
     finally:
         rig.write()
-        rig.markers(on=[])
     return before, result, rig.snapshot()
+
+
+def bad_release(rig: Rig, published: str, failing_on: list[str], **changes: object) -> tuple[
+        Snapshot, SyncResult, Snapshot]:
+    """``synced_with`` a `bad` build published under the tag ``published``, failing its health check on the hosts
+    ``failing_on`` (the markers are put back)."""
+    rig.publish("bad", published)
+    rig.markers(on=failing_on)
+    try:
+        return synced_with(rig, **changes)
+    finally:
+        rig.markers(on=[])
 
 
 def test_11_a_failure_in_the_second_batch_rolls_the_first_back(rig: Rig) -> None:
@@ -692,3 +696,34 @@ def test_12_a_new_service_that_fails_on_one_host_runs_nowhere_afterwards(rig: Ri
     record(rig, "12 new service failing on one host (first rollout, one batch)", result, before, after,
            rig.answered(result, rig.host_names),
            f"failed at {failing}; rolled back: {', '.join(hosts_with(kinds, 'rolled back')) or '-'}")
+
+
+def test_13_a_new_service_whose_pull_fails_on_one_host_still_goes_out_on_the_others(rig: Rig) -> None:
+    """A first rollout (one batch, each host switching once its own pull is done) of a release whose arm64 layer
+    the registry lost: the arm64 host fails in its pull and runs nothing new; the amd64 hosts, not held back by it,
+    run the new service from their platform's digest; v2ray and spare keep their containers everywhere."""
+    published = rig.publish("good", "newcomer-no-arm64")
+    delete_layer_from_registry(V2RAY_REPO, published.layers["arm64"][-1])
+    before, result, after = synced_with(rig, newcomer="newcomer-no-arm64")
+    try:
+        kinds = kinds_of(result, rig)
+        assert result.returncode == 1, result
+        arm64 = [h.name for h in rig.hosts if h.arch == "arm64"]
+        assert hosts_with(kinds, "FAILED") == arm64 and "pull" in result.statuses[arm64[0]].lower(), result
+        assert hosts_with(kinds, "updated") == sorted(h.name for h in rig.hosts if h.arch == "amd64"), result
+        check_total(result, len(rig.hosts))
+        for host in rig.hosts:
+            newcomer = (after[host.name] or {}).get(NEWCOMER)
+            if host.arch == "arm64":
+                assert newcomer is None, (host.name, newcomer)
+            else:
+                assert newcomer is not None and newcomer.state == "running", (host.name, after[host.name])
+                assert newcomer.digest == published.digests["amd64"], (host.name, newcomer)
+        assert running_ids(after, V2RAY) == running_ids(before, V2RAY)
+        assert running_ids(after, SPARE) == running_ids(before, SPARE)
+        assert leftover_previous(after) == []
+        record(rig, "13 new service, its arm64 layer missing (first rollout, one batch)", result, before, after,
+               rig.answered(result, rig.host_names), "arm64 failed in its pull; the amd64 hosts run the new service")
+    finally:
+        for host in rig.hosts:
+            in_lab_host(host, "sh", "-c", f"docker rm -f {NEWCOMER}; rm -rf /etc/archfleet/services/newcomer")
