@@ -6,7 +6,7 @@ archfleet compares platforms in the OCI form produced here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # uname -m (and Docker's Server.Arch, and Go's GOARCH) -> (OCI architecture, variant)
 MACHINE_TO_OCI: dict[str, tuple[str, str | None]] = {
@@ -33,8 +33,10 @@ OCI_TO_MACHINE = {"amd64": "x86_64", "arm64": "aarch64", "arm": "armv7l", "386":
                   "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
 
 
-@dataclass(frozen=True, order=True)
-class Platform:
+class Platform(NamedTuple):
+    """Immutable and ordered by its fields. A NamedTuple, not a dataclass: the no-op sync's fast path parses each
+    host's platform, and ``dataclasses`` (with ``inspect``) costs more to import than that path spends reading."""
+
     os: str
     architecture: str
     variant: str | None = None

@@ -16,6 +16,7 @@ ROOMS: list[tuple[str, ...]] = [
     ("spot",),
     ("services",),
     ("images", "registry_client", "credentials"),
+    ("registry_probe",),
     ("fleet",),
     ("placement",),
     ("schema",),

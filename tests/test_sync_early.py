@@ -5,7 +5,7 @@ the lab's sync tests run the whole path against real hosts (tests/lab/test_servi
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import stat
 import subprocess
@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from archfleet.sync import early
+from tests.imported import modules_imported
 
 READ = ["ssh", "-V"]  # real ssh, contacts nobody, prints its version on stderr and exits 0
 
@@ -59,7 +60,7 @@ def remembered_sync(fleet: Path, reads: dict[str, list[str]], *, load: str = "",
 def cached(fleet: Path) -> dict[str, Any]:
     key = early.sync_key(["-f", str(fleet)])
     assert key is not None
-    return json.loads(Path(early.cache_file(key)).read_text())
+    return marshal.loads(Path(early.cache_file(key)).read_bytes())
 
 
 def test_sync_key_reads_the_fleet_and_limit_and_gives_up_on_anything_else(monkeypatch: pytest.MonkeyPatch,
@@ -134,9 +135,9 @@ def test_nothing_is_started_when_anything_it_was_made_from_changed(fleet: Path, 
     elif change == "folder mode":
         Path(early.cache_dir()).chmod(0o777)
     elif change == "not ssh":
-        document = json.loads(path.read_text())
+        document = marshal.loads(path.read_bytes())
         document["reads"]["web-1"] = ["sh", "-c", "true"]
-        path.write_text(json.dumps(document))
+        path.write_bytes(marshal.dumps(document))
     elif change == "other key":
         assert early.start(["-f", str(fleet), "--limit", "web"]) is None
         return
@@ -165,3 +166,11 @@ def test_recording_only_what_the_load_opens_and_not_code() -> None:
     assert recorder.files == ["/etc/hostname", "/etc/hosts"] and not recorder.dynamic
     recorder.hook("subprocess.Popen", ("ssh", ["ssh"], None, None))
     assert recorder.dynamic
+
+
+def test_the_reads_start_before_json_or_typing_is_imported() -> None:
+    """What ``archfleet sync`` imports before its reads start: the console script, then this module (and the
+    cache is marshal data, which needs no import to read)."""
+    imported = modules_imported("archfleet.console", "archfleet.sync.early")
+    assert "archfleet.sync.early" in imported
+    assert not imported & {"json", "typing", "dataclasses", "pathlib"}, sorted(imported)

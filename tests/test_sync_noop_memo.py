@@ -18,6 +18,7 @@ from archfleet.fleet import load_fleet
 from archfleet.images.verify import VerifyReport
 from archfleet.sync import early, noop_memo
 from archfleet.sync.report import FAILED, UNCHANGED, UPDATED, ServiceResult, SyncReport
+from tests.imported import modules_imported
 
 CONTAINERS = ('[{"Names": ["/archfleet-web"], "State": "running", "Labels": {"archfleet.service": "web", '
               '"archfleet.spec": "abc", "archfleet.digest": "sha256:1"}, "Status": "Up 2 minutes"}]')
@@ -69,14 +70,28 @@ def test_the_code_identity_changes_with_any_module_of_archfleet(tmp_path: Path,
     assert noop_memo.code_identity() != before
 
 
-def test_a_report_reads_back_from_its_json_as_it_printed() -> None:
-    report = SyncReport(dry=False)
+# what the verdict's path may import: each of these costs more to import than the path spends on its work
+HEAVY_MODULES = ("dataclasses", "inspect", "urllib", "http.client", "email", "pathlib", "yaml", "jinja2",
+                 "archfleet.fleet", "archfleet.registry_client", "archfleet.sync.report", "archfleet.commands")
+
+
+def test_the_verdict_path_imports_no_heavy_module() -> None:
+    """What ``archfleet sync`` imports before the verdict is taken (archfleet.cli, early, noop_memo, the probe)."""
+    imported = modules_imported("archfleet.cli", "archfleet.run", "archfleet.sync.early", "archfleet.sync.noop_memo",
+                                "archfleet.registry_probe")
+    assert "archfleet.registry_probe" in imported
+    assert not [name for name in imported if name.startswith(HEAVY_MODULES)], sorted(imported)
+
+
+def test_the_verdict_keeps_the_report_as_it_was_printed(fleet_file: Path) -> None:
+    report = unchanged_report("a", "b")
     report.host("a").platform = "linux/amd64"
-    report.host("a").services["web"] = ServiceResult("none", "up to date", UNCHANGED)
-    report.host("a").orphans.append("old")
-    report.host("b").status, report.host("b").reason = FAILED, "connection refused"
-    again = SyncReport.from_json(__import__("json").loads(report.as_json()))
-    assert again.as_json() == report.as_json() and again.lines() == report.lines() and not again.ok
+    report.host("b").orphans.append("old")
+    verdict = noop_memo.verdict_of(load_fleet(fleet_file), {"a": state(), "b": state()}, report,
+                                   verified("r:5000/acme/web:1", "r:5000/acme/cache:2"), dry=False, prune=False,
+                                   bound=90)
+    assert verdict is not None and verdict["ok"]
+    assert verdict["printed"] == {"text": "\n".join(report.lines()), "json": report.as_json()}
 
 
 @pytest.fixture()
@@ -112,8 +127,9 @@ def test_a_sync_that_changed_nothing_is_remembered_by_its_tags_and_host_digests(
         "r:5000/acme/web:1": {"repository": "acme/web", "tag": "1", "digest": "sha256:0"}}
     assert verdict["states"] == {"a": noop_memo.state_digest(states["a"]), "b": noop_memo.state_digest(states["b"])}
     assert verdict["flags"] == {"dry": False, "prune": True} and verdict["bound"] == 90
-    assert verdict["registry"] == {"address": "r:5000", "username": None, "password_file": None, "ca_file": None}
-    assert verdict["title"] == [2, str(fleet_file), "inventory.py"]
+    assert verdict["registry"] == {"address": "r:5000", "api_host": "r:5000", "username": None, "password_file": None,
+                                   "ca_file": None}
+    assert verdict["title"] == f"sync: 2 service(s) from {fleet_file} on inventory.py"
 
 
 def test_a_sync_with_a_change_a_failure_or_a_tag_it_cannot_ask_again_is_not_remembered(fleet_file: Path) -> None:
@@ -211,10 +227,11 @@ def test_a_registry_that_cannot_be_asked_leaves_the_whole_sync_to_the_full_path(
     started: early.EarlyReads = reads["started"]
     started.cached[early.NOOP] = {
         **reads["memo"], "version": noop_memo.MEMO_VERSION, "flags": {"dry": False, "prune": False},
-        "code": noop_memo.code_identity(), "environment": noop_memo.environment_digest(), "title": [1, "f", "i"],
-        "registry": {"address": "127.0.0.1:1", "username": None, "password_file": None, "ca_file": None},
+        "code": noop_memo.code_identity(), "environment": noop_memo.environment_digest(),
+        "registry": {"address": "127.0.0.1:1", "api_host": "127.0.0.1:1", "username": None, "password_file": None,
+                     "ca_file": None},
         "tags": {"127.0.0.1:1/acme/web:1": {"repository": "acme/web", "tag": "1", "digest": "sha256:0"}},
-        "report": {"dry": False, "batches": [], "stopped_at": None, "hosts": {}}}
+        "ok": True, "printed": {"text": "", "json": "{}"}, "title": "sync: 1 service(s) from f on i"}
     monkeypatch.setattr(early, "_started", started)
     said: list[str] = []
     assert noop_memo.settled(["-f", "f"], said.append) is None  # connection refused: no verdict, no output

@@ -16,12 +16,15 @@ connection (a dynamic inventory such as ``inventories/ec2.py``) is not remembere
 The cache (``$XDG_CACHE_HOME/archfleet/sync-reads/``, else ``~/.cache/...``) is used only when the folder and file
 belong to the user and nobody else can write them, and only for ``ssh`` command lines. It holds host names,
 addresses, ssh options and file paths: no secret. Which files the load opens is seen through an audit hook
-(``recording_inputs``), installed only in a sync that has to remember.
+(``recording_inputs``), installed only in a sync that has to remember. It is written with ``marshal``, which
+the interpreter has built in: reading it imports nothing, where ``json`` would (the reads start before ``json``
+and ``typing`` are imported: tests/test_sync_early.py). A cache that another Python wrote, or that is not
+marshal data, is not read (the next sync writes it anew).
 """
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import subprocess
 import sys
@@ -29,9 +32,12 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
-CACHE_VERSION = 1
+TYPE_CHECKING = False  # typing is imported for the type checker only: the reads start before it would be
+if TYPE_CHECKING:
+    from typing import Any
+
+CACHE_VERSION = 2
 SYNC_FLAGS = ("--dry", "--prune", "--json")
 NOT_REMEMBERED_EVENTS = ("socket.connect", "socket.getaddrinfo", "subprocess.Popen", "os.system", "os.exec",
                          "os.posix_spawn", "os.fork", "urllib.Request")
@@ -71,8 +77,8 @@ def cache_dir() -> str:
 
 
 def cache_file(key: dict[str, Any]) -> str:
-    name = zlib.crc32(json.dumps(key, sort_keys=True).encode())  # the key itself is checked inside the file
-    return os.path.join(cache_dir(), f"{name:08x}.json")
+    name = zlib.crc32(repr(sorted(key.items())).encode())  # the key itself is checked inside the file
+    return os.path.join(cache_dir(), f"{name:08x}.marshal")
 
 
 def stat_of(path: str) -> Stat:
@@ -102,9 +108,9 @@ def read_cache(key: dict[str, Any]) -> dict[str, Any] | None:
     if not (private(cache_dir(), folder=True) and private(path, folder=False)):
         return None
     try:
-        with open(path, encoding="utf-8") as file:
-            cached = json.load(file)
-    except (OSError, ValueError):
+        with open(path, "rb") as file:
+            cached = marshal.load(file)
+    except (OSError, ValueError, EOFError, TypeError):  # unreadable, or not marshal data of this Python
         return None
     if not isinstance(cached, dict) or cached.get("version") != CACHE_VERSION or cached.get("key") != key:
         return None
@@ -318,8 +324,8 @@ def write_cache(document: dict[str, Any], say: Callable[[str], None] | None) -> 
             return
         temporary = f"{path}.{os.getpid()}.tmp"
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            json.dump(document, file)
+        with os.fdopen(descriptor, "wb") as file:
+            marshal.dump(document, file)
         os.replace(temporary, path)
     except OSError as error:
         if say is not None:

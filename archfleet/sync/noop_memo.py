@@ -13,16 +13,19 @@ same verdict without planning:
   the whole environment and archfleet's code and libraries (``environment_digest``, ``code_identity``: digests,
   never the values), ``--dry`` and ``--prune``;
 - per host, a digest of its ServicesState fact (login ages aside: they matter only to a pull);
-- per tag, the digest of its index as the registry served it, and how to ask that registry again (address, user,
-  the password file's path and the CA file: no secret);
-- the report it printed.
+- per tag, the digest of its index as the registry served it, and how to ask that registry again (address, API
+  host, user, the password file's path and the CA file: no secret);
+- the report it printed: its title, its text and its JSON, as printed.
 
 The next ``archfleet sync`` with the same arguments calls ``settled`` right after the reads started at launch,
-before importing the rest of archfleet. It asks the registry for every tag (once per sync, as always) and waits for
-every host's read. Only when every key, every tag's digest and every host's digest are as remembered does it print
-the remembered report (stdout as the full sync prints it) and exit; anything else (a read that failed or differs,
-a tag that moved, a registry error, a new host key recorded) hands the finished reads to the full sync, which then
-plans as usual with no second command on any host. ``archfleet sync --fresh`` skips what was remembered.
+before importing the rest of archfleet. It asks the registry for every tag (once per sync, as always: with
+archfleet.registry_probe, which imports only ``ssl`` and ``socket``) and waits for every host's read. Nothing on
+this path imports ``dataclasses``, ``urllib.request`` or the loader: each costs more than the host's read does to
+parse (tests/test_sync_noop_memo.py holds it to that list). Only when every key, every tag's digest and every
+host's digest are as remembered does it print the remembered report (stdout as the full sync prints it) and exit;
+anything else (a read that failed or differs, a tag that moved, a registry error, a new host key recorded) hands
+the finished reads to the full sync, which then plans as usual with no second command on any host.
+``archfleet sync --fresh`` skips what was remembered.
 
 What the verdict does not repeat: the check that every platform image the index names is still in the registry and
 really of its platform. The index is content-addressed, so its entries are those that were verified; a registry
@@ -36,18 +39,17 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archfleet.facts.service_reads import ServicesStateValue, parse_services_state
 from archfleet.sync import early
-from archfleet.sync.report import UNCHANGED, SyncReport, sync_title
 
 if TYPE_CHECKING:
     from archfleet.fleet import Fleet
     from archfleet.images.verify import VerifyReport
+    from archfleet.sync.report import SyncReport
 
-MEMO_VERSION = 1
+MEMO_VERSION = 2
 SHELL_VARIABLES = ("_", "SHLVL", "OLDPWD")
 LIBRARIES = ("jinja2", "markupsafe", "yaml")  # what the load and the renders run besides archfleet's own code
 
@@ -102,7 +104,8 @@ def verdict_of(fleet: Fleet, states: dict[str, ServicesStateValue], report: Sync
     """What the next sync needs to reach this sync's verdict again, or None when this sync is not one to repeat:
     a host changed, failed or would change, or a tag is not in the fleet's own registry or was not read."""
     from archfleet.fleet import service_reference
-    from archfleet.references import parse
+    from archfleet.references import api_host, parse
+    from archfleet.sync.report import UNCHANGED, sync_title
 
     if not report.ok or set(states) != set(report.hosts) or any(
             entry.status != UNCHANGED for entry in report.hosts.values()):
@@ -120,13 +123,14 @@ def verdict_of(fleet: Fleet, states: dict[str, ServicesStateValue], report: Sync
     return {
         "version": MEMO_VERSION, "flags": flags_of(dry, prune), "code": code_identity(),
         "environment": environment_digest(), "bound": bound,
-        "title": [len(fleet.services), str(fleet.path), str(fleet.inventory)],
-        "registry": {"address": registry.address, "username": registry.username,
+        "title": sync_title(len(fleet.services), str(fleet.path), str(fleet.inventory), dry),
+        "registry": {"address": registry.address, "api_host": api_host(registry.address) if registry.address else None,
+                     "username": registry.username,
                      "password_file": str(registry.password_file) if registry.password_file else None,
                      "ca_file": str(registry.ca_file) if registry.ca_file else None},
         "tags": tags,
         "states": {host: state_digest(state) for host, state in sorted(states.items())},
-        "report": json.loads(report.as_json()),
+        "ok": report.ok, "printed": {"text": "\n".join(report.lines()), "json": report.as_json()},
     }
 
 
@@ -145,14 +149,30 @@ def remember_verdict(fleet: Fleet, states: dict[str, ServicesStateValue], report
 
 def tags_as_remembered(registry: dict[str, Any], tags: dict[str, dict[str, str]]) -> bool:
     """Every tag's index digest, asked of the registry now, is the remembered one (one request per tag, with the
-    credentials the full sync uses for the fleet's own registry: RegistrySpec.password reads the same file)."""
-    from archfleet.registry_client import RegistryClient
+    credentials the full sync uses for the fleet's own registry: RegistrySpec.password reads the same file).
+    Each is asked by archfleet.registry_probe; what it cannot tell is asked by RegistryClient."""
+    from archfleet.registry_probe import manifest_digest
 
-    password_file, ca_file = registry.get("password_file"), registry.get("ca_file")
-    password = Path(password_file).read_text().strip() if password_file else None
-    client = RegistryClient(registry["address"], registry.get("username"), password,
-                            Path(ca_file) if ca_file else None, unknown_repository_fails=True)
-    return all(client.manifest(tag["repository"], tag["tag"]).digest == tag["digest"] for tag in tags.values())
+    password_file, ca_file, username = registry.get("password_file"), registry.get("ca_file"), registry.get("username")
+    password = None
+    if password_file:
+        with open(password_file, encoding="utf-8") as file:
+            password = file.read().strip()
+    client = None
+    for tag in tags.values():
+        digest = manifest_digest(registry["api_host"], tag["repository"], tag["tag"], username, password, ca_file)
+        if digest is None:
+            if client is None:
+                from pathlib import Path
+
+                from archfleet.registry_client import RegistryClient
+
+                client = RegistryClient(registry["address"], username, password, Path(ca_file) if ca_file else None,
+                                        unknown_repository_fails=True)
+            digest = client.manifest(tag["repository"], tag["tag"]).digest
+        if digest != tag["digest"]:
+            return False
+    return True
 
 
 def hosts_as_remembered(reads: early.EarlyReads, memo: dict[str, Any]) -> bool:
@@ -199,13 +219,10 @@ def settled(argv: list[str], say: Say) -> int | None:
             return None
     except Exception:  # a registry or file error, an odd answer: the full sync meets it again and says what it is
         return None
-    services, path, inventory = memo["title"]
-    dry = "--dry" in argv
-    say(sync_title(services, path, inventory, dry))
+    say(memo["title"])
     say(f"sync: {len(memo['states'])} host(s) and {len(memo['tags'])} tag(s) read: each is as the last sync found "
         "it, and nothing that sync was planned from changed (fleet file, inventory, templates, environment, code): "
         "its plan stands, nothing to change (`sync --fresh` plans from scratch)")
-    report = SyncReport.from_json(memo["report"])
-    print(report.as_json() if "--json" in argv else "\n".join(report.lines()))
+    print(memo["printed"]["json" if "--json" in argv else "text"])
     sys.stdout.flush()
-    return 0 if report.ok else 1
+    return 0 if memo["ok"] else 1

@@ -86,17 +86,6 @@ class SyncReport:
             "hosts": {name: self.hosts[name].as_json() for name in sorted(self.hosts)},
         }, indent=2)
 
-    @classmethod
-    def from_json(cls, document: dict[str, Any]) -> SyncReport:
-        """The report ``as_json`` printed (a remembered no-op's: archfleet.sync.noop_memo)."""
-        report = cls(bool(document["dry"]), batches=list(document["batches"]), stopped_at=document["stopped_at"])
-        for name, entry in document["hosts"].items():
-            report.hosts[name] = HostReport(
-                name, entry["platform"], entry["status"], entry["reason"],
-                {service: ServiceResult(**result) for service, result in entry["services"].items()},
-                list(entry["orphans"]))
-        return report
-
 
 def sync_title(services: int, fleet: str, inventory: str, dry: bool) -> str:
     """The first progress line of a sync."""
