@@ -30,10 +30,15 @@ DOCKER_SOCKET = "/var/run/docker.sock"
 
 SERVICES_STATE_COMMAND = (
     "printf 'platform='; uname -sm; "
-    # One call lists every archfleet container with its labels: the Engine API over its socket with curl (what the
-    # host bootstrap installs; a tenth of the docker CLI's cost), else the docker CLI (no curl, another socket);
-    # both failing: the engine is down.
-    f"if out=$(curl -sf --unix-socket {DOCKER_SOCKET} 'http://localhost{CONTAINERS_API_PATH}' 2>/dev/null); "
+    # One call lists every archfleet container with its labels: the Engine API over its socket, with OpenBSD's nc
+    # (an HTTP/1.0 GET: the engine answers and closes; its body, one line of JSON, is what follows the last
+    # newline), else with curl (both are what the host bootstrap installs; nc costs the host a quarter of curl's
+    # CPU, curl a tenth of the docker CLI's), else the docker CLI (neither, another socket); all failing: the
+    # engine is down.
+    f"if out=$(printf 'GET %s HTTP/1.0\\r\\n\\r\\n' '{CONTAINERS_API_PATH}' | nc -N -U {DOCKER_SOCKET} 2>/dev/null) "
+    "&& case $out in 'HTTP/1.'?' 200 '*) true;; *) false;; esac; "
+    "then printf 'engine=up\\ncontainers=%s\\n' \"${out##*\n}\"; "
+    f"elif out=$(curl -sf --unix-socket {DOCKER_SOCKET} 'http://localhost{CONTAINERS_API_PATH}' 2>/dev/null); "
     "then printf 'engine=up\\ncontainers=%s\\n' \"$out\"; "
     f"elif out=$(docker ps -a --filter label={SERVICE_LABEL} --format "
     f"'container={{{{.Names}}}} {{{{.State}}}} {{{{.Label \"{SERVICE_LABEL}\"}}}} "

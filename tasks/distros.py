@@ -23,6 +23,8 @@ class HostDistro:
     engine_init_script: bool  # the engine package brings /etc/init.d/docker (used where no systemd runs)
     package_enables_engine: bool  # installing the engine package enables it at boot by itself
     curl_packages: tuple[str, ...]  # curl (sync's engine read, the spot watcher) and the CA bundle
+    # what sync's engine read asks first, where the distro has it: OpenBSD's nc (facts/service_reads.py)
+    nc_packages: tuple[str, ...]
     init_scripts: bool  # update-rc.d and start-stop-daemon exist (the spot watcher's init script without systemd)
 
     def install(self, packages: list[str]) -> list[StringCommand]:
@@ -34,7 +36,8 @@ class HostDistro:
 def _debian_family(name: str) -> HostDistro:
     # Debian's and Ubuntu's docker.io: its postinst enables the engine (systemd unit, or update-rc.d links).
     return HostDistro(name=name, package_manager="apt-get", engine_package="docker.io", engine_init_script=True,
-                      package_enables_engine=True, curl_packages=("curl", "ca-certificates"), init_scripts=True)
+                      package_enables_engine=True, curl_packages=("curl", "ca-certificates"),
+                      nc_packages=("netcat-openbsd",), init_scripts=True)
 
 
 # (ID, VERSION_ID) from /etc/os-release -> what differs there.
@@ -44,10 +47,11 @@ SUPPORTED: dict[tuple[str, str], HostDistro] = {
     ("ubuntu", "22.04"): _debian_family("Ubuntu 22.04"),
     ("ubuntu", "24.04"): _debian_family("Ubuntu 24.04"),
     # Amazon Linux 2023's docker: a systemd unit only, disabled after install; curl-minimal is its curl (the full
-    # curl package conflicts with it).
+    # curl package conflicts with it); its nc is nmap's ncat (other options): sync reads the engine with curl.
     ("amzn", "2023"): HostDistro(name="Amazon Linux 2023", package_manager="dnf", engine_package="docker",
                                  engine_init_script=False, package_enables_engine=False,
-                                 curl_packages=("curl-minimal", "ca-certificates"), init_scripts=False),
+                                 curl_packages=("curl-minimal", "ca-certificates"), nc_packages=(),
+                                 init_scripts=False),
 }
 
 

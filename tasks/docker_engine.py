@@ -22,8 +22,9 @@ from archfleet.tasks.distros import host_distro
 def engine_running(enabled: bool = True) -> Generator[StringCommand, None, None]:
     """
     The Docker engine is installed (when missing, the distro's own package: tasks/distros.py), running and, where
-    there is an init system, enabled at boot; curl is installed beside it (``archfleet sync`` reads the engine's
-    API with it: a tenth of the docker CLI's cost on every no-op). Installing on a distro that is not supported
+    there is an init system, enabled at boot; curl (and OpenBSD's nc where the distro has it) is installed beside
+    it when curl is missing (``archfleet sync`` reads the engine's API with nc, else curl: a tenth of the docker
+    CLI's cost on every no-op, nc a quarter of curl's). Installing on a distro that is not supported
     fails the host.
     """
     engine = host.get_fact(DockerEngine)
@@ -31,7 +32,8 @@ def engine_running(enabled: bool = True) -> Generator[StringCommand, None, None]
     package_enables_engine = True
     if not engine["installed"]:
         distro = host_distro(engine["distro"], host.name, "installing Docker")
-        yield from distro.install([distro.engine_package, *([] if engine["curl"] else distro.curl_packages)])
+        readers = [] if engine["curl"] else [*distro.curl_packages, *distro.nc_packages]
+        yield from distro.install([distro.engine_package, *readers])
         if init == "none" and distro.engine_init_script:
             init = "sysvinit"  # the package brings its init script
         package_enables_engine = distro.package_enables_engine
@@ -41,7 +43,7 @@ def engine_running(enabled: bool = True) -> Generator[StringCommand, None, None]
         except OperationFailed as unsupported:  # the engine is there: sync's read falls back to the docker CLI
             host.noop(f"curl not installed ({unsupported}); archfleet sync reads the engine with the docker CLI")
         else:
-            yield from curl_distro.install(list(curl_distro.curl_packages))
+            yield from curl_distro.install([*curl_distro.curl_packages, *curl_distro.nc_packages])
     if not engine["daemon_running"]:
         yield docker_commands.start_engine(init)
         yield docker_commands.wait_for_engine()

@@ -152,7 +152,8 @@ def _engine_lines() -> list[str]:
              "  [ -r /etc/os-release ] && . /etc/os-release",
              '  case "${ID:-} ${VERSION_ID:-}" in']
     for (distro_id, version), distro in SUPPORTED.items():
-        commands = [_raw(c) for c in distro.install([distro.engine_package, *distro.curl_packages])]
+        packages = [distro.engine_package, *distro.curl_packages, *distro.nc_packages]
+        commands = [_raw(c) for c in distro.install(packages)]
         if not distro.package_enables_engine:
             commands.append(_raw(docker_commands.enable_engine("systemd")))
         lines.append(f"    {shlex.quote(f'{distro_id} {version}')}) {' && '.join(commands)} || "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,6 +177,26 @@ def test_a_no_op_sync_answers_from_the_last_verdict_and_still_finds_drift(fleet:
     again = fleet.sync()
     assert VERDICT_STANDS in again.stderr and set(changed_lines(again.stdout).values()) == {"no changes"}, \
         again.stdout + again.stderr[-3000:]
+
+
+def test_each_engine_reader_gives_the_same_state(fleet: Fleet, lab: LabState) -> None:
+    """The services read asks the engine with nc, else curl, else the docker CLI (facts/service_reads.py): on each
+    lab host (which the bootstrap gave nc and curl), the three give one ServicesState. The fallbacks run the very
+    command with a PATH that lacks nc, then nc and curl."""
+    from archfleet.facts.service_reads import SERVICES_STATE_COMMAND, parse_services_state
+
+    hide = ("d=$(mktemp -d); for tool in $(ls /usr/bin); do case $tool in {hidden}) ;; *) "
+            "ln -s /usr/bin/$tool $d/$tool;; esac; done; PATH=$d:/usr/sbin:/sbin /bin/sh -c {command}; rm -rf $d")
+    for host in (lab.hosts_of("amd64")[0], lab.hosts_of("arm64")[0]):
+        states = {}
+        for reader, hidden in (("nc", "nothing"), ("curl", "nc|nc.openbsd"), ("docker", "nc|nc.openbsd|curl")):
+            command = hide.format(hidden=hidden, command=shlex.quote(SERVICES_STATE_COMMAND))
+            result = on_host(host, command if reader != "nc" else SERVICES_STATE_COMMAND)
+            assert result.returncode == 0, result.stderr
+            state = parse_services_state(result.stdout.splitlines())
+            assert state["engine_running"] and "archfleet-v2ray" in state["containers"], (reader, result.stdout)
+            states[reader] = {**state, "login_ages": sorted(state["login_ages"])}
+        assert states["nc"] == states["curl"] == states["docker"], (host.name, states)
 
 
 def test_the_plain_pyinfra_deploy_runs_the_same_plan_and_finds_nothing_to_do(fleet: Fleet) -> None:
