@@ -179,11 +179,13 @@ def test_a_no_op_sync_answers_from_the_last_verdict_and_still_finds_drift(fleet:
         again.stdout + again.stderr[-3000:]
 
 
-def test_each_engine_reader_gives_the_same_state(fleet: Fleet, lab: LabState) -> None:
+def test_each_engine_reader_gives_the_same_answers(fleet: Fleet, lab: LabState) -> None:
     """The services read asks the engine with nc, else curl, else the docker CLI (facts/service_reads.py): on each
-    lab host (which the bootstrap gave nc and curl), the three give one ServicesState. The fallbacks run the very
-    command with a PATH that lacks nc, then nc and curl."""
+    lab host (which the bootstrap gave nc and curl), the three give one ServicesState. So do a step script's
+    `container_state` (tasks/service_commands.py) with nc and with the docker CLI, for a running container and a
+    missing one. The fallbacks run the very command with a PATH that lacks nc, then nc and curl."""
     from archfleet.facts.service_reads import SERVICES_STATE_COMMAND, parse_services_state
+    from archfleet.tasks.service_commands import PRELUDE
 
     hide = ("d=$(mktemp -d); for tool in $(ls /usr/bin); do case $tool in {hidden}) ;; *) "
             "ln -s /usr/bin/$tool $d/$tool;; esac; done; PATH=$d:/usr/sbin:/sbin /bin/sh -c {command}; rm -rf $d")
@@ -197,6 +199,12 @@ def test_each_engine_reader_gives_the_same_state(fleet: Fleet, lab: LabState) ->
             assert state["engine_running"] and "archfleet-v2ray" in state["containers"], (reader, result.stdout)
             states[reader] = {**state, "login_ages": sorted(state["login_ages"])}
         assert states["nc"] == states["curl"] == states["docker"], (host.name, states)
+        looks = PRELUDE + ("container_state archfleet-v2ray; container_state archfleet-nothing-here; "
+                           "exists archfleet-v2ray && echo there; exists archfleet-nothing-here || echo absent")
+        by_nc = on_host(host, looks)
+        by_cli = on_host(host, hide.format(hidden="nc|nc.openbsd", command=shlex.quote(looks)))
+        expected = "running healthy 0 0\nmissing missing 0 0\nthere\nabsent\n"
+        assert by_nc.stdout == by_cli.stdout == expected, (by_nc, by_cli)
 
 
 def test_the_plain_pyinfra_deploy_runs_the_same_plan_and_finds_nothing_to_do(fleet: Fleet) -> None:
