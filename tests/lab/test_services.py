@@ -183,7 +183,8 @@ def test_each_engine_reader_gives_the_same_answers(fleet: Fleet, lab: LabState) 
     """The services read asks the engine with nc, else curl, else the docker CLI (facts/service_reads.py): on each
     lab host (which the bootstrap gave nc and curl), the three give one ServicesState. So do a step script's
     `container_state` (tasks/service_commands.py) with nc and with the docker CLI, for a running container and a
-    missing one. The fallbacks run the very command with a PATH that lacks nc, then nc and curl."""
+    missing one. Each reader runs the very command with a PATH that holds it alone of the three (so a reader that
+    broke cannot hide behind the next one)."""
     from archfleet.facts.service_reads import SERVICES_STATE_COMMAND, parse_services_state
     from archfleet.tasks.service_commands import PRELUDE
 
@@ -191,9 +192,9 @@ def test_each_engine_reader_gives_the_same_answers(fleet: Fleet, lab: LabState) 
             "ln -s /usr/bin/$tool $d/$tool;; esac; done; PATH=$d:/usr/sbin:/sbin /bin/sh -c {command}; rm -rf $d")
     for host in (lab.hosts_of("amd64")[0], lab.hosts_of("arm64")[0]):
         states = {}
-        for reader, hidden in (("nc", "nothing"), ("curl", "nc|nc.openbsd"), ("docker", "nc|nc.openbsd|curl")):
-            command = hide.format(hidden=hidden, command=shlex.quote(SERVICES_STATE_COMMAND))
-            result = on_host(host, command if reader != "nc" else SERVICES_STATE_COMMAND)
+        for reader, hidden in (("nc", "curl|docker"), ("curl", "nc|nc.openbsd|docker"),
+                               ("docker", "nc|nc.openbsd|curl")):
+            result = on_host(host, hide.format(hidden=hidden, command=shlex.quote(SERVICES_STATE_COMMAND)))
             assert result.returncode == 0, result.stderr
             state = parse_services_state(result.stdout.splitlines())
             assert state["engine_running"] and "archfleet-v2ray" in state["containers"], (reader, result.stdout)
@@ -201,7 +202,7 @@ def test_each_engine_reader_gives_the_same_answers(fleet: Fleet, lab: LabState) 
         assert states["nc"] == states["curl"] == states["docker"], (host.name, states)
         looks = PRELUDE + ("container_state archfleet-v2ray; container_state archfleet-nothing-here; "
                            "exists archfleet-v2ray && echo there; exists archfleet-nothing-here || echo absent")
-        by_nc = on_host(host, looks)
+        by_nc = on_host(host, hide.format(hidden="docker", command=shlex.quote(looks)))
         by_cli = on_host(host, hide.format(hidden="nc|nc.openbsd", command=shlex.quote(looks)))
         expected = "running healthy 0 0\nmissing missing 0 0\nthere\nabsent\n"
         assert by_nc.stdout == by_cli.stdout == expected, (by_nc, by_cli)
