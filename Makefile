@@ -31,9 +31,14 @@ lint: setup
 unit: setup
 	$(BIN)/pytest -m 'not lab'
 
-## Everything: lint, then the whole suite against a lab it starts, then the lab is taken down.
+## Everything: lint, then the whole suite against a fresh lab, then the lab is taken down. One run at a time holds
+## the lab (the lock): a second run waits, then starts from `lab down`, so nothing a killed run left behind (extra
+## hosts, containers) reaches its tests.
+LAB_LOCK := /run/lock/archfleet-lab-tests.lock
 test: lint
-	trap '$(BIN)/archfleet lab down' EXIT; $(BIN)/archfleet lab up && $(BIN)/pytest
+	@flock -n $(LAB_LOCK) true || echo "make test: another test run holds the lab ($(LAB_LOCK)); waiting for it"
+	flock $(LAB_LOCK) bash -c 'trap "$(BIN)/archfleet lab down" EXIT; \
+		$(BIN)/archfleet lab down && $(BIN)/archfleet lab up && $(BIN)/pytest'
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

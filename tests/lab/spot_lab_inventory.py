@@ -1,6 +1,8 @@
-"""The lab's spot-kind hosts as spot instances, for tests/lab/test_spot_watcher.py: the lab inventory's ``spot``
-group with the host data inventories/ec2.py gives a real spot instance (``spot: True``), plus the test's own
-metadata endpoint (ARCHFLEET_TEST_METADATA_URL) and stop order (ARCHFLEET_TEST_STOP_ORDER, comma-separated)."""
+"""The lab's first spot-kind host as a spot instance, for tests/lab/test_spot_watcher.py (its ``spot_host``): the
+lab inventory's data for it with the host data inventories/ec2.py gives a real spot instance (``spot: True``), plus
+the test's own metadata endpoint (ARCHFLEET_TEST_METADATA_URL) and stop order (ARCHFLEET_TEST_STOP_ORDER,
+comma-separated). Only the first: the test counts one host's changes, and other spot hosts (test_spot_user_data's
+second) are in whatever state their own test left them."""
 
 import os
 
@@ -13,4 +15,4 @@ _extra = {
     "spot_stop_order": os.environ["ARCHFLEET_TEST_STOP_ORDER"],
 }
 
-spot = [(name, {**data, **_extra}) for name, data in lab_groups()["spot"]]
+spot = [(name, {**data, **_extra}) for name, data in lab_groups()["spot"][:1]]
