@@ -8,7 +8,8 @@ script's text. A failing script prints its reason as a last stderr line ``archfl
 - ``switch_container``: stop the running container and keep it as ``<name>-previous``, create and start the new
   one, wait until it is healthy (or, without a health check, still running and not restarted after 3 s); on any
   failure print the new container's last log lines, remove it and put the previous one back. A previous container
-  left by an interrupted rollout is put back first, so the script repairs what it finds.
+  left by an interrupted rollout is put back first, so the script repairs what it finds. The wait runs the
+  declared health check itself while Docker's first one is still to come (see ``wait_ready``).
 - ``rollback_container``: the new container is removed and the previous one runs again under its name.
 - ``finalize_container``: the previous container and file versions the service no longer mounts are removed.
 - ``start_container``, ``remove_service``.
@@ -35,15 +36,23 @@ FAILURE_PREFIX = "archfleet-failure: "
 SETTLE_SECONDS = 3
 POLLS_PER_SECOND = 2
 
-# Shell functions every step script starts with. `wait_ready NAME SECONDS SETTLE` returns 0 when NAME is healthy,
-# or (SETTLE=1, no health check) running and not restarted for SETTLE_SECONDS; else prints why and returns 1. It
-# looks every 1/POLLS_PER_SECOND s (a health check's first result is seen within that of its arrival; a `sleep`
-# without fractions falls back to 1 s, which only makes the wait longer). Each look is `container_state`: the
-# Engine API's inspect answer over the socket with OpenBSD's nc (what the services read uses:
+# Shell functions every step script starts with.
+#
+# `wait_ready NAME SECONDS CHECK CHECK_SECONDS` returns 0 when NAME is healthy, or (CHECK empty: no health check)
+# running and not restarted for SETTLE_SECONDS; else prints why and returns 1. It looks every 1/POLLS_PER_SECOND s
+# (a `sleep` without fractions falls back to 1 s, which only makes the wait longer). Each look is `container_state`:
+# the Engine API's inspect answer over the socket with OpenBSD's nc (what the services read uses:
 # facts/service_reads.py), its four values cut out by the shell itself; where nc is missing or answers anything but
 # 200 or 404, the docker CLI. `exists` asks it too. A docker CLI inspect costs a lab host about 40 ms of CPU, nc
 # about 2 (20 calls of each): at two looks a second, 16 hosts waiting on this lab's 2 cores would take 1.3 cores
 # from the pulls still running beside them.
+#
+# While Docker still says `starting`, the wait also runs the declared check itself once a second (`docker exec`
+# NAME /bin/sh -c CHECK under CHECK_SECONDS, as Docker runs a `--health-cmd`): its first pass proves the container
+# healthy. Docker 20.10 (Debian 12's) runs the first check one whole interval after the start (there is no start
+# interval before Docker 25), so with Docker's default 30 s a rollout would otherwise wait 30 s per host. Only a
+# pass counts: a failing own check never fails the wait, Docker's `unhealthy` (after the declared retries and start
+# period) and the time bound still do, so what a rollout takes for a failure is what Docker says.
 PRELUDE = r"""
 fail() { echo "archfleet-failure: $*" >&2; }
 exists() { [ "$(container_state "$1")" != "missing missing 0 0" ]; }
@@ -77,24 +86,28 @@ show_logs() {
   docker logs --tail LOG_LINES "$1" 2>&1 | sed 's/^/    | /' >&2
 }
 wait_ready() {
-  i=0
-  while [ "$i" -lt $(($2 * POLLS_PER_SECOND)) ]; do
+  ready_name=$1 ready_seconds=$2 ready_check=$3 ready_check_seconds=$4 i=0
+  while [ "$i" -lt $((ready_seconds * POLLS_PER_SECOND)) ]; do
     i=$((i + 1))
-    set -- "$1" "$2" "$3" $(container_state "$1")
-    case "$4 $5" in
-      "running healthy") [ "$6" = 0 ] && return 0 ;;
-      "running none") if [ "$3" = 1 ] && [ "$i" -gt SETTLE_POLLS ] && [ "$6" = 0 ]; then return 0; fi ;;
+    set -- $(container_state "$ready_name")
+    case "$1 $2" in
+      "running healthy") [ "$3" = 0 ] && return 0 ;;
+      "running starting")
+        if [ -n "$ready_check" ] && [ "$3" = 0 ] && [ $(((i - 1) % POLLS_PER_SECOND)) = 0 ] &&
+            timeout "$ready_check_seconds" docker exec "$ready_name" /bin/sh -c "$ready_check" >/dev/null 2>&1; then
+          return 0
+        fi ;;
+      "running none") if [ -z "$ready_check" ] && [ "$i" -gt SETTLE_POLLS ] && [ "$3" = 0 ]; then return 0; fi ;;
       "running unhealthy") fail "health check failed"; return 1 ;;
       missing*) fail "the container disappeared"; return 1 ;;
     esac
-    if [ "$6" != 0 ]; then fail "the process exited (exit code $7) and was restarted"; return 1; fi
-    case "$4" in
-      exited|dead) fail "the process exited (exit code $7)"; return 1 ;;
+    if [ "$3" != 0 ]; then fail "the process exited (exit code $4) and was restarted"; return 1; fi
+    case "$1" in
+      exited|dead) fail "the process exited (exit code $4)"; return 1 ;;
     esac
-    set -- "$1" "$2" "$3"
     sleep POLL_SECONDS 2>/dev/null || sleep 1
   done
-  fail "not healthy within $2 s"
+  fail "not healthy within $ready_seconds s"
   return 1
 }
 """.replace("DOCKER_SOCKET", DOCKER_SOCKET).replace("LOG_LINES", str(LOG_LINES)).replace(
@@ -116,7 +129,7 @@ done
 """
 
 _SWITCH = PRELUDE + r"""
-name=$1 previous=$2 wait=$3 settle=$4 start_seconds=$5; shift 5
+name=$1 previous=$2 wait=$3 check=$4 check_seconds=$5 start_seconds=$6; shift 6
 if exists "$previous"; then
   if [ "$(docker inspect --format '{{.State.Running}}' "$name" 2>/dev/null)" = true ]; then
     docker rm -f "$previous" >/dev/null
@@ -141,7 +154,7 @@ fi
 if ! error=$(timeout "$start_seconds" docker start "$name" 2>&1 >/dev/null); then
   show_logs "$name"; fail "could not start: $(echo "$error" | head -n 1)"; put_back; exit 1
 fi
-if ! wait_ready "$name" "$wait" "$settle"; then
+if ! wait_ready "$name" "$wait" "$check" "$check_seconds"; then
   show_logs "$name"; put_back; exit 1
 fi
 """
@@ -171,9 +184,9 @@ true
 """
 
 _START = PRELUDE + r"""
-name=$1 wait=$2 settle=$3
+name=$1 wait=$2 check=$3 check_seconds=$4
 docker start "$name" >/dev/null || { fail "could not start $name"; exit 1; }
-if ! wait_ready "$name" "$wait" "$settle"; then show_logs "$name"; exit 1; fi
+if ! wait_ready "$name" "$wait" "$check" "$check_seconds"; then show_logs "$name"; exit 1; fi
 """
 
 
@@ -201,12 +214,17 @@ def pull_images(images: Sequence[str], timeout: int) -> StringCommand:
 def switch_container(desired: DesiredContainer, start_timeout: int, health_timeout: int) -> StringCommand:
     """``start_timeout`` bounds `docker create` and `docker start`; the wait for health is the service's own
     (interval, retries, start period), at most ``health_timeout``."""
-    settle = "0" if desired.healthcheck else "1"
     wait = min(desired.wait_seconds, health_timeout)
     return _script(_SWITCH, "archfleet-switch", [
-        desired.name, desired.previous_name, str(wait), settle, str(start_timeout),
+        desired.name, desired.previous_name, str(wait), *_check_args(desired), str(start_timeout),
         *create_argv(desired),
     ])
+
+
+def _check_args(desired: DesiredContainer) -> list[str]:
+    """``wait_ready``'s CHECK and CHECK_SECONDS: the declared health check's command and timeout, or "" and 0."""
+    check = desired.healthcheck
+    return [check.command, str(check.timeout)] if check else ["", "0"]
 
 
 def rollback_container(name: str, previous: str) -> StringCommand:
@@ -220,8 +238,8 @@ def finalize_container(desired: DesiredContainer) -> StringCommand:
 
 
 def start_container(desired: DesiredContainer, health_timeout: int) -> StringCommand:
-    settle = "0" if desired.healthcheck else "1"
-    return _script(_START, "archfleet-start", [desired.name, str(min(desired.wait_seconds, health_timeout)), settle])
+    return _script(_START, "archfleet-start",
+                   [desired.name, str(min(desired.wait_seconds, health_timeout)), *_check_args(desired)])
 
 
 def remove_service(container: str, service: str) -> StringCommand:

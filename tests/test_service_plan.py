@@ -174,3 +174,9 @@ def test_step_scripts_take_every_value_as_an_argument(tmp_path: Path) -> None:
     other = service_commands.switch_container(desired(tmp_path, port="1081", digest="sha256:bbbb"), 60, 300)
     assert first.bits[2].obj == other.bits[2].obj, "the script text does not depend on the fleet file"
     assert "s3cret" not in str(first)
+    # the health check the wait runs itself and its timeout are arguments too (after the wait's bound)
+    arguments = [bit.obj for bit in first.bits[4:]]
+    assert arguments[:6] == [d.name, d.previous_name, "29", "test -s /etc/proxy.json", "5", "60"], arguments
+    assert "test -s" not in first.bits[2].obj
+    started = service_commands.start_container(d, 300)
+    assert [bit.obj for bit in started.bits[4:]] == [d.name, "29", "test -s /etc/proxy.json", "5"]

@@ -18,7 +18,7 @@ import jinja2
 
 from archfleet.errors import InputError
 from archfleet.facts.service_reads import FILES_ROOT, ContainerState
-from archfleet.fleet.services import SIMPLE_PLACEHOLDER, only_placeholders
+from archfleet.fleet.services import SIMPLE_PLACEHOLDER, HealthcheckSpec, only_placeholders
 from archfleet.inventory_file import host_addresses
 from archfleet.placement import container_name, previous_container_name
 
@@ -52,7 +52,7 @@ class DesiredContainer:
     command: list[str]
     files: list[ManagedFile]
     spec_hash: str
-    healthcheck: bool
+    healthcheck: HealthcheckSpec | None  # the declared check (a rollout runs it itself too: tasks/service_commands)
     wait_seconds: int  # how long a rollout waits for the container to become healthy
     stop_order: int
 
@@ -237,7 +237,7 @@ def desired_container(
         command=command,
         files=files,
         spec_hash=spec_hash,
-        healthcheck=spec.healthcheck is not None,
+        healthcheck=spec.healthcheck,
         wait_seconds=wait_seconds(spec),
         stop_order=spec.stop_order,
     )

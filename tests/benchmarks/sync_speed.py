@@ -2,7 +2,8 @@
 Prints figures (and writes them as JSON with --json-out); asserts nothing about time.
 
     .venv/bin/python -m tests.benchmarks.sync_speed [--hosts 4,16,32] [--runs 5] [--ansible-runs 3]
-        [--skip-ansible] [--skip-first-sync] [--first-sync-runs 3] [--before BIN] [--json-out FILE] [--down]
+        [--skip-ansible] [--skip-first-sync] [--first-sync-runs 3] [--first-sync-health-interval 30] [--before BIN]
+        [--json-out FILE] [--down]
 
 It runs on a lab of its own (network archfleet-bench, 172.28.82.0/24, state in /var/lib/archfleet/bench) unless
 ARCHFLEET_LAB_NETWORK / ARCHFLEET_LAB_SUBNET / ARCHFLEET_LAB_DIR say otherwise. For each N (ascending) it scales that
@@ -13,8 +14,8 @@ lab to N amd64 hosts (no arm64), bootstraps them (deploys/host.py), publishes v2
   --first-sync-runs pairs (the registry's pace varies from run to run: the ratio is the median of the pairs'); bytes
   pulled per host are eth0 rx_bytes of the host before/after, next to the image's compressed size in the registry
   (config + layers of the platform's manifest);
-- no-op (once an untimed sync has recreated v2ray with a health check every 30 s instead of the first sync's 2 s:
-  see FIRST_SYNC_HEALTH_INTERVAL), paired and interleaved per run: the floor (N parallel `ssh HOST true` with
+- no-op (v2ray checking its health every HEALTH_INTERVAL s; with --first-sync-health-interval, after an untimed
+  sync has recreated it with that), paired and interleaved per run: the floor (N parallel `ssh HOST true` with
   archfleet's ssh options: the lab key, the lab's known_hosts, StrictHostKeyChecking=yes), `archfleet sync` as a
   user runs it again and again (after an untimed no-op: its reads started at launch, and the last no-op's verdict
   taken when every host and tag is as it was; each run says whether it took it), `archfleet sync --fresh` (the
@@ -90,14 +91,13 @@ services:
     secrets: {{vmess_id: {{file: vmess-id, generate: uuid}}}}
     healthcheck: {{command: "bash -c 'echo > /dev/tcp/127.0.0.1/10086'", interval: {interval}, retries: 20}}
 """
-# v2ray's health check interval, in seconds. A first sync waits for each new container's first check, which Docker
-# 20.10 (Debian 12's) runs one interval after the start (no start interval before Docker 25): 2 s keeps the first
-# sync's measure about the rollout. A fleet in service checks every 30 s (Docker's default): every 2 s on 32 hosts
-# sharing this machine's 2 cores would be 16 `docker exec`-like checks a second, a third of the machine, taken
-# from the floor and the syncs alike and varying from run to run. So the no-op runs against containers that check
-# every 30 s (an untimed sync recreates them with it first).
-FIRST_SYNC_HEALTH_INTERVAL = 2
-IN_SERVICE_HEALTH_INTERVAL = 30
+# v2ray's health check interval, in seconds: Docker's default. A rollout does not wait for Docker's first check (one
+# whole interval after the start on Docker 20.10, Debian 12's): it runs the check itself (tasks/service_commands.py,
+# `wait_ready`). Every 2 s (archfleet's default) on 16 or 32 hosts sharing this machine's 2 cores would be 8 to 16
+# `docker exec`-like checks a second, about 60 ms of CPU each: a quarter of the machine or more, taken from the
+# floor and the syncs alike (in a real fleet each host checks on its own CPU). --first-sync-health-interval 2
+# measures the first sync with it anyway.
+HEALTH_INTERVAL = 30
 # sshd logs each connection and each session (a command, a shell, a subsystem) at VERBOSE.
 SSHD_VERBOSE = (
     "f=/etc/ssh/sshd_config.d/archfleet-bench.conf; "
@@ -480,7 +480,7 @@ def measure_first_sync(row: Row, state: LabState, hosts: list[LabHost], fleet: P
 
 
 def measure(count: int, runs: int, ansible_runs: int, first_sync: int, fleet: Path, work: Path,
-            before: str | None = None) -> Row:
+            before: str | None = None, first_sync_health_interval: int = HEALTH_INTERVAL) -> Row:
     say(f"--- {count} host(s) ---")
     row = Row(count)
     state, hosts = prepare_lab(row, fleet)
@@ -490,9 +490,10 @@ def measure(count: int, runs: int, ansible_runs: int, first_sync: int, fleet: Pa
         measure_first_sync(row, state, hosts, fleet, image, first_sync)
     else:
         timed_archfleet_sync(fleet, expect_no_changes=False)  # whatever the hosts lack, untimed
-    write_fleet(fleet, IN_SERVICE_HEALTH_INTERVAL)
-    say(f"no-op: v2ray recreated with a health check every {IN_SERVICE_HEALTH_INTERVAL} s (untimed)")
-    timed_archfleet_sync(fleet, expect_no_changes=False, expect_updated=True)
+    if first_sync_health_interval != HEALTH_INTERVAL:
+        write_fleet(fleet, HEALTH_INTERVAL)
+        say(f"no-op: v2ray recreated with a health check every {HEALTH_INTERVAL} s (untimed)")
+        timed_archfleet_sync(fleet, expect_no_changes=False, expect_updated=True)
     timed_archfleet_sync(fleet, expect_no_changes=True)  # the first no-op, untimed (caches as a user has them)
     floor_argvs = [host_ssh(state, h, "true") for h in hosts]
     ansible = None
@@ -624,6 +625,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="no first sync of fresh hosts (nor parallel pull): the no-op figures only")
     parser.add_argument("--first-sync-runs", type=int, default=3, help="pairs of parallel pull and first sync "
                                                                         "(default 3; the ratio is their median)")
+    parser.add_argument("--first-sync-health-interval", type=int, default=HEALTH_INTERVAL, metavar="SECONDS",
+                        help=f"v2ray's health check interval in the first syncs (default {HEALTH_INTERVAL}, as in the "
+                             "no-op runs)")
     parser.add_argument("--before", metavar="BIN", help="an earlier archfleet console script, timed in the same "
                                                         "no-op runs (before/after, paired)")
     parser.add_argument("--json-out", type=Path, help="also write the results as JSON to this file")
@@ -644,11 +648,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for count in args.hosts:
             bench_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             fleet = bench_dir / "fleet.yaml"
-            write_fleet(fleet, FIRST_SYNC_HEALTH_INTERVAL)
+            write_fleet(fleet, args.first_sync_health_interval)
             with tempfile.TemporaryDirectory(dir=bench_dir) as work:
                 rows.append(measure(count, args.runs, 0 if args.skip_ansible else max(args.ansible_runs, 1),
                                     0 if args.skip_first_sync else args.first_sync_runs, fleet, Path(work),
-                                    args.before))
+                                    args.before, args.first_sync_health_interval))
             print_table(rows, sys.stderr)
             if args.json_out:
                 args.json_out.write_text(json.dumps(json_document(rows), indent=2) + "\n")

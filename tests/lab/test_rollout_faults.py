@@ -474,9 +474,13 @@ def converge(rig: Rig, tag: str, published: PublishedImage) -> None:
 
 
 def test_06_a_host_killed_in_the_middle_of_a_rollout_is_repaired_by_the_next_sync(rig: Rig) -> None:
-    published = rig.publish("good", "kill")
+    # A `bad` build with the marker on the victim alone: its new container cannot pass its check, so the victim's
+    # switch is still waiting (Docker calls it unhealthy after about 6 s) when the host is killed 1 s in; a good
+    # build is proven healthy by the wait's own check within that second.
+    published = rig.publish("bad", "kill")
     before = rig.snapshot()
     victim = rig.host("amd64-2")
+    rig.markers(on=[victim.name])
     rig.write(tag="kill")
     run = SyncRun(rig.path)
     try:
@@ -487,6 +491,7 @@ def test_06_a_host_killed_in_the_middle_of_a_rollout_is_repaired_by_the_next_syn
     finally:
         lab_module.up()  # the host boots again (same address, same engine volume) while the sync goes on
     result = run.finish()
+    rig.markers(on=[])
     after = rig.snapshot()
     kinds = kinds_of(result, rig)
     assert result.returncode == 1, result

@@ -267,6 +267,41 @@ def test_a_failed_health_check_puts_the_previous_container_back(fleet: Fleet, la
     assert fleet.sync().returncode == 0
 
 
+def test_a_rollout_runs_the_health_check_itself_instead_of_waiting_for_dockers_first(
+        fleet: Fleet, lab: LabState, tmp_path: Path) -> None:
+    """Docker 20.10 runs a container's first health check one whole interval after its start. A service checking
+    every hour still rolls out at once: the wait runs the declared check itself, and Docker has not run one yet
+    (its status is `starting`, its log empty). A check that fails is never taken for a pass: the wait runs out
+    (the fleet's `timeouts: health`) and the previous container runs again, by id."""
+    image = f"{lab.registry.address}/{MOVER}:live"
+    patient = tmp_path / "fleet.yaml"
+
+    def write(check: str) -> None:
+        patient.write_text(fleet_header() + "timeouts: {health: 8}\nservices:\n  patient:\n"
+                           f"    image: {image}\n    hosts: [amd64-1]\n    command: [sleep, infinity]\n"
+                           f"    healthcheck: {{command: '{check}', interval: 3600, retries: 1}}\n")
+
+    host = lab.hosts_of("amd64")[0]
+    health = "docker inspect --format '{{.Id}} {{.State.Health.Status}} {{len .State.Health.Log}}' archfleet-patient"
+    try:
+        write("test -d /proc/1")
+        first = archfleet("sync", "-f", str(patient))
+        assert first.returncode == 0, first.stderr[-3000:]
+        assert changed_lines(first.stdout)["amd64-1"].startswith("updated: patient (create)"), first.stdout
+        started_id, status, checks_by_docker = on_host(host, health).stdout.split()
+        assert (status, checks_by_docker) == ("starting", "0"), "the rollout's own check proved it healthy"
+
+        write("test -d /no/such/directory")
+        failed = archfleet("sync", "-f", str(patient))
+        assert failed.returncode == 1
+        assert changed_lines(failed.stdout)["amd64-1"].startswith("FAILED: patient: not healthy within 8 s"), \
+            failed.stdout
+        assert on_host(host, health).stdout.split()[0] == started_id, "the previous container runs again"
+    finally:
+        assert fleet.sync("--prune").returncode == 0  # this module's fleet again, without `patient`
+    assert "archfleet-patient" not in on_host(host, "docker ps -a --format '{{.Names}}'").stdout
+
+
 def test_a_config_change_recreates_v2ray_and_dry_run_only_plans(fleet: Fleet, lab: LabState) -> None:
     before = containers(lab)
     fleet.write(loglevel="error")

@@ -35,7 +35,7 @@ def container(name: str, files: list[object]) -> DesiredContainer:
         service=name, name=f"archfleet-{name}", tag="reg.test/archfleet/debian:bookworm",
         digest="sha256:" + "a" * 64, image="reg.test/archfleet/debian@sha256:" + "a" * 64,
         create_args=["--network", "host", "--restart", "unless-stopped"], command=["sleep", "infinity"],
-        files=files, spec_hash="0123456789abcdef", healthcheck=False, wait_seconds=15, stop_order=10,  # type: ignore[arg-type]
+        files=files, spec_hash="0123456789abcdef", healthcheck=None, wait_seconds=15, stop_order=10,  # type: ignore[arg-type]
     )
 
 
