@@ -36,6 +36,7 @@ import requests
 from archfleet.errors import OperationFailed
 from archfleet.images.plan import NATIVE_REMOTE, Builder, BuildPath
 from archfleet.platforms import Platform, UnknownPlatform, from_uname
+from archfleet.user_cache import user_cache_dir
 
 READ_TIMEOUT = 300  # seconds one read of a non-streamed API answer may take
 TICK = 5.0  # seconds between checks of a stream's deadline and its "still running" lines
@@ -292,8 +293,7 @@ def engines() -> Iterator[Engines]:
 
 def build_log_dir() -> Path:
     """``$XDG_CACHE_HOME/archfleet/builds`` (default ``~/.cache/archfleet/builds``), private to the user."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    directory = cache / "archfleet" / "builds"
+    directory = Path(user_cache_dir("builds"))
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(directory, 0o700)
     return directory

@@ -33,6 +33,8 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from archfleet.user_cache import user_cache_dir
+
 TYPE_CHECKING = False  # typing is imported for the type checker only: the reads start before it would be
 if TYPE_CHECKING:
     from typing import Any
@@ -72,8 +74,7 @@ def sync_key(argv: list[str]) -> dict[str, Any] | None:
 
 
 def cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "archfleet", "sync-reads")
+    return user_cache_dir("sync-reads")
 
 
 def cache_file(key: dict[str, Any]) -> str:

@@ -1,0 +1,14 @@
+"""Where archfleet keeps a user's own cache: ``$XDG_CACHE_HOME/archfleet`` (default ``~/.cache/archfleet``).
+
+Standard library only, and only ``os``: ``sync/early.py`` asks it before archfleet imports anything else.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def user_cache_dir(*parts: str) -> str:
+    """The path of ``parts`` under the user's archfleet cache (nothing is created here)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "archfleet", *parts)
