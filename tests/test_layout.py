@@ -23,7 +23,7 @@ ROOMS: list[tuple[str, ...]] = [
     ("inventory_file",),
     ("lab",),
     ("shipped",),
-    ("platforms", "table", "run", "ssh", "known_hosts", "errors", "references"),
+    ("platforms", "table", "run", "ssh", "known_hosts", "errors", "references", "user_cache"),
 ]
 # The pyinfra side (top-level folders linked into the package): not rooms of this order.
 PYINFRA_SIDE = ("facts", "tasks", "deploys", "inventories")
