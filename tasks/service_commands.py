@@ -52,7 +52,10 @@ POLLS_PER_SECOND = 2
 # healthy. Docker 20.10 (Debian 12's) runs the first check one whole interval after the start (there is no start
 # interval before Docker 25), so with Docker's default 30 s a rollout would otherwise wait 30 s per host. Only a
 # pass counts: a failing own check never fails the wait, Docker's `unhealthy` (after the declared retries and start
-# period) and the time bound still do, so what a rollout takes for a failure is what Docker says.
+# period) and the time bound still do, so what a rollout takes for a failure is what Docker says. A slow or hanging
+# check cannot stretch the wait past SECONDS: the polls count time in steps of 1/POLLS_PER_SECOND s, which an own
+# check can outlast, so before each one the wait reads the clock and gives the check what is left of SECONDS (at
+# most its declared timeout); when nothing is left, the wait has run out.
 PRELUDE = r"""
 fail() { echo "archfleet-failure: $*" >&2; }
 exists() { [ "$(container_state "$1")" != "missing missing 0 0" ]; }
@@ -87,15 +90,20 @@ show_logs() {
 }
 wait_ready() {
   ready_name=$1 ready_seconds=$2 ready_check=$3 ready_check_seconds=$4 i=0
+  ready_deadline=$(($(date +%s) + ready_seconds))
   while [ "$i" -lt $((ready_seconds * POLLS_PER_SECOND)) ]; do
     i=$((i + 1))
     set -- $(container_state "$ready_name")
     case "$1 $2" in
       "running healthy") [ "$3" = 0 ] && return 0 ;;
       "running starting")
-        if [ -n "$ready_check" ] && [ "$3" = 0 ] && [ $(((i - 1) % POLLS_PER_SECOND)) = 0 ] &&
-            timeout "$ready_check_seconds" docker exec "$ready_name" /bin/sh -c "$ready_check" >/dev/null 2>&1; then
-          return 0
+        if [ -n "$ready_check" ] && [ "$3" = 0 ] && [ $(((i - 1) % POLLS_PER_SECOND)) = 0 ]; then
+          ready_left=$((ready_deadline - $(date +%s)))
+          [ "$ready_left" -gt 0 ] || break
+          [ "$ready_left" -lt "$ready_check_seconds" ] || ready_left=$ready_check_seconds
+          if timeout "$ready_left" docker exec "$ready_name" /bin/sh -c "$ready_check" >/dev/null 2>&1; then
+            return 0
+          fi
         fi ;;
       "running none") if [ -z "$ready_check" ] && [ "$i" -gt SETTLE_POLLS ] && [ "$3" = 0 ]; then return 0; fi ;;
       "running unhealthy") fail "health check failed"; return 1 ;;

@@ -272,14 +272,17 @@ def test_a_rollout_runs_the_health_check_itself_instead_of_waiting_for_dockers_f
     """Docker 20.10 runs a container's first health check one whole interval after its start. A service checking
     every hour still rolls out at once: the wait runs the declared check itself, and Docker has not run one yet
     (its status is `starting`, its log empty). A check that fails is never taken for a pass: the wait runs out
-    (the fleet's `timeouts: health`) and the previous container runs again, by id."""
+    (the fleet's `timeouts: health`) and the previous container runs again, by id. A check that hangs does not
+    stretch the wait: each own check gets what is left of the 8 s (at most its 3 s timeout), so at most 3 of them
+    run (the half-second polls alone would have started 8, one a second, whatever each took)."""
     image = f"{lab.registry.address}/{MOVER}:live"
     patient = tmp_path / "fleet.yaml"
+    checks_folder = "/tmp/archfleet-patient-checks"  # on the host: one line per check the hanging release ran
 
-    def write(check: str) -> None:
+    def write(check: str, more: str = "") -> None:
         patient.write_text(fleet_header() + "timeouts: {health: 8}\nservices:\n  patient:\n"
                            f"    image: {image}\n    hosts: [amd64-1]\n    command: [sleep, infinity]\n"
-                           f"    healthcheck: {{command: '{check}', interval: 3600, retries: 1}}\n")
+                           f"    healthcheck: {{command: '{check}', interval: 3600, retries: 1, timeout: 3}}\n{more}")
 
     host = lab.hosts_of("amd64")[0]
     health = "docker inspect --format '{{.Id}} {{.State.Health.Status}} {{len .State.Health.Log}}' archfleet-patient"
@@ -297,7 +300,18 @@ def test_a_rollout_runs_the_health_check_itself_instead_of_waiting_for_dockers_f
         assert changed_lines(failed.stdout)["amd64-1"].startswith("FAILED: patient: not healthy within 8 s"), \
             failed.stdout
         assert on_host(host, health).stdout.split()[0] == started_id, "the previous container runs again"
+
+        on_host(host, f"rm -rf {checks_folder}")
+        write("echo >> /checks/count; sleep 60", f"    volumes: ['{checks_folder}:/checks']\n")
+        hung = archfleet("sync", "-f", str(patient))
+        assert hung.returncode == 1
+        assert changed_lines(hung.stdout)["amd64-1"].startswith("FAILED: patient: not healthy within 8 s"), \
+            hung.stdout
+        checks_run = len(on_host(host, f"cat {checks_folder}/count").stdout.splitlines())
+        assert 1 <= checks_run <= 3, f"{checks_run} own checks ran in an 8 s wait, each hanging for its 3 s"
+        assert on_host(host, health).stdout.split()[0] == started_id, "the previous container runs again"
     finally:
+        on_host(host, f"rm -rf {checks_folder}")
         assert fleet.sync("--prune").returncode == 0  # this module's fleet again, without `patient`
     assert "archfleet-patient" not in on_host(host, "docker ps -a --format '{{.Names}}'").stdout
 
