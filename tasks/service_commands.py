@@ -48,9 +48,10 @@ POLLS_PER_SECOND = 2
 # from the pulls still running beside them.
 #
 # While Docker still says `starting`, the wait also runs the declared check itself once a second (`docker exec`
-# NAME /bin/sh -c CHECK under CHECK_SECONDS, as Docker runs a `--health-cmd`): its first pass proves the container
-# healthy. Docker 20.10 (Debian 12's) runs the first check one whole interval after the start (there is no start
-# interval before Docker 25), so with Docker's default 30 s a rollout would otherwise wait 30 s per host. Only a
+# NAME /bin/sh -c CHECK under CHECK_SECONDS, as Docker runs a `--health-cmd`: even where the image sets a SHELL, the
+# container's config has none, as `docker create` does not take the image's): its first pass proves it healthy.
+# Docker 20.10 (Debian 12's) runs the first check one whole interval after the start (there is no start interval
+# before Docker 25), so with Docker's default 30 s a rollout would otherwise wait 30 s per host. Only a
 # pass counts: a failing own check never fails the wait, Docker's `unhealthy` (after the declared retries and start
 # period) and the time bound still do, so what a rollout takes for a failure is what Docker says. A slow or hanging
 # check cannot stretch the wait past SECONDS: the polls count time in steps of 1/POLLS_PER_SECOND s, which an own

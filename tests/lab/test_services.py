@@ -73,12 +73,13 @@ class Fleet:
         return (self.directory / name).read_text().strip()
 
 
-def publish_mover(lab: LabState, build: str, tag: str = "live", arches: tuple[str, ...] = ("amd64", "arm64")) -> None:
-    """Build the `mover` image for each arch from the lab's base (no RUN step: no emulation needed) and move
-    the multi-arch tag to it."""
+def publish_mover(lab: LabState, build: str, tag: str = "live", arches: tuple[str, ...] = ("amd64", "arm64"),
+                  more: str = "") -> None:
+    """Build the `mover` image for each arch from the lab's base (no RUN step: no emulation needed; ``more``:
+    further Dockerfile lines) and move the multi-arch tag to it."""
     ref = f"{lab.registry.address}/{MOVER}:{tag}"
     for arch in arches:
-        dockerfile = f"FROM {base_image(arch)}\nENV MOVER_BUILD={build}\nLABEL archfleet.test.build={build}\n"
+        dockerfile = f"FROM {base_image(arch)}\nENV MOVER_BUILD={build}\nLABEL archfleet.test.build={build}\n{more}"
         subprocess.run(["docker", "build", "-q", "--platform", f"linux/{arch}", "-t", f"{ref}-{arch}", "-"],
                        input=dockerfile, text=True, check=True, capture_output=True)
         subprocess.run(["docker", "push", "-q", f"{ref}-{arch}"], check=True, capture_output=True)
@@ -274,15 +275,19 @@ def test_a_rollout_runs_the_health_check_itself_instead_of_waiting_for_dockers_f
     (its status is `starting`, its log empty). A check that fails is never taken for a pass: the wait runs out
     (the fleet's `timeouts: health`) and the previous container runs again, by id. A check that hangs does not
     stretch the wait: each own check gets what is left of the 8 s (at most its 3 s timeout), so at most 3 of them
-    run (the half-second polls alone would have started 8, one a second, whatever each took)."""
+    run (the half-second polls alone would have started 8, one a second, whatever each took). The wait runs the
+    command with /bin/sh -c as Docker does: even for an image whose SHELL is `bash -o pipefail` (where `false | true`
+    fails), Docker runs a `--health-cmd` with /bin/sh -c (the container's config has no Shell: a create does not take
+    the image's), and its own first check agrees with the rollout's."""
     image = f"{lab.registry.address}/{MOVER}:live"
     patient = tmp_path / "fleet.yaml"
     checks_folder = "/tmp/archfleet-patient-checks"  # on the host: one line per check the hanging release ran
 
-    def write(check: str, more: str = "") -> None:
+    def write(check: str, more: str = "", image: str = image, interval: int = 3600) -> None:
         patient.write_text(fleet_header() + "timeouts: {health: 8}\nservices:\n  patient:\n"
                            f"    image: {image}\n    hosts: [amd64-1]\n    command: [sleep, infinity]\n"
-                           f"    healthcheck: {{command: '{check}', interval: 3600, retries: 1, timeout: 3}}\n{more}")
+                           f"    healthcheck: {{command: '{check}', interval: {interval}, retries: 1, timeout: 3}}\n"
+                           f"{more}")
 
     host = lab.hosts_of("amd64")[0]
     health = "docker inspect --format '{{.Id}} {{.State.Health.Status}} {{len .State.Health.Log}}' archfleet-patient"
@@ -310,6 +315,16 @@ def test_a_rollout_runs_the_health_check_itself_instead_of_waiting_for_dockers_f
         checks_run = len(on_host(host, f"cat {checks_folder}/count").stdout.splitlines())
         assert 1 <= checks_run <= 3, f"{checks_run} own checks ran in an 8 s wait, each hanging for its 3 s"
         assert on_host(host, health).stdout.split()[0] == started_id, "the previous container runs again"
+
+        publish_mover(lab, "pipefail", tag="pipefail", arches=("amd64",),
+                      more='SHELL ["/bin/bash", "-o", "pipefail", "-c"]\n')
+        write("false | true", image=f"{lab.registry.address}/{MOVER}:pipefail", interval=1)
+        shelled = archfleet("sync", "-f", str(patient))
+        assert shelled.returncode == 0, shelled.stdout
+        assert changed_lines(shelled.stdout)["amd64-1"].startswith("updated: patient (recreate)"), shelled.stdout
+        dockers_first = "until [ \"$(docker inspect --format '{{len .State.Health.Log}}' archfleet-patient)\" != 0 ];" \
+                        " do sleep 0.2; done; docker inspect --format '{{.State.Health.Status}}' archfleet-patient"
+        assert on_host(host, dockers_first, timeout=60).stdout.strip() == "healthy", "Docker's own check agrees"
     finally:
         on_host(host, f"rm -rf {checks_folder}")
         assert fleet.sync("--prune").returncode == 0  # this module's fleet again, without `patient`
