@@ -15,9 +15,7 @@
         vars: {port: 10086}          # template variables (plus `secrets`, `host` and `service`)
         secrets:                     # read locally, never written in this file; mounted read-only at mount
           vmess_id: {file: ~/.config/archfleet/v2ray-vmess-id, generate: uuid, mount: /run/secrets/vmess_id}
-        # Docker runs it every `interval` s (default 2; also timeout 5, retries 15, start_period 0); a rollout runs
-        # it itself too, at once and then once a second, until it passes (it does not wait a whole interval for
-        # Docker's first check) or Docker calls the container unhealthy
+        # defaults: interval 2, timeout 5, retries 15, start_period 0 (how a rollout uses it: fleet.yaml)
         healthcheck: {command: "bash -c 'echo > /dev/tcp/127.0.0.1/10086'", interval: 2, retries: 10}
         restart: unless-stopped
         stop_order: 50               # lower stops first when a spot host is interrupted

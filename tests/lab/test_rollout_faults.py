@@ -481,17 +481,19 @@ def test_06_a_host_killed_in_the_middle_of_a_rollout_is_repaired_by_the_next_syn
     before = rig.snapshot()
     victim = rig.host("amd64-2")
     rig.markers(on=[victim.name])
-    rig.write(tag="kill")
-    run = SyncRun(rig.path)
     try:
-        run.wait_for(rf"v2ray: batch 1 .*{victim.name}")  # its switch script starts: stop, keep, create, wait
-        time.sleep(1)
-        kill_host(victim)
-        killed_at = time.monotonic()
+        rig.write(tag="kill")
+        run = SyncRun(rig.path)
+        try:
+            run.wait_for(rf"v2ray: batch 1 .*{victim.name}")  # its switch script starts: stop, keep, create, wait
+            time.sleep(1)
+            kill_host(victim)
+            killed_at = time.monotonic()
+        finally:
+            lab_module.up()  # the host boots again (same address, same engine volume) while the sync goes on
+        result = run.finish()
     finally:
-        lab_module.up()  # the host boots again (same address, same engine volume) while the sync goes on
-    result = run.finish()
-    rig.markers(on=[])
+        rig.markers(on=[])  # whatever happened, the next cases start without it
     after = rig.snapshot()
     kinds = kinds_of(result, rig)
     assert result.returncode == 1, result
