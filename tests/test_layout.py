@@ -1,4 +1,4 @@
-"""The rooms of ``archfleet/`` (the README's Layout section): every import of archfleet's own code points down the
+"""The rooms of ``archfleet/`` (docs/architecture.md): every import of archfleet's own code points down the
 list, so there are no circles between rooms. Read from the source with ``ast``: imports inside functions count; imports
 for type annotations only (under ``if TYPE_CHECKING:``) do not, as they never run."""
 
@@ -9,14 +9,14 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "archfleet"
 
-# Top to bottom, as the README lists them. A module belongs to the first room one of whose prefixes it starts with.
+# Top to bottom, as docs/architecture.md lists them. A module belongs to the first room one of whose prefixes it
+# starts with.
 ROOMS: list[tuple[str, ...]] = [
     ("cli", "console", "commands", "pyinfra_run"),
     ("sync", "connectors"),
     ("spot",),
     ("services",),
     ("images", "registry_client", "credentials"),
-    ("registry_probe",),
     ("fleet",),
     ("placement",),
     ("schema",),
@@ -71,7 +71,7 @@ def imports() -> list[tuple[str, str]]:
 
 def test_every_module_is_in_a_room() -> None:
     homeless = sorted({module for module, _ in imports() if room_of(module) is None and module != "archfleet"})
-    assert homeless == [], "add them to a room here and in the README's Layout section"
+    assert homeless == [], "add them to a room here and in docs/architecture.md"
 
 
 def test_imports_only_point_down_the_rooms() -> None:
@@ -85,9 +85,9 @@ def test_imports_only_point_down_the_rooms() -> None:
     assert upward == []
 
 
-def test_the_readme_lists_the_same_rooms_in_the_same_order() -> None:
-    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
-    table = readme.split("Rooms of `archfleet/`", 1)[1].split("\n## ", 1)[0]
+def test_the_architecture_page_lists_the_same_rooms_in_the_same_order() -> None:
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = page.split("Rooms of `archfleet/`", 1)[1].split("\n## ", 1)[0]
     first_cells = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
     listed = []
     for cell in first_cells:
