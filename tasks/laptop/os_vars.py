@@ -38,7 +38,7 @@ class OsVars:
     casks: list[str]
     conda_platform: str
     conda_installer_url: str
-    buildx_mode: str  # "append": one docker-container builder, nodes appended; "contexts": see README
+    buildx_mode: str  # "append": one docker-container builder, nodes appended; "contexts": see docs/laptop.md
     buildx_suite: str | None  # Debian: the suite docker-buildx comes from (None: the distribution's own)
     docker_start: str  # "engine" (init system), "colima", or "desktop" (the user opens Docker Desktop)
     shell_prefix: str  # prepended to docker commands (Homebrew's bin on PATH on macOS)
