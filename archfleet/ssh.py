@@ -1,29 +1,76 @@
 """OpenSSH command lines, without pyinfra: ``ssh_argv`` (the lab's and the builders': host key checking on, no
 prompts, no agent keys), ``ssh_options`` (a pyinfra host's data as ssh options: archfleet's OpenSSH connector and
-the no-op sync's reads use the same), and ``connect_failure`` (what ssh said, in a few words)."""
+the no-op sync's reads use the same), ``ssh_destination`` (the host an ssh argv connects to), and
+``connect_failure`` (what ssh said, in a few words).
+
+Every host that lands in an ssh argv passes ``host_address`` first: a host name or an IP address, never anything
+ssh could read as an option (``-oProxyCommand=...``), a user (``root@...``) or a URI. Values that come from outside
+the fleet file (EC2 tags, addresses and DNS names from the API) are checked with it where they are read
+(``archfleet.spot.discovery``), and again where any argv is built."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from archfleet.errors import InputError
+
+# RFC 1123 labels (letters, digits, '-' inside), plus '_' which ssh_config aliases and some private DNS names use
+HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+LOGIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}")
+
+
+def is_host_address(value: str) -> bool:
+    """Whether ``value`` is an IPv4/IPv6 address or a DNS host name (dot-separated labels, none starting with '-';
+    one trailing dot allowed; at most 253 characters)."""
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        pass
+    name = value[:-1] if value.endswith(".") else value
+    return 0 < len(name) <= 253 and all(HOST_LABEL.fullmatch(label) for label in name.split("."))
+
+
+def host_address(value: Any, source: str = "host") -> str:
+    """``value`` as a host to connect to, or an InputError naming ``source`` (where it came from)."""
+    text = str(value)
+    if not is_host_address(text):
+        raise InputError(f"{source}: {text!r} is not a host name or IP address (ssh would not read it as a host)")
+    return text
+
+
+def ssh_destination(data: Mapping[str, Any], name: str) -> str:
+    """The host an ssh argv connects to: the host data's ``ssh_hostname``, else the inventory name; checked."""
+    if data.get("ssh_hostname"):
+        return host_address(data["ssh_hostname"], f"{name}: ssh_hostname")
+    return host_address(name, "inventory host name")
 
 
 def ssh_argv(
     user: str, address: str, *, key: str | None = None, known_hosts: str | None = None, port: int = 22,
     options: Sequence[str] = (),
 ) -> list[str]:
-    """``ssh ... USER@ADDRESS``: append the remote command. ``options`` go before the destination (-L, -N...)."""
+    """``ssh ... USER@ADDRESS --``: append the remote command. ``options`` go before the destination (-L, -N...)."""
+    if not LOGIN_NAME.fullmatch(user):
+        raise InputError(f"ssh user {user!r} is not a user name")
+    destination = f"{user}@{host_address(address)}"
     argv = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=5",
             "-o", "IdentitiesOnly=yes", "-p", str(port)]
     if key:
         argv += ["-i", key]
     if known_hosts:
         argv += ["-o", f"UserKnownHostsFile={known_hosts}"]
-    return [*argv, *options, f"{user}@{address}"]
+    return [*argv, *options, destination, "--"]
 
 
 def ssh_options(data: dict[str, Any], control_path: str, connect_timeout: int) -> list[str]:
-    """The ssh options for a host's data (pure; the destination and command are added by the caller)."""
+    """The ssh options for a host's data (pure; the destination and command are added by the caller, the
+    destination from ``ssh_destination``). An ``ssh_hostname`` that is no host is refused here too."""
+    if data.get("ssh_hostname"):
+        host_address(data["ssh_hostname"], "ssh_hostname")
     options = [
         "-o", "BatchMode=yes",
         "-o", f"ConnectTimeout={int(data.get('ssh_connect_timeout') or connect_timeout)}",

@@ -82,7 +82,7 @@ def test_inventory_hosts_and_ssh_argv(tmp_path: Path) -> None:
     hosts = inventory_hosts(inventory)
     assert [h.name for h in hosts] == ["arm64-1", "web-1"]
     argv = hosts[0].builder(ARM64).ssh_argv("-N")
-    assert argv[-2:] == ["-N", "root@10.0.0.130"]
+    assert argv[-3:] == ["-N", "root@10.0.0.130", "--"]
     assert argv[argv.index("-i"):argv.index("-i") + 2] == ["-i", "/k"]
     assert "UserKnownHostsFile=/kh" in argv and "StrictHostKeyChecking=yes" in argv and "2222" in argv
     assert Candidate("web-1").builder(AMD64).hostname == "web-1"

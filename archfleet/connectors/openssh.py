@@ -37,8 +37,8 @@ from pyinfra.connectors.util import (
     make_unix_command_for_host,
 )
 
-from archfleet.errors import ArchfleetError
-from archfleet.ssh import ALIVE_COUNT, ALIVE_INTERVAL, SSH_FAILED, connect_failure, ssh_options
+from archfleet.errors import ArchfleetError, InputError
+from archfleet.ssh import ALIVE_COUNT, ALIVE_INTERVAL, SSH_FAILED, connect_failure, ssh_destination, ssh_options
 
 if TYPE_CHECKING:
     from pyinfra.api import Host, State
@@ -84,7 +84,14 @@ class OpenSSHConnector(BaseConnector):
 
     @property
     def destination(self) -> str:
-        return str(self.data.get("ssh_hostname") or self.host.name.split("/", 1)[-1])
+        """``ssh_hostname``, else the host's name: checked as a host name or address (archfleet.ssh.host_address),
+        so nothing ssh would read as an option reaches its argv."""
+        from pyinfra.api.exceptions import ConnectError
+
+        try:
+            return ssh_destination(self.data, self.host.name.split("/", 1)[-1])
+        except InputError as error:
+            raise ConnectError(str(error)) from None
 
     @property
     def control_path(self) -> str:
@@ -98,7 +105,8 @@ class OpenSSHConnector(BaseConnector):
         """A command over the host's master connection; the first command opens it (it stays in the background,
         its standard streams on /dev/null, until disconnect, or 60 s idle if archfleet was killed), so a host
         costs one handshake per run."""
-        return ["ssh", *self.options(), "-o", "ControlMaster=auto", "-o", "ControlPersist=60", self.destination,
+        destination = self.destination
+        return ["ssh", *self.options(), "-o", "ControlMaster=auto", "-o", "ControlPersist=60", destination,
                 "--", *remote]
 
     def _run(self, remote: str, stdin: bytes | None = None,
@@ -129,8 +137,15 @@ class OpenSSHConnector(BaseConnector):
         to connect then is a ConnectError with OpenSSH's reason."""
 
     def disconnect(self) -> None:
-        subprocess.run(["ssh", "-o", f"ControlPath={self.control_path}", "-O", "exit", self.destination],
-                       capture_output=True, check=False, timeout=10)
+        from pyinfra.api.exceptions import ConnectError
+
+        try:
+            destination = self.destination
+        except ConnectError:
+            destination = None  # never connected
+        if destination is not None:
+            subprocess.run(["ssh", "-o", f"ControlPath={self.control_path}", "-O", "exit", "--", destination],
+                           capture_output=True, check=False, timeout=10)
         directory = self._control_dir
         if directory and os.path.isdir(directory) and not os.listdir(directory):
             shutil.rmtree(directory, ignore_errors=True)

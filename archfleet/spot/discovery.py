@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from archfleet.spot.connection import AwsClient, tag_filter
 from archfleet.spot.plan import EC2_ARCHITECTURES, FLEET_TAG, LIVE_STATES, tag_dict
+from archfleet.ssh import is_host_address
 from archfleet.table import format_table
 
 ADDRESS_KINDS = ("public_ip", "private_ip", "public_dns", "private_dns")
@@ -117,6 +118,7 @@ def host_data(row: InstanceRow, settings: InventorySettings, address: str) -> di
     data: dict[str, Any] = {
         "ssh_hostname": address,
         "ec2_instance_id": row.instance_id,
+        "ec2_region": settings.region,
         "ec2_instance_type": row.instance_type,
         "ec2_availability_zone": row.availability_zone,
         "ec2_lifecycle": row.lifecycle,
@@ -140,8 +142,9 @@ def inventory_groups(rows: list[InstanceRow], settings: InventorySettings) -> tu
                                                                                       list[str]]:
     """Running instances as pyinfra groups: by architecture (arm64, amd64), lifecycle (spot, on_demand) and role.
 
-    Hosts are named by instance id; instances without the chosen address are left out (and named in the
-    second return value, for a warning).
+    Hosts are named by instance id; instances without the chosen address, or whose address is not a host name or
+    IP address (``archfleet.ssh.is_host_address``: a tag's value is anyone's who may tag instances), are left out
+    (and named in the second return value, for a warning).
     """
     groups: dict[str, list[HostEntry]] = {"arm64": [], "amd64": [], "spot": [], "on_demand": []}
     skipped = []
@@ -151,6 +154,9 @@ def inventory_groups(rows: list[InstanceRow], settings: InventorySettings) -> tu
         address = row.address(settings.address)
         if not address:
             skipped.append(f"{row.instance_id} has no {settings.address} address")
+            continue
+        if not is_host_address(address):  # a tag (or anything the API says) never reaches ssh unchecked
+            skipped.append(f"{row.instance_id}'s {settings.address} {address!r} is not a host name or IP address")
             continue
         entry = (row.instance_id, host_data(row, settings, address))
         for group in (row.arch, row.lifecycle, row.role):
@@ -165,7 +171,9 @@ def ec2_inventory(environ: dict[str, str]) -> dict[str, list[HostEntry]]:
     from archfleet.spot.connection import connect
 
     settings = InventorySettings.from_environment(environ)
-    rows = tagged_instances(connect(settings.region), settings.fleet, ("running",))
+    ec2 = connect(settings.region)
+    settings = replace(settings, region=ec2.region)  # the hosts' ec2_region: where their console output is read
+    rows = tagged_instances(ec2, settings.fleet, ("running",))
     groups, skipped = inventory_groups(rows, settings)
     for line in skipped:
         print(f"archfleet: inventories/ec2.py: {line}, left out", file=sys.stderr)

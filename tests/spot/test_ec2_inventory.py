@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -90,3 +91,40 @@ def test_without_a_fleet_name_pyinfra_fails_and_says_why(endpoint: Endpoint) -> 
     code, hosts, output = debug_inventory(endpoint)
     assert code != 0 and not hosts
     assert "set ARCHFLEET_EC2_FLEET" in output
+
+
+HOSTILE = "-oProxyCommand=touch {marker}"
+
+
+def test_a_tag_that_is_no_host_name_never_reaches_ssh(endpoint: Endpoint, fleet: dict[str, str],
+                                                      tmp_path: Path) -> None:
+    """Anyone who may tag an instance chooses a tag's value: with ``ARCHFLEET_EC2_ADDRESS=tag:NAME`` a value such as
+    ``-oProxyCommand=...`` is left out of the inventory (said on stderr), so no command that connects (here
+    ``archfleet verify``, read-only) puts it in an ssh argv, where ssh would run it on this machine."""
+    marker = tmp_path / "proxy-command-ran"
+    hostile = sorted(i for i in hosts_of(endpoint, NAME) if i != fleet["on_demand"])[0]
+    endpoint.ec2.create_tags(Resources=[hostile], Tags=[{"Key": "bastion-address",
+                                                         "Value": HOSTILE.format(marker=marker)}])
+    try:
+        code, hosts, output = debug_inventory(endpoint, ARCHFLEET_EC2_FLEET=NAME,
+                                              ARCHFLEET_EC2_ADDRESS="tag:bastion-address")
+        assert code == 0, output
+        assert hostile not in hosts, output
+        assert f"{hostile}'s tag:bastion-address '-oProxyCommand=touch {marker}' is not a host name" in output
+        path = tmp_path / "fleet.yaml"
+        path.write_text(f"registry: {{address: 127.0.0.1:9}}\ninventory: {PROJECT / 'inventories' / 'ec2.py'}\n"
+                        "services: {}\n"
+                        f"ssh: {{known_hosts: {tmp_path / 'known_hosts'}}}\n")
+        env = {**endpoint.env, "ARCHFLEET_EC2_FLEET": NAME, "ARCHFLEET_EC2_ADDRESS": "tag:bastion-address"}
+        verify = endpoint.archfleet("verify", "-f", str(path), "--limit", hostile, env=env, timeout=120)
+        assert verify.returncode != 0 and not marker.exists(), verify.stdout + verify.stderr
+        assert hostile in verify.stderr, verify.stderr  # named: the --limit matches no host of the inventory
+    finally:
+        endpoint.ec2.delete_tags(Resources=[hostile], Tags=[{"Key": "bastion-address"}])
+
+
+def hosts_of(endpoint: Endpoint, name: str) -> list[str]:
+    filters = [{"Name": "tag:archfleet:fleet", "Values": [name]},
+               {"Name": "instance-state-name", "Values": ["running"]}]
+    return [i["InstanceId"] for r in endpoint.ec2.describe_instances(Filters=filters)["Reservations"]
+            for i in r["Instances"]]
