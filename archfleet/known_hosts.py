@@ -43,6 +43,9 @@ class HostKeyTarget:
         return list(dict.fromkeys(names))
 
 
+TARGET_DATA = ("ssh_known_hosts_file", "ssh_hostname", "ssh_port", "ssh_strict_host_key_checking")
+
+
 def target_of(name: str, data: Mapping[str, Any]) -> HostKeyTarget | None:
     """A host's known_hosts target from its (merged) host data; None when it names no known_hosts file."""
     file = data.get("ssh_known_hosts_file")
@@ -56,8 +59,7 @@ def inventory_targets(inventory: Any) -> dict[str, HostKeyTarget]:
     """``{host: target}`` for every host of a pyinfra inventory that names a known_hosts file."""
     targets = {}
     for host in inventory:
-        data = {key: host.data.get(key) for key in ("ssh_known_hosts_file", "ssh_hostname", "ssh_port",
-                                                    "ssh_strict_host_key_checking")}
+        data = {key: host.data.get(key) for key in TARGET_DATA}
         target = target_of(host.name, data)
         if target is not None:
             targets[host.name] = target

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,7 +80,7 @@ def test_the_loaded_fleets_hosts_carry_the_merged_connection_data(tmp_path: Path
         "ssh:\n  user: admin\n  key_file: id_test\n  known_hosts: kh\n"
         "  groups: {arm64: {user: ec2-user}}\n  hosts: {a-1: {port: 2022}}\n")))
     data = {h.name: {k: h.data.get(k) for k in ("ssh_user", "_sudo", "ssh_port", "ssh_key", "ssh_known_hosts_file")}
-            for h in fleet.hosts}
+            for h in fleet.hosts or []}
     key, known = str(tmp_path / "id_test"), str(tmp_path / "kh")
     assert data == {
         "a-1": {"ssh_user": "admin", "_sudo": True, "ssh_port": 2022, "ssh_key": key, "ssh_known_hosts_file": known},
@@ -187,3 +189,34 @@ def test_a_watch_where_no_key_is_new_runs_no_ssh_keygen(tmp_path: Path, monkeypa
     assert watch.report() == []  # the file changed, but none of these hosts' keys was missing before
     assert calls  # ... which took ssh-keygen to tell
     assert set(new.pending) == set()
+
+
+def test_hosts_forget_edits_the_file_each_host_is_checked_against(tmp_path: Path) -> None:
+    """An inventory naming its own known_hosts (as the lab's does) keeps it, so the key to forget is there: the
+    command edits that file (real ssh-keygen -R), says so, and leaves archfleet's own file alone."""
+    own, archfleets = tmp_path / "lab_known_hosts", tmp_path / "archfleet_known_hosts"
+    old, other = host_key(tmp_path, "old"), host_key(tmp_path, "other")
+    own.write_text(f"10.0.0.1 {old}\n10.0.0.3 {other}\n")
+    archfleets.write_text(f"10.0.0.1 {other}\n")
+    (tmp_path / "inventory.py").write_text(
+        f"amd64 = [('a-1', {{'ssh_hostname': '10.0.0.1', 'ssh_known_hosts_file': '{own}'}}),\n"
+        f"         ('a-3', {{'ssh_hostname': '10.0.0.3', 'ssh_known_hosts_file': '{own}'}})]\n"
+        "arm64 = [('b-1', {'ssh_hostname': '10.0.0.1'})]\n")
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text("registry: {address: 127.0.0.1:9}\ninventory: inventory.py\n")
+
+    def forget_hosts(*names: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "HOME": str(tmp_path / "home")}  # archfleet's own default file: under this HOME
+        archfleet = str(Path(sys.executable).parent / "archfleet")
+        return subprocess.run([archfleet, "hosts", "forget", "-f", str(fleet), *names], capture_output=True,
+                              text=True, timeout=60, check=False, env=env)
+
+    result = forget_hosts("a-1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"a-1: removed the recorded key of 10.0.0.1 from {own}\n"
+    assert own.read_text() == f"10.0.0.3 {other}\n" and archfleets.read_text() == f"10.0.0.1 {other}\n"
+    # the changed-key line names the file the host is checked against, and the command it names works there
+    assert str(own) in changed_key_reason("a-1", str(own))
+    again = forget_hosts("a-1", "b-1")
+    home_file = tmp_path / "home" / ".config" / "archfleet" / "known_hosts"
+    assert again.stdout == f"a-1: nothing recorded in {own}\nb-1: nothing recorded in {home_file}\n", again.stderr

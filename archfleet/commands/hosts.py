@@ -12,7 +12,7 @@ from pyinfra.api import StringCommand
 from archfleet.commands.sync import add_fleet_argument
 from archfleet.errors import InputError
 from archfleet.fleet import Fleet, default_fleet_path, load_fleet
-from archfleet.known_hosts import forget, target_of
+from archfleet.known_hosts import TARGET_DATA, forget, target_of
 from archfleet.pyinfra_run import HostResult, print_summary, run_deploy
 from archfleet.run import say
 from archfleet.shipped import deploy_file, inventory_file
@@ -87,19 +87,22 @@ def run_bootstrap(args: argparse.Namespace) -> int:
 
 def run_forget(args: argparse.Namespace) -> int:
     fleet = fleet_with_hosts(args)
+    assert fleet.hosts is not None  # fleet_with_hosts refuses a file without hosts
     known = {host.name: host for host in fleet.hosts}
     missing = [name for name in args.hosts if name not in known]
     if missing:
         raise InputError(f"hosts forget: no host named {', '.join(map(repr, missing))} in {fleet.inventory} "
                          f"(hosts: {', '.join(sorted(known))})")
-    file = fleet.ssh.known_hosts
     for name in args.hosts:
-        data = {key: known[name].data.get(key) for key in ("ssh_hostname", "ssh_port")}
-        target = target_of(name, {**data, "ssh_known_hosts_file": file})
+        # the file this host is really checked against: its own (an inventory's ssh_known_hosts_file, kept unless
+        # the fleet file names one) or archfleet's, as apply_ssh merged it into the host's data
+        data = {key: known[name].data.get(key) for key in TARGET_DATA}
+        target = target_of(name, {**data, "ssh_known_hosts_file": data["ssh_known_hosts_file"] or
+                                  fleet.ssh.known_hosts})
         assert target is not None
         removed = forget(target)
         if removed:
-            print(f"{name}: removed the recorded key of {', '.join(removed)} from {file}")
+            print(f"{name}: removed the recorded key of {', '.join(removed)} from {target.file}")
         else:
-            print(f"{name}: nothing recorded in {file}")
+            print(f"{name}: nothing recorded in {target.file}")
     return 0
