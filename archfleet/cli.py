@@ -45,19 +45,7 @@ def build_parser(argv: Sequence[str] | None = None) -> ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    syncing = arguments[:1] == ["sync"]
-    if syncing:  # the hosts' reads first, before archfleet's own imports (archfleet.sync.early)
-        from archfleet.sync.early import start
-
-        start(arguments[1:])
     try:
-        if syncing:  # the last sync's verdict, when nothing it was reached from changed (archfleet.sync.noop_memo)
-            from archfleet.run import say
-            from archfleet.sync.noop_memo import settled
-
-            code = settled(arguments[1:], say)
-            if code is not None:
-                return code
         args = build_parser(arguments).parse_args(arguments)
         return int(args.handler(args))
     except ArchfleetError as error:
@@ -66,11 +54,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("archfleet: interrupted", file=sys.stderr)
         return 130
-    finally:
-        if syncing:
-            from archfleet.sync.early import discard
-
-            discard()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,5 @@
-"""Where archfleet keeps a user's own cache: ``$XDG_CACHE_HOME/archfleet`` (default ``~/.cache/archfleet``).
-
-Standard library only, and only ``os``: ``sync/early.py`` asks it before archfleet imports anything else.
-"""
+"""Where archfleet keeps a user's own cache: ``$XDG_CACHE_HOME/archfleet`` (default ``~/.cache/archfleet``);
+the image builds keep their logs there (archfleet.images.engine)."""
 
 from __future__ import annotations
 

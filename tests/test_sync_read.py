@@ -4,6 +4,10 @@ Its real runs are the lab's sync tests (tests/lab/test_services.py, test_rollout
 from __future__ import annotations
 
 import shlex
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from archfleet.facts.service_reads import SERVICES_STATE_COMMAND
@@ -63,3 +67,32 @@ def test_the_reader_and_pyinfras_path_say_the_same_words_for_ssh_failures() -> N
     advice = with_key_advice("web-1", changed, "/kh")
     assert "archfleet hosts forget web-1" in advice and "/kh" in advice
     assert with_key_advice("web-1", "connection refused", "/kh") == "connection refused"
+
+
+def test_hosts_only_pyinfra_reaches_are_read_in_parallel_and_within_the_bound(tmp_path: Path) -> None:
+    """`archfleet sync` (the console script, which does not patch the process for gevent at its start) of hosts
+    that pyinfra's paramiko connector reaches, each a loopback port that completes the TCP handshake and never
+    sends an SSH banner: every host fails with the connect bound, and all of them within about one bound (read one
+    after the other, six hosts would take six)."""
+    listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(6)]  # never accepted: no banner, ever
+    try:
+        ports = [listener.getsockname()[1] for listener in listeners]
+        (tmp_path / "inventory.py").write_text(
+            f"ports = {ports!r}\n"
+            "hosts = [(f'silent-{i}', {'ssh_hostname': '127.0.0.1', 'ssh_port': port, 'ssh_user': 'root',\n"
+            "                          'archfleet_ssh': 'paramiko'}) for i, port in enumerate(ports)]\n")
+        (tmp_path / "fleet.yaml").write_text("registry: {address: '127.0.0.1:1'}\ninventory: inventory.py\n"
+                                             "timeouts: {connect: 2, facts: 1}\nservices: {}\n")
+        started = time.monotonic()
+        result = subprocess.run([str(Path(sys.executable).parent / "archfleet"), "sync", "-f",
+                                 str(tmp_path / "fleet.yaml")], capture_output=True, text=True, timeout=120,
+                                check=False)
+        elapsed = time.monotonic() - started
+    finally:
+        for listener in listeners:
+            listener.close()
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = [line.split("\t") for line in result.stdout.splitlines() if line.startswith("sync\t")]
+    assert sorted(host for _, host, _ in lines) == [f"silent-{i}" for i in range(6)], result.stdout
+    assert {status for _, _, status in lines} == {"FAILED: connect timed out after 2 s"}, result.stdout
+    assert elapsed < 7, f"{elapsed:.1f} s for six hosts bounded by 3 s each: read one after the other"

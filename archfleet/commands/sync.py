@@ -1,4 +1,4 @@
-"""`archfleet sync [--dry] [--prune] [--json] [--fresh] [--limit HOST|GROUP] [-f FLEET]`: every host runs its declared
+"""`archfleet sync [--dry] [--prune] [--json] [--limit HOST|GROUP] [-f FLEET]`: every host runs its declared
 services; only what drifted changes, rolled out behind a canary (archfleet.sync.rollout)."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from typing import Any
 
 from archfleet.fleet import Fleet, default_fleet_path, load_fleet
 from archfleet.run import say
-from archfleet.sync import early
 from archfleet.sync.report import sync_title
 from archfleet.sync.run import sync
 
@@ -40,14 +39,11 @@ def register(subparsers: Any) -> None:
                                                              "for a host (without it they are only listed)")
     parser.add_argument("--limit", metavar="HOST|GROUP", help="only these hosts (host or group names, comma-separated)")
     parser.add_argument("--json", action="store_true", help="print the plan and results as one JSON document")
-    parser.add_argument("--fresh", action="store_true", help="plan from scratch: neither start the hosts' reads "
-                                                             "nor take the verdict the last sync remembered")
     parser.set_defaults(handler=run_sync)
 
 
 def run_sync(args: argparse.Namespace) -> int:
-    with early.recording_inputs(needed=early.must_record()):  # what the reads depend on, for the next sync
-        fleet = load_fleet_for_services(args, "sync")
+    fleet = load_fleet_for_services(args, "sync")
     say(sync_title(len(fleet.services), str(fleet.path), str(fleet.inventory), args.dry))
     report = sync(fleet, dry=args.dry, prune=args.prune, limit=args.limit, say=say)
     if args.json:

@@ -7,8 +7,9 @@ The ssh options come from the host's data exactly as archfleet's OpenSSH connect
 (``archfleet.ssh.ssh_options``: key, port, user, known_hosts and its checking), without a master connection: a
 host that must change is reached again through pyinfra, and one that need not (the usual case) costs one
 handshake, as ``ssh HOST true`` does. A host only pyinfra can reach (a connector such as ``@local``, a password,
-``archfleet_ssh: paramiko``) or a machine without ``ssh`` is not readable here (``readable_over_openssh``): the
-caller reads such an inventory through pyinfra instead.
+``archfleet_ssh: paramiko``) or a machine without ``ssh`` is not readable here (``readable_over_openssh``): such
+an inventory is read through pyinfra instead, in parallel and bounded, in a process patched for gevent
+(``cooperative_process``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from archfleet.known_hosts import NewKeyWatch, target_of
-from archfleet.ssh import SSH_FAILED, ssh_options
-from archfleet.sync.early import EarlyReads, FinishedRead
-from archfleet.sync.early import remember as remember_reads
+from archfleet.ssh import SSH_FAILED, ssh_destination, ssh_options
 from archfleet.sync.outcome import Outcome, connect_reason, with_key_advice
 
 T = TypeVar("T")
@@ -53,7 +52,7 @@ def ssh_command(host: Any, command: str, connect_timeout: int) -> list[str]:
     data = {key: host.data.get(key) for key in (
         "ssh_hostname", "ssh_port", "ssh_user", "ssh_key", "ssh_known_hosts_file", "ssh_strict_host_key_checking",
         "ssh_config_file", "ssh_connect_timeout")}
-    destination = str(data["ssh_hostname"] or host.name)
+    destination = ssh_destination(data, host.name)  # a host name or address, never an ssh option
     return ["ssh", *ssh_options(data, "none", connect_timeout), destination, "--",
             remote_command(command, bool(host.data.get("_sudo")))]
 
@@ -64,29 +63,19 @@ class HostReads:
     registry) while the hosts answer."""
 
     def __init__(self, hosts: list[Any], command: str, *, what: str, connect_timeout: int, bound: float,
-                 say: Callable[[str], None], early: EarlyReads | None = None):
+                 say: Callable[[str], None]):
         self.what, self.connect_timeout, self.bound, self.say = what, connect_timeout, bound, say
         self.targets = {}
         for host in hosts:
             target = target_of(host.name, {key: host.data.get(key) for key in TARGET_KEYS})
             if target is not None:
                 self.targets[host.name] = target
-        self.argv = {host.name: ssh_command(host, command, connect_timeout) for host in hosts}
-        self.new_keys = NewKeyWatch(self.targets.values(), early.watched_before if early else None)
-        self.started = early.started_at if early else time.monotonic()
-        self.processes: dict[str, subprocess.Popen[bytes] | FinishedRead] = {}
-        self.adopted = 0  # reads started at launch with this very command line (archfleet.sync.early)
-        for name, argv in self.argv.items():
-            adopted = early.adopt(name, argv) if early else None
-            if adopted is None and early:
-                self.started = time.monotonic()  # one is started afresh: the bound counts from now
-            self.adopted += adopted is not None
-            self.processes[name] = adopted or subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        if early:
-            early.discard()  # the reads no longer wanted (a host gone from the fleet, another command line)
-            say(f"sync: {self.adopted} of {len(hosts)} read(s) already under way (started at launch with the "
-                "last sync's command lines)")
+        self.new_keys = NewKeyWatch(self.targets.values())
+        self.started = time.monotonic()
+        self.processes = {
+            host.name: subprocess.Popen(ssh_command(host, command, connect_timeout), stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for host in hosts}
 
     def results(self) -> dict[str, list[str] | Outcome]:
         """``command``'s stdout lines on every host, or an Outcome(False, reason) for a host that could not be
@@ -120,28 +109,35 @@ class HostReads:
 
 
 def start_reading(inventory: Any, names: list[str], *, what: str, command: str, parse: Callable[[list[str]], T],
-                  fact: Callable[[], type], connect_timeout: int, bound: float, say: Callable[[str], None],
-                  early: EarlyReads | None = None, remember: bool = False
+                  fact: Callable[[], type], connect_timeout: int, bound: float, say: Callable[[str], None]
                   ) -> Callable[[], dict[str, T | Outcome]]:
     """The fact ``what`` on every named host, started now; the returned function waits for it. Over plain
     OpenSSH (``command``, its output read by ``parse``) when every host allows it, the hosts' ssh processes run
-    from the moment this returns (those of ``early`` whose command line is the same are taken over; ``remember``:
-    the command lines are remembered for the next sync, archfleet.sync.early); else through pyinfra (``fact()``
-    gives the pyinfra fact of the same command and parser; imported only then), when the returned function is
-    called."""
+    from the moment this returns; else through pyinfra (``fact()`` gives the pyinfra fact of the same command and
+    parser; imported only then), when the returned function is called."""
     hosts = [inventory.get_host(name) for name in names]
     if all_readable_over_openssh(hosts):
-        reads = HostReads(hosts, command, what=what, connect_timeout=connect_timeout, bound=bound, say=say,
-                          early=early)
-        if remember:
-            remember_reads(reads.argv, sorted(reads.new_keys.before), say)  # the accept-new known_hosts
+        reads = HostReads(hosts, command, what=what, connect_timeout=connect_timeout, bound=bound, say=say)
 
         def parsed() -> dict[str, T | Outcome]:
             return {name: lines if isinstance(lines, Outcome) else parse(lines)
                     for name, lines in reads.results().items()}
 
         return parsed
+    cooperative_process()
     return lambda: read_through_pyinfra(inventory, names, fact, connect_timeout, bound)
+
+
+def cooperative_process() -> None:
+    """Patch the standard library for gevent, as pyinfra's own CLI does, unless it is already: pyinfra reaches a
+    host on a greenlet, and a socket of its (paramiko's) waits beside the others, and yields to a time bound, only
+    in a patched process. The console patches every command at its start but ``sync`` and ``verify``, whose reads
+    over OpenSSH need no patching; they patch here, once a host in scope needs pyinfra, before they start a
+    thread (the registry's prefetch) or a process."""
+    from gevent import monkey
+
+    if not monkey.is_module_patched("socket"):
+        monkey.patch_all()
 
 
 def read_through_pyinfra(inventory: Any, names: list[str], fact: Callable[[], type], connect_timeout: int,

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 from archfleet.errors import InputError
 from archfleet.facts.service_reads import SERVICES_STATE_COMMAND, ServicesStateValue, parse_services_state
 from archfleet.fleet import Fleet
-from archfleet.sync import early
 from archfleet.sync.outcome import Outcome, StepFailed
 from archfleet.sync.read import start_reading
 from archfleet.sync.report import FAILED, UNCHANGED, UPDATED, WOULD_CHANGE, ServiceResult, SyncReport
@@ -45,7 +44,7 @@ def start_reading_states(names: list[str], fleet: Fleet,
     say(f"sync: reading the state of {len(names)} host(s)")
     return start_reading(fleet.hosts, names, what="ServicesState", command=SERVICES_STATE_COMMAND,
                          parse=parse_services_state, fact=services_state_fact, connect_timeout=int(timeouts.connect),
-                         bound=timeouts.connect + timeouts.facts, say=say, early=early.started(), remember=True)
+                         bound=timeouts.connect + timeouts.facts, say=say)
 
 
 def readable_states(values: dict[str, ServicesStateValue | Outcome], fleet: Fleet,
@@ -70,22 +69,24 @@ def readable_states(values: dict[str, ServicesStateValue | Outcome], fleet: Flee
     return states
 
 
-class Prefetch(threading.Thread):
-    """The registry read while the hosts are (archfleet.services.preflight.prefetch_reports): a thread (a
-    greenlet where the process is patched for gevent), so that it runs beside the hosts' ssh processes."""
+class Prefetch:
+    """The registry read while the hosts are (archfleet.services.preflight.prefetch_reports), on a thread made when
+    it starts (a greenlet where the process is patched for gevent, archfleet.sync.read.cooperative_process), so
+    that it runs beside the hosts' reads."""
 
     def __init__(self, fleet: Fleet, services: list[str]):
-        super().__init__(name="archfleet-prefetch", daemon=True)
         self.fleet, self.services = fleet, services
         self.reports: dict[str, VerifyReport] = {}
+        self.thread = threading.Thread(target=self.read, name="archfleet-prefetch", daemon=True)
+        self.thread.start()
 
-    def run(self) -> None:
+    def read(self) -> None:
         from archfleet.services.preflight import prefetch_reports  # the registry client: imported off the main path
 
         self.reports = prefetch_reports(self.fleet, self.services)
 
     def result(self) -> dict[str, VerifyReport]:
-        self.join()
+        self.thread.join()
         return self.reports
 
 
@@ -102,7 +103,6 @@ def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say) -
         placed = sorted({spec.name for host in names for spec in placement_of(fleet).services_on(host)})
         finish_reading = start_reading_states(names, fleet, say)  # the hosts' ssh processes run from here
         prefetch = Prefetch(fleet, placed)
-        prefetch.start()
         from archfleet.sync.pipeline import plan_fleet  # the planner's imports, while the hosts answer
         from archfleet.sync.plan import rollout_batches
 
@@ -119,11 +119,6 @@ def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say) -
                 entry.orphans.append(step.service)
                 say(f"[{host}] {step.service}: kept ({step.reason})")
             entry.status = (WOULD_CHANGE if dry else UPDATED) if plan.changed else UNCHANGED
-        if not any(plan.changed for plan in plans.values()):  # for the next sync of this unchanged fleet
-            from archfleet.sync.noop_memo import remember_verdict
-
-            remember_verdict(fleet, states, report, prefetch.result(), dry=dry, prune=prune,
-                             bound=timeouts.connect + timeouts.facts, say=say)
         if dry:
             for spec, groups in rollout_batches(placement_of(fleet), plans, set()):
                 for label, batch in groups:

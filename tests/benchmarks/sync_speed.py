@@ -17,9 +17,8 @@ lab to N amd64 hosts (no arm64), bootstraps them (deploys/host.py), publishes v2
 - no-op (v2ray checking its health every HEALTH_INTERVAL s; with --first-sync-health-interval, after an untimed
   sync has recreated it with that), paired and interleaved per run: the floor (N parallel `ssh HOST true` with
   archfleet's ssh options: the lab key, the lab's known_hosts, StrictHostKeyChecking=yes), `archfleet sync` as a
-  user runs it again and again (after an untimed no-op: its reads started at launch, and the last no-op's verdict
-  taken when every host and tag is as it was; each run says whether it took it), `archfleet sync --fresh` (the
-  whole pipeline: load, read, plan), and `ansible-playbook` of tests/benchmarks/ansible/playbook.yml
+  user runs it again and again (each run the whole pipeline: load, read every host and tag, plan), and
+  `ansible-playbook` of tests/benchmarks/ansible/playbook.yml
   (community.docker.docker_container declaring the very container archfleet runs, pipelining on, N forks, same key
   and known_hosts; Ansible 12 in its own virtualenv, a yardstick only);
 - with ``--before BIN`` (another checkout's ``archfleet`` console script, e.g. a worktree of an earlier commit with
@@ -245,13 +244,10 @@ def platform_image(state: LabState, repository: str, tag: str, platform: str) ->
 # --- archfleet and Ansible ---------------------------------------------------------------------------------------
 
 
-VERDICT_STANDS = "its plan stands"  # a sync that took the last no-op's verdict says so (archfleet.sync.noop_memo)
-
-
 def timed_archfleet_sync(fleet: Path, expect_no_changes: bool, binary: str = ARCHFLEET_BIN,
-                         *extra: str, verdict: list[bool] | None = None, expect_updated: bool = False) -> float:
-    """The wall time of ``archfleet sync -f FLEET EXTRA``; ``verdict`` gets whether it took the remembered
-    verdict. ``expect_updated``: every host must say it was updated (a first sync)."""
+                         *extra: str, expect_updated: bool = False) -> float:
+    """The wall time of ``archfleet sync -f FLEET EXTRA``. ``expect_updated``: every host must say it was updated
+    (a first sync)."""
     started = time.monotonic()
     result = subprocess.run([binary, "sync", "-f", str(fleet), *extra], cwd=PROJECT, capture_output=True, text=True,
                             check=False)
@@ -264,8 +260,6 @@ def timed_archfleet_sync(fleet: Path, expect_no_changes: bool, binary: str = ARC
         raise SystemExit(f"bench: a no-op archfleet sync changed something:\n{result.stdout}")
     if expect_updated and (not statuses or any(not status.startswith("updated") for status in statuses)):
         raise SystemExit(f"bench: a first sync left a host not updated:\n{result.stdout}")
-    if verdict is not None:
-        verdict.append(VERDICT_STANDS in result.stderr)
     return wall
 
 
@@ -359,8 +353,6 @@ class Row:
     floor_runs: list[float] = field(default_factory=list)
     archfleet_runs: list[float] = field(default_factory=list)
     before_runs: list[float] = field(default_factory=list)  # --before: an earlier archfleet, same runs
-    fresh_runs: list[float] = field(default_factory=list)  # `sync --fresh`: the whole pipeline, same runs
-    verdicts: list[bool] = field(default_factory=list)  # per timed no-op: it took the last no-op's verdict
     ansible_runs: list[float] = field(default_factory=list)
     ansible_container_task_alone: float | None = None  # one run, the copy tasks skipped
     first_sync_runs: list[float] = field(default_factory=list)  # each paired with the parallel pull before it
@@ -400,14 +392,6 @@ class Row:
     def first_sync_vs_pull(self) -> float | None:
         """The median of first sync / parallel pull within each pair (the registry's speed varies run to run)."""
         return paired_ratio(self.first_sync_runs, self.parallel_pull_runs)
-
-    @property
-    def fresh(self) -> float | None:
-        return median(self.fresh_runs)
-
-    @property
-    def fresh_vs_floor(self) -> float | None:
-        return paired_ratio(self.fresh_runs, self.floor_runs)
 
     @property
     def before_vs_floor(self) -> float | None:
@@ -494,7 +478,7 @@ def measure(count: int, runs: int, ansible_runs: int, first_sync: int, fleet: Pa
         write_fleet(fleet, HEALTH_INTERVAL)
         say(f"no-op: v2ray recreated with a health check every {HEALTH_INTERVAL} s (untimed)")
         timed_archfleet_sync(fleet, expect_no_changes=False, expect_updated=True)
-    timed_archfleet_sync(fleet, expect_no_changes=True)  # the first no-op, untimed (caches as a user has them)
+    timed_archfleet_sync(fleet, expect_no_changes=True)  # the first no-op, untimed (the hosts' page cache warm)
     floor_argvs = [host_ssh(state, h, "true") for h in hosts]
     ansible = None
     if ansible_runs:
@@ -504,14 +488,12 @@ def measure(count: int, runs: int, ansible_runs: int, first_sync: int, fleet: Pa
     settle("no-op")
     for run in range(runs):
         row.floor_runs.append(parallel_wall(floor_argvs))
-        row.archfleet_runs.append(timed_archfleet_sync(fleet, True, verdict=row.verdicts))
-        row.fresh_runs.append(timed_archfleet_sync(fleet, True, ARCHFLEET_BIN, "--fresh"))
+        row.archfleet_runs.append(timed_archfleet_sync(fleet, True))
         if before:
             row.before_runs.append(timed_archfleet_sync(fleet, expect_no_changes=True, binary=before))
         if ansible and run < ansible_runs:
             row.ansible_runs.append(ansible.timed_noop())
         say(f"run {run + 1}/{runs}: floor {row.floor_runs[-1]:.2f} s, archfleet {row.archfleet_runs[-1]:.2f} s"
-            + f" ({'the last verdict' if row.verdicts[-1] else 'planned'}), --fresh {row.fresh_runs[-1]:.2f} s"
             + (f", before {row.before_runs[-1]:.2f} s" if before else "")
             + (f", Ansible {row.ansible_runs[-1]:.2f} s" if ansible and run < ansible_runs else "")
             + f" (load {os.getloadavg()[0]:.1f})")
@@ -572,10 +554,6 @@ def print_table(rows: list[Row], out: TextIO = sys.stdout) -> None:
         if r.ansible_container_task_alone is not None:
             print(f"Ansible, {r.hosts} hosts, the docker_container task alone (copy tasks skipped, one run): "
                   f"{seconds(r.ansible_container_task_alone)}", file=out)
-        if r.fresh_runs:
-            print(f"sync --fresh (the whole pipeline, no remembered reads or verdict), {r.hosts} hosts: "
-                  f"{seconds(r.fresh)}, {times(r.fresh_vs_floor)} the floor (paired); the timed no-ops took the "
-                  f"last no-op's verdict in {sum(r.verdicts)} of {len(r.verdicts)} runs", file=out)
         if r.before_runs:
             print(f"before (--before), {r.hosts} hosts: no-op {seconds(r.before)}, {times(r.before_vs_floor)} the "
                   f"floor (paired), against archfleet's {seconds(r.archfleet)}, {times(r.archfleet_vs_floor)}",
@@ -593,7 +571,6 @@ def json_document(rows: list[Row]) -> dict[str, Any]:
         **asdict(r), "floor": r.floor, "archfleet": r.archfleet, "ansible": r.ansible,
         "pulled_per_host": r.pulled_per_host, "archfleet_vs_floor": r.archfleet_vs_floor,
         "ansible_vs_archfleet": r.ansible_vs_archfleet, "before": r.before, "before_vs_floor": r.before_vs_floor,
-        "fresh": r.fresh, "fresh_vs_floor": r.fresh_vs_floor,
     } for r in rows]}
 
 
@@ -639,9 +616,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     # archfleet as a wheel installs it runs from bytecode; a checkout under PYTHONDONTWRITEBYTECODE=1 would compile
     # its sources on every run (about 40 ms of CPU), so they are compiled once here
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(PROJECT / "archfleet")], check=True)
-    # the syncs' per-user cache (the reads a sync remembers for the next one) in a folder of the benchmark's own
-    user_cache = tempfile.TemporaryDirectory(prefix="archfleet-bench-cache-")
-    os.environ["XDG_CACHE_HOME"] = user_cache.name
     rows: list[Row] = []
     bench_dir = state_dir() / "benchmark"
     try:
@@ -657,7 +631,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.json_out:
                 args.json_out.write_text(json.dumps(json_document(rows), indent=2) + "\n")
     finally:
-        user_cache.cleanup()
         if args.down:
             archfleet("lab", "down", check=True)
     print_table(rows)

@@ -56,7 +56,6 @@ from archfleet.registry_client import (
     UnknownRepository,
     resolve_platform_digests,
 )
-from archfleet.registry_probe import manifest_digest
 from tests.lab.support import BIN, LAB_INVENTORY, PROJECT, PyinfraResult, on_host
 
 pytestmark = pytest.mark.lab
@@ -289,30 +288,6 @@ def test_each_auth_failure_is_its_own_line(built: Rig) -> None:
     with pytest.raises(AuthenticationFailed, match=rf"^registry {built.htpasswd_address}: repository private/debian"
                                                    r": wrong username or password \(user archfleet"):
         built.client("archfleet", "wrong", built.htpasswd_address).manifest("private/debian", TAG)
-
-
-def test_the_no_op_probe_reads_what_the_client_reads_or_leaves_the_tag_to_the_client(built: Rig) -> None:
-    """archfleet.registry_probe against Distribution itself: Basic (htpasswd) answers the client's very digest,
-    through the CA file; what it does not speak (a token service), a wrong password, a missing tag, an unknown
-    CA: None, and the remembered verdict asks RegistryClient instead."""
-    lab, ca_file = built.lab, str(built.paths.ca_cert)
-    for address, user, password in ((lab.registry.address, lab.registry.username, lab.registry_password()),
-                                    (built.ecr.address, "AWS", f"{MOTO_ACCOUNT}-auth-token")):
-        client = RegistryClient(address, user, password, ca_file=built.paths.ca_cert)
-        expected = client.manifest("private/debian", TAG).digest
-        assert manifest_digest(address, "private/debian", TAG, user, password, ca_file) == expected, address
-        assert manifest_digest(address, "private/debian", TAG, user, "wrong", ca_file) is None
-        assert manifest_digest(address, "private/debian", "no-such-tag", user, password, ca_file) is None
-        assert manifest_digest(address, "private/debian", TAG, None, None, ca_file) is None  # a login is wanted
-    assert built.client("alice").manifest("private/debian", TAG).digest == expected  # the token registry serves it
-    assert manifest_digest(built.token.address, "private/debian", TAG, "alice", built.passwords["alice"],
-                           ca_file) is None  # Bearer: the client's to ask
-    unknown_ca = built.directory / "another-ca.crt"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                    "-keyout", "/dev/null", "-subj", "/CN=another", "-days", "1", "-out", str(unknown_ca)],
-                   check=True, capture_output=True)
-    assert manifest_digest(lab.registry.address, "private/debian", TAG, lab.registry.username,
-                           lab.registry_password(), str(unknown_ca)) is None
 
 
 def test_cross_repository_mount_asks_for_push_here_and_pull_there(built: Rig) -> None:
