@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any, TypedDict
+from urllib.parse import quote
 
 from archfleet.platforms import UnknownPlatform, from_uname
 
@@ -22,10 +23,9 @@ def password_path(address: str) -> str:
     return f"{CREDENTIALS_DIR}/{address}.password"
 
 
-# The Engine API's container list, filtered to archfleet's containers: {"label": ["archfleet.service"]}, URL-encoded
-# (spelled out: urllib.parse costs the no-op sync's verdict path more than its own work; tests/test_fact_specs.py
-# checks it against the encoding).
-CONTAINERS_API_PATH = "/containers/json?all=1&filters=%7B%22label%22%3A%5B%22archfleet.service%22%5D%7D"
+# The Engine API's container list, filtered to archfleet's containers: {"label": ["archfleet.service"]}, URL-encoded.
+CONTAINERS_API_PATH = "/containers/json?all=1&filters=" + quote(json.dumps({"label": [SERVICE_LABEL]},
+                                                                            separators=(",", ":")), safe="")
 DOCKER_SOCKET = "/var/run/docker.sock"
 
 SERVICES_STATE_COMMAND = (
@@ -34,7 +34,8 @@ SERVICES_STATE_COMMAND = (
     # (an HTTP/1.0 GET: the engine answers and closes; its body, one line of JSON, is what follows the last
     # newline), else with curl (both are what the host bootstrap installs; nc costs the host a quarter of curl's
     # CPU, curl a tenth of the docker CLI's), else the docker CLI (neither, another socket); all failing: the
-    # engine is down.
+    # engine is down. The shell only passes the JSON on: api_containers reads it with json.loads, whatever the
+    # order of its keys.
     f"if out=$(printf 'GET %s HTTP/1.0\\r\\n\\r\\n' '{CONTAINERS_API_PATH}' | nc -N -U {DOCKER_SOCKET} 2>/dev/null) "
     "&& case $out in 'HTTP/1.'?' 200 '*) true;; *) false;; esac; "
     "then printf 'engine=up\\ncontainers=%s\\n' \"${out##*\n}\"; "

@@ -23,7 +23,6 @@ from pyinfra.api import QuoteString, StringCommand
 
 from archfleet.facts.service_reads import (
     DIGEST_LABEL,
-    DOCKER_SOCKET,
     FILES_ROOT,
     SERVICE_LABEL,
     SPEC_LABEL,
@@ -41,11 +40,8 @@ POLLS_PER_SECOND = 2
 # `wait_ready NAME SECONDS CHECK CHECK_SECONDS` returns 0 when NAME is healthy, or (CHECK empty: no health check)
 # running and not restarted for SETTLE_SECONDS; else prints why and returns 1. It looks every 1/POLLS_PER_SECOND s
 # (a `sleep` without fractions falls back to 1 s, which only makes the wait longer). Each look is `container_state`:
-# the Engine API's inspect answer over the socket with OpenBSD's nc (what the services read uses:
-# facts/service_reads.py), its four values cut out by the shell itself; where nc is missing or answers anything but
-# 200 or 404, the docker CLI. `exists` asks it too. A docker CLI inspect costs a lab host about 40 ms of CPU, nc
-# about 2 (20 calls of each): at two looks a second, 16 hosts waiting on this lab's 2 cores would take 1.3 cores
-# from the pulls still running beside them.
+# the container's status, health, restart count and exit code, each by name through the docker CLI's `--format`
+# (the engine's JSON is never cut by the shell, so nothing depends on the order of its keys). `exists` asks it too.
 #
 # While Docker still says `starting`, the wait also runs the declared check itself once a second (`docker exec`
 # NAME /bin/sh -c CHECK under CHECK_SECONDS, as Docker runs a `--health-cmd`: even where the image sets a SHELL, the
@@ -61,25 +57,6 @@ PRELUDE = r"""
 fail() { echo "archfleet-failure: $*" >&2; }
 exists() { [ "$(container_state "$1")" != "missing missing 0 0" ]; }
 container_state() {
-  if out=$(printf 'GET /containers/%s/json HTTP/1.0\r\n\r\n' "$1" | nc -N -U DOCKER_SOCKET 2>/dev/null); then
-    case $out in
-      'HTTP/1.'?' 404 '*) echo missing missing 0 0; return ;;
-      'HTTP/1.'?' 200 '*)
-        body=${out##*"
-"}
-        status=${body#*'"State":{"Status":"'}; status=${status%%'"'*}
-        case $body in
-          *'"Health":{"Status":"'*) health=${body#*'"Health":{"Status":"'}; health=${health%%'"'*} ;;
-          *) health=none ;;
-        esac
-        restarts=${body#*'"RestartCount":'}; restarts=${restarts%%[!0-9]*}
-        code=${body#*'"ExitCode":'}; code=${code%%[!0-9-]*}
-        case "$status/$health/$restarts/$code" in  # all four found, else the CLI reads them
-          [a-z]*/[a-z]*/[0-9]*/[0-9-]*) case "$status$health" in *[!a-z]*) ;; *)
-            echo "$status $health $restarts $code"; return ;; esac ;;
-        esac ;;
-    esac
-  fi
   # (for a missing container, docker inspect prints an empty line and fails: four words or none)
   set -- $(docker inspect --format '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} '\
 '{{.RestartCount}} {{.State.ExitCode}}' "$1" 2>/dev/null)
@@ -119,7 +96,7 @@ wait_ready() {
   fail "not healthy within $ready_seconds s"
   return 1
 }
-""".replace("DOCKER_SOCKET", DOCKER_SOCKET).replace("LOG_LINES", str(LOG_LINES)).replace(
+""".replace("LOG_LINES", str(LOG_LINES)).replace(
     "SETTLE_POLLS", str(SETTLE_SECONDS * POLLS_PER_SECOND)).replace("POLLS_PER_SECOND", str(POLLS_PER_SECOND)).replace(
     "POLL_SECONDS", f"{1 / POLLS_PER_SECOND:g}")
 

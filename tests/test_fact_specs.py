@@ -42,13 +42,3 @@ def test_every_fact_has_specs() -> None:
             if isinstance(value, type) and issubclass(value, FactBase) and value.__module__ == module.__name__:
                 folder = SPEC_ROOT / f"{module_path.stem}.{name}"
                 assert list(folder.glob("*.json")), f"no spec files in {folder}"
-
-
-def test_the_container_list_path_is_the_label_filter_url_encoded() -> None:
-    """facts/service_reads.py spells the Engine API path out (its verdict path does not import urllib)."""
-    import urllib.parse
-
-    from archfleet.facts.service_reads import CONTAINERS_API_PATH, SERVICE_LABEL
-
-    label_filter = json.dumps({"label": [SERVICE_LABEL]}, separators=(",", ":"))
-    assert "/containers/json?all=1&filters=" + urllib.parse.quote(label_filter, safe="") == CONTAINERS_API_PATH
