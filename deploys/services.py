@@ -15,8 +15,8 @@ from pyinfra import host
 from archfleet.errors import ArchfleetError
 from archfleet.facts.services import ServicesState
 from archfleet.fleet import fleet_for_deploy
+from archfleet.sync.operation import services_converged
 from archfleet.sync.pipeline import plan_one_host
-from archfleet.tasks import services
 
 fleet = fleet_for_deploy(host.data.get("archfleet_fleet"))
 state = host.get_fact(ServicesState)
@@ -30,6 +30,6 @@ else:
         plan = plan_one_host(fleet, host.name, state, prune=bool(host.data.get("archfleet_prune")))
     except ArchfleetError as error:
         failure = str(error)
-services.services_converged(
+services_converged(
     name="Services run their images for this host's platform", plan=plan, failure=failure, timeouts=fleet.timeouts,
 )

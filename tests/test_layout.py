@@ -1,20 +1,25 @@
-"""The rooms of ``archfleet/`` (docs/architecture.md): every import of archfleet's own code points down the
-list, so there are no circles between rooms. Read from the source with ``ast``: imports inside functions count; imports
-for type annotations only (under ``if TYPE_CHECKING:``) do not, as they never run."""
+"""The rooms of ``archfleet/`` (docs/architecture.md): every import of archfleet's own code points down the list, so
+there are no circles between rooms. Read from the source with ``ast``: imports inside functions count; imports for
+type annotations only (under ``if TYPE_CHECKING:``) do not, as they never run. The pyinfra side (the project's
+``deploys/``, ``inventories/``, ``tasks/`` and ``facts/``, linked into the package as ``archfleet.tasks`` and so on)
+is read through the links and has rooms of its own."""
 
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "archfleet"
+LINKED = ("deploys", "inventories", "tasks", "facts")  # the project's folders, linked into the package
 
-# Top to bottom, as docs/architecture.md lists them. A module belongs to the first room one of whose prefixes it
-# starts with.
+# Top to bottom, as docs/architecture.md lists them. A module belongs to the room that names its first part.
 ROOMS: list[tuple[str, ...]] = [
+    ("deploys", "inventories"),
     ("cli", "console", "commands", "pyinfra_run"),
     ("sync", "connectors"),
     ("spot",),
+    ("tasks",),
     ("services",),
     ("images", "registry_client", "credentials"),
     ("fleet",),
@@ -23,10 +28,9 @@ ROOMS: list[tuple[str, ...]] = [
     ("inventory_file",),
     ("lab",),
     ("shipped",),
+    ("facts",),
     ("platforms", "table", "run", "ssh", "known_hosts", "errors", "references", "user_cache"),
 ]
-# The pyinfra side (top-level folders linked into the package): not rooms of this order.
-PYINFRA_SIDE = ("facts", "tasks", "deploys", "inventories")
 # The one call up the list, by design: the load step (archfleet.fleet.load_fleet) renders every service for each of
 # its hosts with the code that renders them for a sync, so that a bad template is an error at load.
 UPWARD_BY_DESIGN = {("archfleet.fleet", "archfleet.services.desired")}
@@ -54,19 +58,43 @@ def runtime_nodes(tree: ast.AST) -> list[ast.AST]:
     return nodes
 
 
+def sources() -> dict[str, Path]:
+    """Every module of the package by name, the linked folders' included (``os.walk`` follows the links)."""
+    found = {}
+    for folder, folders, files in os.walk(PACKAGE, followlinks=True):
+        folders[:] = [name for name in folders if name != "__pycache__"]
+        for name in files:
+            if name.endswith(".py"):
+                path = Path(folder) / name
+                parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+                found[".".join(parts).removesuffix(".__init__")] = path
+    return found
+
+
 def imports() -> list[tuple[str, str]]:
     found = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        relative = path.relative_to(PACKAGE.parent)
-        if relative.parts[1] in PYINFRA_SIDE:
-            continue
-        module = ".".join(relative.with_suffix("").parts).removesuffix(".__init__")
+    for module, path in sorted(sources().items()):
         for node in runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("archfleet."):
                 found.append((module, node.module))
             elif isinstance(node, ast.Import):
                 found += [(module, alias.name) for alias in node.names if alias.name.startswith("archfleet.")]
     return found
+
+
+def test_the_linked_folders_are_read_through_their_links() -> None:
+    modules = sources()
+    for folder in LINKED:
+        assert (PACKAGE / folder).is_symlink(), folder
+        assert any(module.startswith(f"archfleet.{folder}.") for module in modules), folder
+    assert "archfleet.tasks.service_commands" in modules and "archfleet.facts.service_reads" in modules
+
+
+def test_sync_and_tasks_do_not_import_each_other() -> None:
+    """The sync pipeline runs the step scripts of tasks/; nothing in tasks/ may ask the pipeline back."""
+    upward = sorted({(module, target) for module, target in imports()
+                     if module.startswith("archfleet.tasks") and target.startswith("archfleet.sync")})
+    assert upward == []
 
 
 def test_every_module_is_in_a_room() -> None:

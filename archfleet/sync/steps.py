@@ -1,5 +1,5 @@
 """Which step script each planned action runs, what undoes it, and what tidies a host afterwards. Pure: the
-rollout (archfleet.sync.rollout) and the plain pyinfra operation (tasks.services) both use these."""
+rollout (archfleet.sync.rollout) and the plain pyinfra operation (archfleet.sync.operation) both use these."""
 
 from __future__ import annotations
 
