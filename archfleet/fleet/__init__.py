@@ -27,7 +27,7 @@ from archfleet.fleet.rollout import RolloutSpec, TimeoutsSpec, parse_rollout, pa
 from archfleet.fleet.ssh import SshSpec, apply_ssh, check_inventory, parse_ssh
 from archfleet.placement import Placement, place
 from archfleet.references import parse
-from archfleet.schema import Mapping, collector_paused, load_yaml
+from archfleet.schema import Mapping, load_yaml
 
 DEFAULT_FLEET_FILE = "fleet.yaml"
 
@@ -66,7 +66,6 @@ class Fleet:
         return self.base_dir / self.inventory if self.inventory else None
 
 
-@collector_paused()
 def load_fleet(path: Path | None = None) -> Fleet:
     """Load and validate the whole fleet file, offline: every section, the inventory it names, where each
     service runs (groups, hosts, ports), and every template and environment value rendered for each of its hosts.

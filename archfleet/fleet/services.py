@@ -46,7 +46,7 @@ from archfleet.fleet.registry import check_private_file
 from archfleet.fleet.rollout import RolloutSpec, parse_rollout
 from archfleet.references import BadReference
 from archfleet.references import parse as parse_reference
-from archfleet.schema import Mapping, Node, SchemaError, plain_integer, plain_text_map, plain_texts
+from archfleet.schema import Mapping, Node
 
 if TYPE_CHECKING:
     from archfleet.fleet import Fleet
@@ -344,32 +344,23 @@ def _healthcheck(section: Mapping | None) -> HealthcheckSpec | None:
 
 
 def _environment(section: Mapping) -> dict[str, str]:
+    """Names that are identifiers, values without secrets whose ``{{ }}`` compile."""
     environment = section.string_map("environment")
-    if environment:
-        _check_environment(section.items["environment"], environment)
-    return environment
-
-
-def _check_environment(node: Node, environment: dict[str, str]) -> None:
-    """The names and values of ``environment`` (read from ``node``, a mapping)."""
-    values = node.value
     for key, text in environment.items():
-        value = values[key]
+        value = section.items["environment"].value[key]
         if not IDENTIFIER_PATTERN.fullmatch(key):
             value.fail("an environment variable's name is letters, digits and '_' (not starting with a digit)")
         _no_secret(value, text, "environment")
         check_template_text(value, text)
+    return environment
 
 
 def _volumes(section: Mapping) -> list[str]:
-    volumes = section.strings("volumes", [])
-    if volumes:
-        _check_volumes(section.items["volumes"], volumes)
-    return volumes
-
-
-def _check_volumes(node: Node, volumes: list[str]) -> None:
-    """Each of ``volumes`` (read from ``node``: a list, or one string) is HOST_PATH:CONTAINER_PATH[:ro|rw]."""
+    """Each volume (a list, or one string) is HOST_PATH:CONTAINER_PATH[:ro|rw]."""
+    volumes: list[str] = section.strings("volumes", [])
+    if not volumes:
+        return volumes
+    node = section.items["volumes"]
     for index, volume in enumerate(volumes):
         item = node.value[index] if isinstance(node.value, list) else node
         parts = volume.split(":")
@@ -378,25 +369,11 @@ def _check_volumes(node: Node, volumes: list[str]) -> None:
         _container_path(item, parts[1], "volume target")
         if len(parts) == 3 and parts[2] not in ("ro", "rw"):
             item.fail(f"{volume!r}: the third part is ro or rw")
+    return volumes
 
 
-# `host[.domain][:port]/path/parts:tag` or `path/parts:tag` (its first part without a '.'), all in lower case: a
-# reference Docker reads, told in one match (references.parse accepts it: a first part that is a registry is a
-# domain, every other part a path component, the tag a tag, the whole under its length limit); parse is asked about
-# any other (a big fleet names a new image in each service).
-_DOMAIN_PART = r"[a-z0-9]+(?:-+[a-z0-9]+)*"
-_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_FIRST_PATH_PART = r"[a-z0-9]+(?:(?:_|__|-+)[a-z0-9]+)*"
-PLAIN_REFERENCE = re.compile(rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?/{_PATH_PART}|{_FIRST_PATH_PART})"
-                             rf"(?:/{_PATH_PART})*:[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}")
-PLAIN_REFERENCE_LENGTH = 200  # the repository's name (docker.io/library/ added) is at most 255 characters
-
-
-@functools.lru_cache(maxsize=4096)  # a big fleet runs one image in many services
 def _image_reference_error(image: str) -> str | None:
     """Why ``image`` is not an image reference as Docker reads it, or None."""
-    if len(image) <= PLAIN_REFERENCE_LENGTH and PLAIN_REFERENCE.fullmatch(image):
-        return None
     try:
         parse_reference(image)
     except BadReference as error:
@@ -405,14 +382,8 @@ def _image_reference_error(image: str) -> str | None:
 
 
 def parse_service(name: str, node: Node, fleet: Fleet, base_dir: Path | None = None) -> ServiceSpec:
-    spec = _parse_common_service(name, node, fleet)
-    if spec is not None:
-        return spec
-    return _parse_any_service(name, node, fleet, base_dir or fleet.base_dir)
-
-
-def _parse_any_service(name: str, node: Node, fleet: Fleet, base_dir: Path) -> ServiceSpec:
     """A service read key by key: every key and shape, every error."""
+    base_dir = base_dir or fleet.base_dir
     if not NAME_PATTERN.match(name):
         node.fail("a service name is lower-case letters, digits, '.', '_' and '-'")
     section = Mapping(node)
@@ -457,80 +428,6 @@ def _parse_any_service(name: str, node: Node, fleet: Fleet, base_dir: Path) -> S
         node.fail(f"two files or secrets mount at {sorted(duplicates)[0]}")
     section.done()
     return spec
-
-
-# A service written with only these keys, each plainly, is read straight from its nodes (a big fleet is thousands of
-# them): the same checks in the same helpers, without the key-by-key readers' bookkeeping.
-_COMMON_KEYS = frozenset(("image", "groups", "hosts", "network", "restart", "ports", "environment", "volumes", "vars",
-                          "healthcheck", "stop_order"))
-_HEALTHCHECK_KEYS = frozenset(("command", "interval", "retries", "start_period", "timeout"))
-
-
-def _plain_text(node: Node | None, default: str | None) -> str | None:
-    """``Mapping.string(key, default)`` for nothing or a str scalar; None for anything else."""
-    if node is None or node.value is None:
-        return default
-    return node.value if type(node.value) is str else None
-
-
-def _parse_common_service(name: str, node: Node, fleet: Fleet) -> ServiceSpec | None:
-    """What `_parse_any_service` gives for a service in the common shape (the keys above, text as str scalars,
-    numbers as plain decimals; no `command`, `entrypoint`, `files`, `secrets` or `rollout`), or None for any other
-    service and for one it would refuse: it reads that one, with its error."""
-    entries = node.value
-    if type(entries) is not dict or not _COMMON_KEYS.issuperset(entries) or not NAME_PATTERN.match(name):
-        return None
-    image = _plain_text(entries.get("image"), None)
-    network = _plain_text(entries.get("network"), "host")
-    restart = _plain_text(entries.get("restart"), "unless-stopped")
-    groups, hosts = plain_texts(entries.get("groups")), plain_texts(entries.get("hosts"))
-    volumes = plain_texts(entries.get("volumes"))
-    environment, variables = plain_text_map(entries.get("environment")), plain_text_map(entries.get("vars"))
-    stop_order = plain_integer(entries.get("stop_order"), 50, minimum=STOP_ORDER_RANGE[0], maximum=STOP_ORDER_RANGE[1])
-    ports_node, healthcheck_node = entries.get("ports"), entries.get("healthcheck")
-    if image is None or network not in NETWORK_MODES or restart not in RESTART_POLICIES or groups is None \
-            or hosts is None or not (groups or hosts) or volumes is None or environment is None or variables is None \
-            or stop_order is None or (ports_node is not None and type(ports_node.value) is not list):
-        return None
-    if image not in fleet.images and ((":" not in image and "@" not in image) or _image_reference_error(image)):
-        return None
-    healthcheck = None
-    try:
-        ports = [_port(item, network) for item in ports_node.value] if ports_node is not None else []
-        if environment:
-            _check_environment(entries["environment"], environment)
-        if volumes:
-            _check_volumes(entries["volumes"], volumes)
-        if healthcheck_node is not None and healthcheck_node.value is not None:
-            healthcheck = _plain_healthcheck(healthcheck_node)
-            if healthcheck is None:
-                return None
-    except SchemaError:
-        return None
-    return ServiceSpec(name=name, image=image, groups=groups, hosts=hosts, command=None, entrypoint=None,
-                       network=network, ports=ports, environment=environment, volumes=volumes, files=[],
-                       vars=variables, secrets=[], healthcheck=healthcheck, restart=restart, stop_order=stop_order,
-                       node=node, rollout=parse_rollout(None, fleet.rollout))
-
-
-def _plain_healthcheck(node: Node) -> HealthcheckSpec | None:
-    """What `_healthcheck` gives for a mapping of a command (a str scalar) and plain numbers, else None; raises what
-    it raises for a command that is a secret."""
-    entries = node.value
-    if type(entries) is not dict or not _HEALTHCHECK_KEYS.issuperset(entries):
-        return None
-    command = _plain_text(entries.get("command"), None)
-    if command is None or not command.strip():
-        return None
-    _no_secret(entries["command"], command, "healthcheck.command")
-    interval = plain_integer(entries.get("interval"), 2, positive=True)
-    retries = plain_integer(entries.get("retries"), 15, positive=True)
-    start_period = plain_integer(entries.get("start_period"), 0, minimum=0)
-    timeout = plain_integer(entries.get("timeout"), 5, positive=True)
-    if interval is None or retries is None or start_period is None or timeout is None:
-        return None
-    return HealthcheckSpec(command=command, interval=interval, retries=retries, start_period=start_period,
-                           timeout=timeout)
 
 
 def parse_services(section: Mapping | None, fleet: Fleet) -> dict[str, ServiceSpec]:
