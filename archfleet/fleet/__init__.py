@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from archfleet.fleet.registry import RegistrySpec, parse_registry
 from archfleet.fleet.rollout import RolloutSpec, TimeoutsSpec, parse_rollout, parse_timeouts
@@ -28,6 +28,17 @@ from archfleet.fleet.ssh import SshSpec, apply_ssh, check_inventory, parse_ssh
 from archfleet.placement import Placement, place
 from archfleet.references import parse
 from archfleet.schema import Mapping, load_yaml
+
+if TYPE_CHECKING:
+    from pyinfra.api import Inventory
+
+    from archfleet.fleet.images import ImageSpec
+    from archfleet.fleet.laptop import LaptopProfile
+    from archfleet.fleet.registries import RegistryEntry
+    from archfleet.fleet.services import ServiceSpec
+    from archfleet.fleet.spot import SpotFleetSpec
+    from archfleet.inventory_file import HostInventory
+    from archfleet.services.desired import FleetContext
 
 DEFAULT_FLEET_FILE = "fleet.yaml"
 
@@ -42,19 +53,20 @@ class Fleet:
     path: Path
     registry: RegistrySpec
     inventory: str | None = None
-    images: dict[str, Any] = field(default_factory=dict)
-    services: dict[str, Any] = field(default_factory=dict)
-    spot_fleets: dict[str, Any] = field(default_factory=dict)
-    laptop: Any = None
-    registries: dict[str, Any] = field(default_factory=dict)  # `registries:` (archfleet.fleet.registries)
+    images: dict[str, ImageSpec] = field(default_factory=dict)
+    services: dict[str, ServiceSpec] = field(default_factory=dict)
+    spot_fleets: dict[str, SpotFleetSpec] = field(default_factory=dict)
+    laptop: LaptopProfile | None = None
+    registries: dict[str, RegistryEntry] = field(default_factory=dict)  # `registries:`
     rollout: RolloutSpec = field(default_factory=RolloutSpec)  # the fleet-wide default (`rollout:`)
     timeouts: TimeoutsSpec = field(default_factory=TimeoutsSpec)  # `timeouts:`
     ssh: SshSpec = field(default_factory=SshSpec)  # `ssh:` (applied to `hosts` at load time)
     # Worked out once at load time, from the inventory the file names (None without `inventory:`):
-    hosts: Any = None  # the pyinfra Inventory
+    # the hosts, groups and data as pyinfra reads them (pyinfra's own Inventory for one that names a connector)
+    hosts: HostInventory | Inventory | None = None
     placement: Placement | None = None
     services_declared: bool = False  # the file has a `services:` section (an empty one counts)
-    context: Any = None  # archfleet.services.desired.FleetContext: template variables and secret values
+    context: FleetContext | None = None  # template variables and secret values (archfleet.services.desired)
 
     @property
     def base_dir(self) -> Path:
@@ -115,12 +127,14 @@ def place_services(fleet: Fleet, top: Mapping) -> None:
     check_renders(fleet)
 
 
-def service_reference(fleet: Fleet, spec: Any) -> str:
+def service_reference(fleet: Fleet, spec: ServiceSpec) -> str:
     """The full multi-arch tag a service runs: a declared image's published tag in the fleet's registry, else the
     reference as Docker reads it (``redis:7`` is ``docker.io/library/redis:7``, ``ghcr.io/acme/web:1.2``)."""
     image = fleet.images.get(spec.image)
     if image is not None:
-        return str(parse(image.ref(fleet.registry.resolve().address)))
+        address = fleet.registry.resolve().address
+        assert address is not None  # parse_registry requires it unless `lab: true`, which resolve reads
+        return str(parse(image.ref(address)))
     return str(parse(spec.image))
 
 

@@ -24,6 +24,7 @@ def timeouts_of(fleet: Fleet) -> TimeoutsSpec:
 def hosts_in_scope(fleet: Fleet, limit: str | None) -> list[str]:
     """Every inventory host, or those of ``limit`` (host or group names, comma-separated)."""
     inventory = fleet.hosts
+    assert inventory is not None  # every caller refuses a fleet file without `inventory:` first
     names = sorted(host.name for host in inventory)
     if not limit:
         return names
