@@ -3,11 +3,17 @@ fingerprint, forgetting a host, and the one line that refuses a changed key.
 
 The file is OpenSSH's own format (hashed or not), read and changed only through ``ssh-keygen -F / -l / -R``, so
 what archfleet says is what ``ssh`` will check. New keys are written by the SSH clients themselves
-(``StrictHostKeyChecking=accept-new`` for OpenSSH, ``ssh_strict_host_key_checking: accept-new`` for paramiko).
+(``StrictHostKeyChecking=accept-new`` for OpenSSH, ``ssh_strict_host_key_checking: accept-new`` for paramiko), or,
+for a new EC2 instance, by ``record_keys`` before the first connection from keys its console output vouches for
+(``archfleet.spot.host_keys``); ``scan_keys`` asks a host for its keys (``ssh-keyscan``), ``fingerprint`` is
+OpenSSH's ``SHA256:`` fingerprint of a key.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import os
 import subprocess
 import tempfile
@@ -181,3 +187,46 @@ def _recorded_in(content: bytes, target: HostKeyTarget) -> bool:
         copy = Path(folder) / "known_hosts"
         copy.write_bytes(content)
         return bool(fingerprints(str(copy), target.lookup_name))
+
+
+HostKey = tuple[str, str]  # (key type, base64 blob), as a known_hosts line or a .pub file carries it
+
+
+def fingerprint(blob: str) -> str:
+    """``SHA256:...``: OpenSSH's fingerprint of a public key (``ssh-keygen -l``), from its base64 blob."""
+    try:
+        raw = base64.b64decode(blob, validate=True)
+    except (binascii.Error, ValueError):
+        return "SHA256:?"
+    return "SHA256:" + base64.b64encode(hashlib.sha256(raw).digest()).decode().rstrip("=")
+
+
+def scan_keys(target: HostKeyTarget, timeout: int = 5) -> list[HostKey]:
+    """The keys the host presents now (``ssh-keyscan``; the address is checked first: archfleet.ssh.host_address).
+    Empty when it does not answer."""
+    from archfleet.ssh import host_address
+
+    argv = ["ssh-keyscan", "-T", str(timeout), "-p", str(target.port), "--", host_address(target.address)]
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout * 4 + 5)
+    except subprocess.TimeoutExpired:
+        return []
+    keys = []
+    for line in result.stdout.splitlines():
+        words = line.split()
+        if len(words) >= 3 and not line.startswith("#"):
+            keys.append((words[1], words[2]))
+    return sorted(set(keys))
+
+
+def record_keys(target: HostKeyTarget, keys: Iterable[HostKey]) -> None:
+    """Append the host's keys under its lookup name (the file created 0600 if missing); ssh then checks them."""
+    ensure_file(target.file)
+    lines = "".join(f"{target.lookup_name} {kind} {blob}\n" for kind, blob in keys)
+    with open(target.file, "a+b") as file:
+        file.seek(0, os.SEEK_END)
+        if file.tell():
+            file.seek(-1, os.SEEK_END)
+            if file.read(1) != b"\n":
+                lines = "\n" + lines  # a last line without its newline stays a line of its own
+        file.write(lines.encode("ascii"))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from archfleet.errors import InputError
 from archfleet.facts.service_reads import SERVICES_STATE_COMMAND, ServicesStateValue, parse_services_state
 from archfleet.fleet import Fleet
+from archfleet.spot.host_keys import prove_new_host_keys
 from archfleet.sync.outcome import Outcome, StepFailed
 from archfleet.sync.read import start_reading
 from archfleet.sync.report import FAILED, UNCHANGED, UPDATED, WOULD_CHANGE, ServiceResult, SyncReport
@@ -42,6 +43,7 @@ def start_reading_states(names: list[str], fleet: Fleet,
     """The ServicesState fact of every host, started now (one command each, archfleet.sync.read)."""
     timeouts = timeouts_of(fleet)
     say(f"sync: reading the state of {len(names)} host(s)")
+    prove_new_host_keys(fleet.hosts, names, say)  # a new EC2 instance's key, from its console output, before ssh
     return start_reading(fleet.hosts, names, what="ServicesState", command=SERVICES_STATE_COMMAND,
                          parse=parse_services_state, fact=services_state_fact, connect_timeout=int(timeouts.connect),
                          bound=timeouts.connect + timeouts.facts, say=say)

@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.spot.standin_protocol import FAILURE_PATH
+from tests.spot.standin_protocol import CONSOLE_PATH, FAILURE_PATH
 
 PROJECT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -53,6 +53,11 @@ class Endpoint:
         query = urllib.parse.urlencode({"action": action, "code": code, "times": times})
         urllib.request.urlopen(urllib.request.Request(f"{self.url}{FAILURE_PATH}?{query}", method="POST"),
                                timeout=10).read()
+
+    def set_console_output(self, instance_id: str, text: str) -> None:
+        """What ``GetConsoleOutput`` answers for the instance from now on (the test server's stand-in)."""
+        urllib.request.urlopen(urllib.request.Request(f"{self.url}{CONSOLE_PATH}{instance_id}", data=text.encode(),
+                                                      method="PUT"), timeout=10).read()
 
     def disarm_failures(self) -> None:
         urllib.request.urlopen(urllib.request.Request(f"{self.url}{FAILURE_PATH}", method="DELETE"), timeout=10).read()

@@ -15,6 +15,9 @@ The additions are a STAND-IN for what AWS does and are limited to:
   ``POST /archfleet-standin/fail?action=DeleteFleets&code=IncorrectState&times=1`` makes the next call(s) of that
   action answer with that error code (HTTP 400, as EC2 does for it, so botocore does not retry it);
   ``DELETE /archfleet-standin/fail`` disarms every one. Deterministic: nothing else decides which call fails.
+- an instance's console output (moto's is one fixed kernel log for every instance): ``PUT
+  /archfleet-standin/console-output/INSTANCE_ID`` with the text as body makes ``GetConsoleOutput`` answer with
+  it for that instance (base64, as EC2 does), as cloud-init's printed host keys appear there on AWS.
 
 archfleet itself only calls the public EC2 API; these additions exist so that its resize and interruption
 paths run against an endpoint over HTTP instead of being skipped.
@@ -34,10 +37,12 @@ from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models.fleets import Fleet, FleetsBackend
 from moto.ec2.responses import EC2Response
 from moto.ec2.responses.fleets import Fleets
+from moto.ec2.responses.general import General
+from moto.ec2.utils import Base64EncodedString
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.server import main
 
-from tests.spot.standin_protocol import FAILURE_PATH
+from tests.spot.standin_protocol import CONSOLE_PATH, FAILURE_PATH
 
 ALIVE = ("pending", "running")
 _POOLS = os.environ.get("ARCHFLEET_STANDIN_POOL_CAPACITY", "")
@@ -166,11 +171,36 @@ def call_action(self: EC2Response) -> Any:
     return self.serialized(ActionResult(error))
 
 
+# --- console output set by the test ---------------------------------------------------------------------------
+
+_console_outputs: dict[str, str] = {}  # instance id -> console text
+_get_console_output = General.get_console_output
+
+
+def get_console_output(self: General) -> ActionResult:
+    text = _console_outputs.get(self._get_param("InstanceId"))
+    if text is None:
+        return _get_console_output(self)
+    answer: dict[str, Any] = dict(_get_console_output(self).result)  # type: ignore[call-overload]
+    # moto's checks (the instance exists) and answer, with this text
+    return ActionResult({**answer, "Output": Base64EncodedString.from_raw_string(text)})
+
+
+def set_console_output(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    instance_id = environ["PATH_INFO"][len(CONSOLE_PATH):]
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    _console_outputs[instance_id] = environ["wsgi.input"].read(length).decode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "0")])
+    return [b""]
+
+
 _dispatch = DomainDispatcherApplication.__call__
 
 
 def dispatch(self: DomainDispatcherApplication, environ: dict[str, Any],
              start_response: Callable[..., Any]) -> Iterable[bytes]:
+    if str(environ.get("PATH_INFO", "")).startswith(CONSOLE_PATH) and environ["REQUEST_METHOD"] == "PUT":
+        return set_console_output(environ, start_response)
     if environ.get("PATH_INFO") != FAILURE_PATH:
         return _dispatch(self, environ, start_response)
     with _failures_lock:
@@ -185,6 +215,7 @@ def dispatch(self: DomainDispatcherApplication, environ: dict[str, Any],
 
 
 EC2Response.call_action = call_action  # type: ignore[method-assign, assignment]
+General.get_console_output = get_console_output  # type: ignore[method-assign]
 DomainDispatcherApplication.__call__ = dispatch  # type: ignore[method-assign]
 Fleets.modify_fleet = modify_fleet  # type: ignore[attr-defined]
 Fleet.get_launch_spec_counts = get_launch_spec_counts  # type: ignore[method-assign]
