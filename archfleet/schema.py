@@ -13,7 +13,8 @@ The YAML is read one way: composed here (`_Composer`) from the parser's events, 
 parser when installed, else PyYAML's own: the same events, so the same tree; a document libyaml refuses is parsed
 again by PyYAML's own, so that the message is always in its words), with these rules.
 
-- **No tags**: a tag of any kind (``!!python/object``, ``!!str``, ``!foo``) on any node is an error.
+- **No tags**: a tag of any kind (``!!python/object``, ``!!str``, ``!foo``) on any node is an error; the
+  non-specific ``!`` alone is allowed, and makes a scalar text (``! 12`` is ``"12"``), as YAML says.
 - **Bounded aliases**: at most ``max(MIN_ALIAS_BUDGET, len(text) // 10)`` nodes may come from aliases and at most
   ``max(MIN_ALIAS_COUNT, len(text) // 8)`` aliases may be used; nesting stops at ``MAX_DEPTH``. A "billion
   laughs" file is refused at the first alias over the budget, before it is expanded.

@@ -56,6 +56,12 @@ def test_tags_of_any_kind_on_any_node_are_refused(loader: type, text: str, expec
 
 
 @pytest.mark.parametrize("loader", LOADERS)
+def test_the_non_specific_tag_makes_a_scalar_text(loader: type) -> None:
+    root = parse_yaml("a: ! 12\nb: !\nc: ! no\n! on: 1\nd: ! {e: 1}\n", "f.yaml", loader=loader)
+    assert plain(root) == {"a": "12", "b": "", "c": "no", "on": 1, "d": {"e": 1}}
+
+
+@pytest.mark.parametrize("loader", LOADERS)
 def test_merge_keys_explicit_keys_override_and_earlier_merges_win(loader: type) -> None:
     text = """\
 defaults: &defaults {image: web, restart: always, ports: [80]}
