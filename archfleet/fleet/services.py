@@ -216,12 +216,12 @@ def _template_syntax_error(text: str) -> str | None:
 
 
 # `{{ name }}` or `{{ name.attribute... }}`. Jinja parses each `{{ }}` on its own, so a value whose only `{` are in
-# such placeholders compiles exactly when each of its placeholders does: checked once per placeholder, not once per
-# value (a big fleet writes `{{ host.name }}-<something>` in thousands of services, each value a new text).
+# such placeholders compiles exactly when each of its placeholders does (services.desired.render_text looks each one
+# up instead of compiling the value as a template).
 SIMPLE_PLACEHOLDER = re.compile(r"\{\{ *[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)* *\}\}")
 
 
-@functools.lru_cache(maxsize=1 << 14)  # asked at load time and again when the value is rendered for each host
+@functools.lru_cache(maxsize=1 << 14)  # asked again when the value is rendered for each host
 def only_placeholders(text: str) -> bool:
     """The text's only template parts are `{{ name.attribute }}` placeholders, each of which compiles."""
     placeholders = SIMPLE_PLACEHOLDER.findall(text)
@@ -232,8 +232,6 @@ def only_placeholders(text: str) -> bool:
 def check_template_text(node: Node, text: str) -> None:
     """A ``{{ }}`` value compiles (rendering against the fleet's variables is checked later, per host)."""
     if "{{" not in text and "{%" not in text and "{#" not in text:
-        return
-    if only_placeholders(text):
         return
     message = _template_syntax_error(text)
     if message is not None:
