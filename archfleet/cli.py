@@ -13,9 +13,10 @@ import sys
 from collections.abc import Sequence
 
 from archfleet import __version__
+from archfleet.commands.examples import COMMAND_ORDER, add_examples
 from archfleet.errors import ArchfleetError, InputError
 
-COMMAND_MODULES = ("init", "lab", "demo", "hosts", "sync", "verify", "images", "spot", "laptop")
+COMMAND_MODULES = COMMAND_ORDER  # --help lists them in this order (archfleet.commands.examples)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -40,6 +41,7 @@ def build_parser(argv: Sequence[str] | None = None) -> ArgumentParser:
     subparsers.required = True
     for name in COMMAND_MODULES if argv is None else commands_for(argv):
         importlib.import_module(f"archfleet.commands.{name}").register(subparsers)
+    add_examples(parser)
     return parser
 
 

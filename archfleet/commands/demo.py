@@ -99,7 +99,7 @@ def run_demo(args: argparse.Namespace) -> int:
     lab.print_status_table(lab.status()[1])
 
     step(2, "host bootstrap (deploys/host.py): Docker engine, registry CA and login")
-    archfleet("hosts", "bootstrap", "--limit", "amd64", "arm64", "-f", str(fleet_path))
+    archfleet("hosts", "bootstrap", "--limit", "amd64,arm64", "-f", str(fleet_path))
 
     step(3, "images: every platform built (natively where a host of that architecture exists) and published")
     archfleet("images", "build", "-f", str(fleet_path))

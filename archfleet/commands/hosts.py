@@ -9,6 +9,7 @@ from typing import Any
 
 from pyinfra.api import StringCommand
 
+from archfleet.commands.limit import add_limit_argument, limit_text
 from archfleet.commands.sync import add_fleet_argument
 from archfleet.errors import InputError
 from archfleet.fleet import Fleet, default_fleet_path, load_fleet
@@ -28,7 +29,7 @@ def register(subparsers: Any) -> None:
     bootstrap = actions.add_parser("bootstrap", help="deploys/host.py on the fleet's hosts (Docker engine, registry "
                                                      "CA and logins, spot watcher), as the fleet's ssh: says")
     add_fleet_argument(bootstrap)
-    bootstrap.add_argument("--limit", nargs="+", metavar="NAME", help="only these hosts or groups")
+    add_limit_argument(bootstrap)
     bootstrap.add_argument("--dry", action="store_true", help="print what would change and change nothing")
     bootstrap.set_defaults(handler=run_bootstrap)
     forget_parser = actions.add_parser("forget", help="remove hosts' keys from archfleet's known_hosts (after a "
@@ -62,7 +63,7 @@ def first_contact(fleet: Fleet, names: list[str]) -> dict[str, str]:
 
 def run_bootstrap(args: argparse.Namespace) -> int:
     fleet = fleet_with_hosts(args)
-    names = hosts_in_scope(fleet, ",".join(args.limit) if args.limit else None)
+    names = hosts_in_scope(fleet, limit_text(args.limit))
     say(f"hosts bootstrap: deploys/host.py on {len(names)} host(s) of {fleet.inventory}"
         f"{' (dry run)' if args.dry else ''}")
     failed = first_contact(fleet, names)

@@ -1,4 +1,5 @@
-"""`archfleet laptop [--dry] [--profile FILE] [TARGET]`: converge a laptop or workstation (deploys/laptop.py)."""
+"""`archfleet laptop [--dry] [--profile FILE] [--limit NAME[,NAME...]] [TARGET]`: converge a laptop or workstation
+(deploys/laptop.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from archfleet.commands.limit import add_limit_argument, limit_names
 from archfleet.errors import OperationFailed
 from archfleet.fleet import default_fleet_path
 from archfleet.fleet.laptop import find_profile
@@ -18,7 +20,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("laptop", help="set up this machine (or TARGET) as a dev machine: macOS or Debian")
     parser.add_argument("--dry", action="store_true", help="print the plan, change nothing")
     parser.add_argument("--profile", metavar="FILE", help="a laptop profile YAML (default: the fleet file's laptop:)")
-    parser.add_argument("--limit", metavar="HOST", help="only this host of the TARGET inventory")
+    add_limit_argument(parser, "hosts of the TARGET inventory")
     parser.add_argument("target", nargs="?", default="@local",
                         help="a pyinfra inventory: @local (default), an inventory file, or @ssh/HOST")
     parser.set_defaults(handler=run_laptop)
@@ -31,9 +33,10 @@ def run_laptop(args: argparse.Namespace) -> int:
     if args.profile:
         env["ARCHFLEET_LAPTOP_PROFILE"] = str(Path(args.profile).resolve())
     target = args.target if args.target.startswith("@") else str(Path(args.target).resolve())
-    where = args.limit or args.target
+    limit = limit_names(args.limit)
+    where = ",".join(limit) if limit else args.target
     say(f"laptop: {'planning' if args.dry else 'converging'} {where}")
-    result = run_deploy(Path(target), deploy_file("laptop.py"), dry=args.dry, limit=args.limit, env=env)
+    result = run_deploy(Path(target), deploy_file("laptop.py"), dry=args.dry, limit=limit, env=env)
     if result.returncode != 0 and not result.hosts:
         raise OperationFailed(f"laptop: pyinfra stopped without results on {where} (the reason is above)")
     print_summary(result, "laptop")

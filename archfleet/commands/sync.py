@@ -1,4 +1,4 @@
-"""`archfleet sync [--dry] [--prune] [--json] [--limit HOST|GROUP] [-f FLEET]`: every host runs its declared
+"""`archfleet sync [--dry] [--prune] [--json] [--limit NAME[,NAME...]] [-f FLEET]`: every host runs its declared
 services; only what drifted changes, rolled out behind a canary (archfleet.sync.rollout)."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from archfleet.commands.limit import add_limit_argument, limit_text
 from archfleet.fleet import Fleet, default_fleet_path, load_fleet
 from archfleet.run import say
 from archfleet.sync.report import sync_title
@@ -37,7 +38,7 @@ def register(subparsers: Any) -> None:
                                                            "recreated, removed) and change nothing")
     parser.add_argument("--prune", action="store_true", help="also remove containers of services no longer declared "
                                                              "for a host (without it they are only listed)")
-    parser.add_argument("--limit", metavar="HOST|GROUP", help="only these hosts (host or group names, comma-separated)")
+    add_limit_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the plan and results as one JSON document")
     parser.set_defaults(handler=run_sync)
 
@@ -45,7 +46,7 @@ def register(subparsers: Any) -> None:
 def run_sync(args: argparse.Namespace) -> int:
     fleet = load_fleet_for_services(args, "sync")
     say(sync_title(len(fleet.services), str(fleet.path), str(fleet.inventory), args.dry))
-    report = sync(fleet, dry=args.dry, prune=args.prune, limit=args.limit, say=say)
+    report = sync(fleet, dry=args.dry, prune=args.prune, limit=limit_text(args.limit), say=say)
     if args.json:
         print(report.as_json())
     else:

@@ -1,4 +1,4 @@
-"""`archfleet verify [-f FLEET] [--limit HOST|GROUP] [--json]`: prove every host runs each declared service from the
+"""`archfleet verify [-f FLEET] [--limit NAME[,NAME...]] [--json]`: prove every host runs each declared service from the
 image built for its own platform (image platform, pinned digest, `uname -m` inside the container). Read-only: one
 command per host, over plain OpenSSH where it can (archfleet.sync.read), so it imports no pyinfra either."""
 
@@ -10,6 +10,7 @@ import json
 import sys
 from typing import Any
 
+from archfleet.commands.limit import add_limit_argument, limit_text
 from archfleet.commands.sync import add_fleet_argument, load_fleet_for_services
 from archfleet.facts.service_reads import SERVICE_PROOF_COMMAND, parse_service_proof
 from archfleet.run import say
@@ -22,7 +23,7 @@ from archfleet.sync.scope import hosts_in_scope, timeouts_of
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("verify", help="prove each host runs its services from its own platform's image")
     add_fleet_argument(parser)
-    parser.add_argument("--limit", metavar="HOST|GROUP", help="only these hosts (host or group names, comma-separated)")
+    add_limit_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the proof as one JSON document")
     parser.set_defaults(handler=run_verify)
 
@@ -36,7 +37,7 @@ def service_proof_fact() -> type:
 def run_verify(args: argparse.Namespace) -> int:
     fleet = load_fleet_for_services(args, "verify")
     assert fleet.placement is not None and fleet.hosts is not None
-    names = hosts_in_scope(fleet, args.limit)
+    names = hosts_in_scope(fleet, limit_text(args.limit))
     timeouts = timeouts_of(fleet)
     say(f"verify: gathering proof from {len(names)} host(s) of {fleet.inventory}")
     proofs = read_everywhere(fleet.hosts, names, what="ServiceProof", command=SERVICE_PROOF_COMMAND,

@@ -71,7 +71,7 @@ def test_init_lab_then_sync_dry_and_laptop_dry_outside_the_checkout(installed: P
     assert again.returncode == 2 and "--force" in again.stderr, "init must never overwrite without --force"
 
     # The fleet's servers (other lab tests may have added hosts of other kinds to the lab's inventory).
-    bootstrap = run([archfleet, "hosts", "bootstrap", "--limit", "amd64", "arm64"], cwd=tmp_path / "fleet")
+    bootstrap = run([archfleet, "hosts", "bootstrap", "--limit", "amd64,arm64"], cwd=tmp_path / "fleet")
     assert bootstrap.returncode == 0, bootstrap.stderr[-3000:] + bootstrap.stdout[-2000:]
     assert "amd64-1" in bootstrap.stdout and "arm64-1" in bootstrap.stdout, bootstrap.stdout
     built = run([archfleet, "images", "build", "-f", str(fleet)], cwd=tmp_path / "fleet", timeout=3600)
