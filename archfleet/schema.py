@@ -53,7 +53,7 @@ MIN_ALIAS_COUNT = 10_000  # aliases a file may use, at least (more for a bigger 
 
 # libyaml's parser when PyYAML was built with it; the pure-Python one otherwise (and for error messages).
 PURE_LOADER: type = yaml.SafeLoader
-FAST_LOADER: type = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
+DEFAULT_LOADER: type = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
 
 _YAML_TAG_PREFIX = "tag:yaml.org,2002:"
 _CONSTRUCTOR = SafeConstructor()
@@ -393,7 +393,7 @@ def _syntax_error(error: yaml.MarkedYAMLError, path: str, file: str) -> SchemaEr
 def _path_at_line(text: str, line: int) -> str:
     """The key path of the deepest node written on ``line`` (best effort, for errors found before parsing)."""
     try:
-        root = _Composer(text, "", FAST_LOADER).compose()
+        root = _Composer(text, "", DEFAULT_LOADER).compose()
     except (yaml.YAMLError, SchemaError):
         return ""
     best, stack = "", [root]
@@ -412,11 +412,11 @@ def parse_yaml(text: str, file: str, *, loader: type | None = None) -> Node:
     """The YAML ``text`` as a Node tree (an empty document is an empty mapping), composed from the parser's events
     by `_Composer`, which applies the module's rules. ``loader`` picks the parser (default: libyaml's when
     installed); every error is a SchemaError naming ``file`` and the line."""
-    composer = _Composer(text, file, loader or FAST_LOADER)
+    composer = _Composer(text, file, loader or DEFAULT_LOADER)
     try:
         return composer.compose()
     except yaml.MarkedYAMLError as error:
-        if (loader or FAST_LOADER) is not PURE_LOADER:
+        if (loader or DEFAULT_LOADER) is not PURE_LOADER:
             return parse_yaml(text, file, loader=PURE_LOADER)  # the same error, in PyYAML's words
         raise _syntax_error(error, composer.error_path(error), file) from None
     except yaml.reader.ReaderError as error:

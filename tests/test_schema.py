@@ -15,12 +15,21 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import ScalarNode
 
-from archfleet.schema import FAST_LOADER, PURE_LOADER, Mapping, Node, SchemaError, _plain_value, load_yaml, parse_yaml
+from archfleet.schema import (
+    DEFAULT_LOADER,
+    PURE_LOADER,
+    Mapping,
+    Node,
+    SchemaError,
+    _plain_value,
+    load_yaml,
+    parse_yaml,
+)
 
-LOADERS = [pytest.param(FAST_LOADER, id="libyaml"), pytest.param(PURE_LOADER, id="pure")]
+LOADERS = [pytest.param(DEFAULT_LOADER, id="libyaml"), pytest.param(PURE_LOADER, id="pure")]
 
 
-def error_of(text: str, loader: type = FAST_LOADER) -> str:
+def error_of(text: str, loader: type = DEFAULT_LOADER) -> str:
     with pytest.raises(SchemaError) as caught:
         parse_yaml(text, "f.yaml", loader=loader)
     message = str(caught.value)
@@ -38,7 +47,7 @@ def plain(node: Node) -> object:
 
 
 def test_the_libyaml_parser_is_in_use() -> None:
-    assert FAST_LOADER.__name__ == "CSafeLoader"
+    assert DEFAULT_LOADER.__name__ == "CSafeLoader"
 
 
 @pytest.mark.parametrize("loader", LOADERS)
@@ -183,7 +192,7 @@ def test_syntax_errors_name_the_line_where_the_construct_opens(loader: type, tex
 
 def test_both_parsers_give_identical_errors() -> None:
     for text in ("a: [1, 2\nb: 3\n", "a: 'x\n", "a:\n\tb: 1\n", "a: b: c\n", "a: {b\n", "- a\nb: 1\n"):
-        assert error_of(text, FAST_LOADER) == error_of(text, PURE_LOADER), text
+        assert error_of(text, DEFAULT_LOADER) == error_of(text, PURE_LOADER), text
 
 
 def test_bytes_that_are_not_utf8_are_one_line_with_their_line(tmp_path: Path) -> None:
@@ -305,7 +314,7 @@ def test_both_parsers_compose_the_same_tree_or_the_same_error_on_random_document
             piece = rng.choice([" ", "\n", ":", "-", "#", "'", '"', "[", "]", "{", "}", ",", "&", "*", "!", "\r",
                                 "|", "", "x", "  "])
             text = text[:position] + piece + text[position + rng.randint(0, 2):]
-        with_libyaml, with_pure = composed(text, FAST_LOADER), composed(text, PURE_LOADER)
+        with_libyaml, with_pure = composed(text, DEFAULT_LOADER), composed(text, PURE_LOADER)
         if isinstance(with_libyaml, str) != isinstance(with_pure, str):
             disagreements.append(text)  # libyaml accepts what PyYAML's scanner refuses (`|#`), or the other way
             continue

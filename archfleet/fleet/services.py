@@ -431,5 +431,5 @@ def parse_service(name: str, node: Node, fleet: Fleet, base_dir: Path | None = N
 def parse_services(section: Mapping | None, fleet: Fleet) -> dict[str, ServiceSpec]:
     if section is None:
         return {}
-    base_dir = fleet.base_dir  # resolved once (a path resolve per service is most of a big file's load time)
+    base_dir = fleet.base_dir  # the fleet file's folder, resolved once
     return {name: parse_service(name, node, fleet, base_dir) for name, node in section.entries()}
