@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 import subprocess
 import time
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from archfleet.errors import InputError, OperationFailed
 from archfleet.references import canonical_registry, docker_config_key, ecr_account, ecr_region
+from archfleet.run import say
 
 if TYPE_CHECKING:
     from archfleet.fleet import Fleet
@@ -267,3 +269,69 @@ def host_registry_login(host_data: Any, host_name: str, fleet: Fleet | None) -> 
         credentials = Credentials(str(username), password, "host data registry_password_file")
     ca_file = host_data.get("registry_ca_file")
     return RegistryLogin(str(address), credentials, Path(ca_file) if ca_file else None)
+
+
+# --- the fleet's secret version key ----------------------------------------------------------------------------
+# A service's files and secrets land on a host in a folder named after their version (services/desired.py). The
+# version is an HMAC-SHA256 under this key, never a plain hash of the value: a folder name is in `docker create`'s
+# argv, `docker inspect`, spot user-data and SSM parameter names, where a plain hash would let anyone who reads it
+# test guesses of a weak secret offline. The key is 32 random bytes (hex), 0600, generated once on the controller
+# beside the fleet's generated secrets (~/.config/archfleet/); ARCHFLEET_SECRET_VERSION_KEY_FILE names another file
+# (one key per fleet). Another controller of the same fleet needs a copy: with a key of its own it would name every
+# file anew, and its syncs would recreate the containers that mount them (and the next sync from here back again).
+
+SECRET_VERSION_KEY_ENV = "ARCHFLEET_SECRET_VERSION_KEY_FILE"
+SECRET_VERSION_KEY_BYTES = 32
+
+
+def secret_version_key_path() -> Path:
+    """``$ARCHFLEET_SECRET_VERSION_KEY_FILE``, else ``$XDG_CONFIG_HOME/archfleet/secret-version-key`` (default
+    ``~/.config/archfleet/secret-version-key``)."""
+    named = os.environ.get(SECRET_VERSION_KEY_ENV)
+    if named:
+        return Path(named).expanduser()
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "archfleet" / "secret-version-key"
+
+
+def _generate_secret_version_key(path: Path) -> None:
+    """Write a new key to ``path`` (0600, its folder 0700 if new) unless a file is there by then: written aside
+    and linked into place, so that another process never reads half a key and two never write two keys."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    aside = path.with_name(f".{path.name}.{os.getpid()}.new")
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(SECRET_VERSION_KEY_BYTES) + "\n")
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            return
+    finally:
+        aside.unlink()
+    say(f"generated the secret version key {path} (0600): the version names of the fleet's files and secrets are "
+        f"keyed by it; copy it to any other controller of this fleet ({SECRET_VERSION_KEY_ENV} may name it)")
+
+
+def secret_version_key() -> bytes:
+    """The key secret versions are named with (see above): read from its file, generated there if there is none.
+    A key readable by group or others, or not 64 hex digits, is refused (never replaced)."""
+    path = secret_version_key_path()
+    if not path.exists() and not path.is_symlink():
+        _generate_secret_version_key(path)
+    try:
+        info = path.stat()
+        text = path.read_text().strip()
+    except OSError as error:
+        raise InputError(f"secret version key {path}: {error.strerror}") from None
+    if info.st_mode & 0o077:
+        raise InputError(f"secret version key {path} is readable by others (mode {info.st_mode & 0o777:04o}): "
+                         f"chmod 600 {path}")
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != SECRET_VERSION_KEY_BYTES:
+        raise InputError(f"secret version key {path}: expected {SECRET_VERSION_KEY_BYTES * 2} hex digits; restore "
+                         f"the fleet's key from another controller (a new key would rename every secret)")
+    return key

@@ -8,7 +8,7 @@ import pytest
 
 from archfleet.facts.service_reads import ContainerState, ServicesStateValue
 from archfleet.fleet import load_fleet
-from archfleet.services.desired import DesiredContainer, FleetContext, decide, desired_container
+from archfleet.services.desired import DesiredContainer, FleetContext, decide, desired_container, file_version
 from archfleet.sync.plan import batches, plan_host
 from archfleet.sync.steps import finalize_command
 from archfleet.tasks import service_commands
@@ -29,6 +29,9 @@ services:
 """
 
 
+KEY = bytes(range(32))  # the fleet's secret version key
+
+
 @pytest.fixture(autouse=True)
 def proxy_id(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROXY_ID", "from-the-environment")
@@ -41,7 +44,8 @@ def desired(
     (tmp_path / "fleet.yaml").write_text(FLEET.replace("port: 1080", f"port: {port}"))
     (tmp_path / "inventory.py").write_text("hosts = ['a', ('b', {'ssh_hostname': '10.0.0.2'})]\n")
     spec = load_fleet(tmp_path / "fleet.yaml").services["proxy"]
-    context = FleetContext(hosts={"b": {"address": "10.0.0.2"}}, service_hosts={}, secrets={"proxy": {"id": secret}})
+    context = FleetContext(hosts={"b": {"address": "10.0.0.2"}}, service_hosts={}, secrets={"proxy": {"id": secret}},
+                           version_key=KEY)
     return desired_container(
         spec, tag="r.example:5000/proxy:1", repository="r.example:5000/proxy", digest=digest, host_name="a",
         platform="linux/arm64", context=context,
@@ -59,7 +63,8 @@ def test_files_and_secrets_are_content_addressed_root_only_mounts(tmp_path: Path
     d = desired(tmp_path)
     rendered = next(f for f in d.files if not f.secret)
     assert rendered.content == b'{"port": 1080, "id": "s3cret", "on": "a"}'
-    assert rendered.host_path == f"/etc/archfleet/services/proxy/{rendered.sha256[:16]}/proxy.json"
+    version = file_version(KEY, "proxy", "proxy.json", rendered.content, "0:0", "0600")
+    assert rendered.host_path == f"/etc/archfleet/services/proxy/{version}/proxy.json"
     secret = next(f for f in d.files if f.secret)
     assert secret.mount == "/run/secrets/id" and secret.content == b"s3cret"
     assert f"{secret.host_path}:/run/secrets/id:ro" in d.create_args

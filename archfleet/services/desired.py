@@ -1,14 +1,17 @@
 """The container a host should run for a service: pure, computed from the spec, the host and the registry.
 
-Rendered files and secrets are content-addressed on the host (``/etc/archfleet/services/<service>/<sha16>/<name>``),
-so a new version never overwrites what the running container mounts: a failed rollout can put the previous
-container back with its own files.
+Rendered files and secrets are versioned on the host (``/etc/archfleet/services/<service>/<version>/<name>``), so a
+new version never overwrites what the running container mounts: a failed rollout can put the previous container
+back with its own files. A version is a keyed hash of the content (HMAC-SHA256 under the fleet's secret version key,
+``archfleet.credentials.secret_version_key``): stable from sync to sync, and no test of a guessed secret for
+whoever reads it in argv, ``docker inspect``, user-data or an SSM parameter's name.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import json
 import posixpath
 from dataclasses import dataclass, field
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import jinja2
 
+from archfleet.credentials import secret_version_key
 from archfleet.errors import InputError
 from archfleet.facts.service_reads import FILES_ROOT, ContainerState
 from archfleet.fleet.services import SIMPLE_PLACEHOLDER, HealthcheckSpec, only_placeholders
@@ -30,12 +34,13 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ManagedFile:
     """A file archfleet puts on the host and mounts read-only into the container. Its directory is named after
-    its content, owner and mode, so a new version never overwrites what a running container mounts."""
+    its version (file_version: keyed by the fleet, of its content, owner and mode), so a new version never
+    overwrites what a running container mounts."""
 
     host_path: str
     mount: str
     content: bytes = field(repr=False)
-    sha256: str  # of the content
+    sha256: str  # of the content (compared with the host's copy; never in a name, an argv or a label)
     secret: bool
     owner: str = "0:0"  # UID:GID
     mode: str = "0600"
@@ -69,6 +74,7 @@ class FleetContext:
     hosts: dict[str, dict[str, str]]  # host -> {"address": ...}
     service_hosts: dict[str, list[str]]  # service -> host names
     secrets: dict[str, dict[str, str]] = field(repr=False)  # service -> secret name -> value
+    version_key: bytes = field(repr=False)  # the fleet's secret version key (file_version); b"": no files
 
     def variables(self) -> dict[str, object]:
         return {"hosts": self.hosts, "service_hosts": self.service_hosts}
@@ -83,6 +89,7 @@ def fleet_context(fleet: Fleet) -> FleetContext:
             if fleet.hosts is not None else {},
             service_hosts=placement.service_hosts() if placement else {},
             secrets={name: {s.name: s.read() for s in spec.secrets} for name, spec in fleet.services.items()},
+            version_key=secret_version_key() if any(s.secrets or s.files for s in fleet.services.values()) else b"",
         )
     return fleet.context  # type: ignore[no-any-return]
 
@@ -91,15 +98,24 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def managed_file(service: str, basename: str, mount: str, content: bytes, secret: bool,
+def file_version(key: bytes, service: str, basename: str, content: bytes, owner: str, mode: str) -> str:
+    """The name of a file's version folder: HMAC-SHA256 under the fleet's key of where it goes (service, file
+    name, owner, mode) and its content, 16 hex digits. The same inputs give the same name at every sync; without
+    the key, the name says nothing about the content (not even that two services hold the same value)."""
+    if not key:
+        raise ValueError("a file version needs the fleet's secret version key")
+    where = json.dumps([service, basename, owner, mode]).encode()
+    return hmac.new(key, where + b"\0" + content, hashlib.sha256).hexdigest()[:16]
+
+
+def managed_file(service: str, basename: str, mount: str, content: bytes, secret: bool, key: bytes,
                  owner: str = "0:0", mode: str = "0600") -> ManagedFile:
-    digest = sha256_hex(content)
-    version = sha256_hex(f"{digest} {owner} {mode}".encode()) if (owner, mode) != ("0:0", "0600") else digest
+    version = file_version(key, service, basename, content, owner, mode)
     return ManagedFile(
-        host_path=f"{FILES_ROOT}/{service}/{version[:16]}/{basename}",
+        host_path=f"{FILES_ROOT}/{service}/{version}/{basename}",
         mount=mount,
         content=content,
-        sha256=digest,
+        sha256=sha256_hex(content),
         secret=secret,
         owner=owner,
         mode=mode,
@@ -194,13 +210,14 @@ def desired_container(
     files: list[ManagedFile] = []
     for secret in spec.secrets:
         files.append(managed_file(
-            spec.name, secret.name, secret.mount, secret_values[secret.name].encode(), True,
+            spec.name, secret.name, secret.mount, secret_values[secret.name].encode(), True, context.version_key,
             owner=getattr(secret, "owner", None) or "0:0", mode=getattr(secret, "mode", None) or "0600",
         ))
     plain = template_variables(spec, host_name, platform, context)
     for index, file_spec in enumerate(spec.files):
         content = render_template(spec, index, {**plain, "secrets": secret_values})
-        files.append(managed_file(spec.name, posixpath.basename(file_spec.mount), file_spec.mount, content, False))
+        files.append(managed_file(spec.name, posixpath.basename(file_spec.mount), file_spec.mount, content, False,
+                                  context.version_key))
 
     args = ["--network", spec.network, "--restart", spec.restart]
     if spec.network == "bridge":

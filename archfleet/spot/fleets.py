@@ -228,6 +228,9 @@ def up(checked: CheckedFleet, wait_seconds: float = 600, dry: bool = False,
                     ec2.client.modify_fleet(**change.modify_arguments(fleet_id))
         if dry:
             return UpResult(fleet_id, changes)
+        if spec.user_data and parameters is not None:  # the fleet now launches with this release's user-data
+            changes += [f"delete SecureString {name} (no release uses it)"
+                        for name in prune_parameters(ec2, spec, set(parameters))]
         instances = wait_for_capacity(ec2, spec, fleet_id, wait_seconds)
     except BaseException:
         if not dry:
@@ -296,6 +299,15 @@ def store_parameters(ec2: AwsClient, spec: SpotFleetSpec, parameters: dict[str, 
             )
         written.append(name)
     return written
+
+
+def prune_parameters(ec2: AwsClient, spec: SpotFleetSpec, used: set[str]) -> list[str]:
+    """Delete the fleet's SecureString parameters (under its prefix) that the current release's user-data does not
+    read: a rotated secret's old value, a service or registry gone. Run once the fleet launches with the current
+    launch template versions, so the instance role keeps no way to an old secret. The names deleted."""
+    stale = [name for name in fleet_parameters(ec2, spec) if name not in used]
+    _delete_named_parameters(ec2, spec, stale, "no release uses")
+    return stale
 
 
 # --- status ----------------------------------------------------------------------------------------------------
@@ -486,14 +498,21 @@ def fleet_parameters(ec2: AwsClient, spec: SpotFleetSpec) -> list[str]:
     return sorted(names)
 
 
+def _delete_named_parameters(ec2: AwsClient, spec: SpotFleetSpec, names: list[str], which: str = "") -> None:
+    if not names:
+        return
+    ssm = ssm_client(ec2, f"spot fleet {spec.name}: SSM parameters")
+    with ssm.errors(f"spot fleet {spec.name}: deleting SSM parameters {which + ' ' if which else ''}under "
+                    f"{spec.parameter_prefix}"):
+        for start in range(0, len(names), 10):  # DeleteParameters takes ten at a time
+            ssm.client.delete_parameters(Names=names[start:start + 10])
+
+
 def _delete_parameters(ec2: AwsClient, spec: SpotFleetSpec) -> list[str]:
     names = fleet_parameters(ec2, spec)
     if not names:
         return []
-    ssm = ssm_client(ec2, f"spot fleet {spec.name}: SSM parameters")
-    with ssm.errors(f"spot fleet {spec.name}: deleting SSM parameters under {spec.parameter_prefix}"):
-        for start in range(0, len(names), 10):  # DeleteParameters takes ten at a time
-            ssm.client.delete_parameters(Names=names[start:start + 10])
+    _delete_named_parameters(ec2, spec, names)
     return [f"deleted {len(names)} SSM parameter(s) under {spec.parameter_prefix}"]
 
 

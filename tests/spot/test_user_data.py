@@ -28,6 +28,7 @@ from tests.standins.cloud_init import RoleMetadataStandIn
 from tests.standins.instance_metadata import serve
 
 SECRET = "s3cret-value with spaces\nand a second line"
+KEY = bytes(range(32))  # the fleet's secret version key
 
 
 def container(name: str, files: list[object]) -> DesiredContainer:
@@ -40,8 +41,8 @@ def container(name: str, files: list[object]) -> DesiredContainer:
 
 
 def plan(**changes: object) -> BootPlan:
-    secret = managed_file("web", "token", "/run/secrets/token", SECRET.encode(), True)
-    config = managed_file("web", "config.json", "/etc/web/config.json", b'{"port": 80}\n', False)
+    secret = managed_file("web", "token", "/run/secrets/token", SECRET.encode(), True, KEY)
+    config = managed_file("web", "config.json", "/etc/web/config.json", b'{"port": 80}\n', False, KEY)
     values: dict[str, object] = dict(
         fleet="ci", arch="arm64", region=REGION, metadata_url="http://169.254.169.254",
         ssm_endpoint="https://ssm.eu-west-1.amazonaws.com", ecr_endpoint="https://api.ecr.eu-west-1.amazonaws.com",
@@ -170,3 +171,41 @@ services:
     assert names == ["proxy", "runner"]  # the highest stop_order starts first
     arm = [s.name for s in services_in_groups(fleet.services, instance_groups(spec, "arm64"))]
     assert sorted(arm) == ["arm-only", "proxy", "runner"]
+
+
+def test_up_deletes_the_fleets_parameters_no_release_uses_and_keeps_the_rest(endpoint: Endpoint,
+                                                                             tmp_path: Path) -> None:
+    """A rotated secret's old parameter (and one of a service gone) is deleted once the fleet launches with the
+    new user-data; the current release's parameters and another fleet's stay; a second up deletes nothing."""
+    from tests.spot.test_fleet_on_moto import write_fleet
+
+    name = "prunes"
+    prefix = "/archfleet/test-prunes"
+    password = tmp_path / "registry-password"
+    password.write_text("registry-secret\n")
+    password.chmod(0o600)
+    fleet = write_fleet(tmp_path, endpoint, name, 1, extra=f"    user_data: true\n    ssm_prefix: {prefix}\n")
+    registry = f"registry: {{address: 'reg.test:5000', username: archfleet, password_file: {password}}}"
+    fleet.write_text(fleet.read_text().replace("registry: {lab: true}", registry) + "services: {}\n")
+    ssm = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                region_name=REGION).client("ssm", endpoint_url=endpoint.url)
+    current = f"{prefix}/registry/reg.test_5000"
+    stale = [f"{prefix}/arm64/services/web/{'0' * 16}/token", f"{prefix}/amd64/services/gone/{'1' * 16}/key"]
+    elsewhere = "/archfleet/test-prunes-other/arm64/services/web/token"
+    for parameter in [*stale, elsewhere]:
+        ssm.put_parameter(Name=parameter, Type="SecureString", Value="b2xk")
+    try:
+        up = endpoint.archfleet("spot", "up", "-f", str(fleet), name, "--wait", "60")
+        assert up.returncode == 0, up.stderr
+        for parameter in stale:
+            assert f"delete SecureString {parameter} (no release uses it)" in up.stderr, up.stderr
+        names = [p["Name"] for p in ssm.get_parameters_by_path(Path=prefix, Recursive=True)["Parameters"]]
+        assert names == [current], names
+        assert ssm.get_parameter(Name=elsewhere)["Parameter"]["Name"] == elsewhere
+        again = endpoint.archfleet("spot", "up", "-f", str(fleet), name, "--wait", "60")
+        assert again.returncode == 0 and "delete SecureString" not in again.stderr, again.stderr
+        assert f"spot fleet {name}: no change" in again.stderr, again.stderr
+    finally:
+        down = endpoint.archfleet("spot", "down", "-f", str(fleet), name)
+        assert down.returncode == 0, down.stderr
+        ssm.delete_parameter(Name=elsewhere)
