@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from archfleet.images.plan import INPUT_LABEL
 from archfleet.lab import lab
 
 
@@ -28,7 +29,8 @@ def register(subparsers: Any) -> None:
     reset = actions.add_parser("reset", help="give hosts a fresh first boot (their engine's data is removed)")
     reset.add_argument("hosts", nargs="+", metavar="HOST")
     reset.set_defaults(handler=run_reset)
-    actions.add_parser("down", help="remove the lab's containers, volumes, network and registry")\
+    actions.add_parser("down", help="remove the lab's containers, volumes, network and registry (built images and "
+                                    "packages stay cached)")\
         .set_defaults(handler=run_down)
 
 
@@ -55,5 +57,5 @@ def run_reset(args: argparse.Namespace) -> int:
 
 
 def run_down(args: argparse.Namespace) -> int:
-    lab.down()
+    lab.down(keep_images_labelled=INPUT_LABEL)  # built images stay in the cache, keyed by their inputs
     return 0

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from archfleet import ssh
 from archfleet.errors import OperationFailed
+from archfleet.lab.apt_cache import HOST_APT_CONF
 from archfleet.lab.state import HOST_KINDS, LabHost, LabPaths
 from archfleet.run import run, succeeds
 
@@ -87,6 +88,7 @@ def start_host(host: LabHost, network: str, image: str, image_id: str, paths: La
         *HOST_CONTAINER_FLAGS,
         "-v", f"{volume_name(network, host.name)}:/var/lib/docker",
         "-v", f"{paths.authorized_keys}:{authorized_keys_path(host)}:ro",
+        "-v", f"{paths.apt_host_setting}:{HOST_APT_CONF}:ro",  # the lab's package cache
         image,
     ])
     return True

@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from archfleet.errors import InputError
+from archfleet.lab import apt_cache, image_cache, images, pki, registry, system
 from archfleet.lab import hosts as lab_hosts
-from archfleet.lab import images, pki, registry, system
 from archfleet.lab.state import (
     DEFAULT_COUNTS,
     LabHost,
@@ -100,6 +100,7 @@ def up(**requested: int | None) -> LabState:
     pki.ensure_pki(paths, gateway)
     ensure_ssh_key(paths)
     lab_hosts.ensure_network(network, subnet, gateway)
+    apt_cache.ensure_apt_cache(paths, gateway)
     registry.ensure_registry(paths, address)
     trust_registry_locally(paths, address)
 
@@ -173,10 +174,14 @@ def status() -> tuple[LabState, list[dict[str, str]]]:
     return state, rows
 
 
-def down() -> None:
-    """Remove what `lab up` made: containers, their volumes, the network, the registry and its trust.
+def down(keep_images_labelled: str | None = None) -> None:
+    """Remove what `lab up` made: containers, their volumes, the network, the registry and its trust, the package
+    cache's process.
 
-    The cached rootfs tarballs and base images stay (they are the slow part and hold no secrets).
+    The cached rootfs tarballs, base images and hosts' packages stay (they are the slow part and hold no secrets).
+    With ``keep_images_labelled`` (the label ``archfleet images build`` gives each image: the hash of its inputs),
+    the registry's storage keeps the tags of built images, whole (archfleet/lab/image_cache.py); without it, the
+    storage goes too.
     """
     paths = LabPaths(state_dir())
     network, _, gateway = lab_network()
@@ -193,6 +198,14 @@ def down() -> None:
         if volumes:
             run(["docker", "volume", "rm", *volumes])
     registry.stop_registry(paths)
+    apt_cache.stop_apt_cache(paths)
+    if paths.registry_data.is_dir():
+        if keep_images_labelled:
+            pruned = image_cache.prune(paths.registry_data, keep_images_labelled)
+            say(f"kept {len(pruned.kept)} tag(s) of built images in {paths.registry_data} for the next lab up "
+                f"({len(pruned.dropped)} other tag(s) removed)")
+        else:
+            shutil.rmtree(paths.registry_data)
     address = f"{gateway}:{REGISTRY_PORT}"
     if system.dockerd_answers():
         subprocess.run(["docker", "logout", address], capture_output=True, check=False)

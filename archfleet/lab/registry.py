@@ -22,6 +22,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,8 +79,8 @@ def running_pid(paths: LabPaths) -> int | None:
     return pid_of(paths.registry_pid)
 
 
-def pid_of(pid_file: Path) -> int | None:
-    """The registry process recorded in ``pid_file``, if it still runs (and is a registry)."""
+def pid_of(pid_file: Path, program: bytes = b"docker-registry") -> int | None:
+    """The process recorded in ``pid_file``, if it still runs (and is ``program``: a registry by default)."""
     try:
         pid = int(pid_file.read_text())
     except (FileNotFoundError, ValueError):
@@ -88,7 +89,7 @@ def pid_of(pid_file: Path) -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except FileNotFoundError:
         return None
-    return pid if b"docker-registry" in cmdline else None
+    return pid if program in cmdline else None
 
 
 def ensure_registry(paths: LabPaths, address: str) -> None:
@@ -110,23 +111,24 @@ def serve(config: str, config_file: Path, pid_file: Path, log_file: Path, data: 
         stop_pid(pid_file)
     say(f"starting the registry on {address}")
     data.mkdir(parents=True, exist_ok=True, mode=0o700)
+    start_daemon(["docker-registry", "serve", str(config_file)], pid_file, log_file,
+                 lambda: registry_answers(address, ca_cert), f"the registry did not answer on {address}")
+
+
+def start_daemon(argv: list[str], pid_file: Path, log_file: Path, answers: Callable[[], bool], failure: str) -> None:
+    """Start a service of the lab as a process of this machine in a session of its own (it outlives archfleet),
+    record its pid, and wait until ``answers()`` (at most 20 s); else OperationFailed(``failure``)."""
     log = log_file.open("ab")
-    process = subprocess.Popen(
-        ["docker-registry", "serve", str(config_file)],
-        stdout=log,
-        stderr=log,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     write_private(pid_file, f"{process.pid}\n")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        if registry_answers(address, ca_cert):
+        if answers():
             return
         if process.poll() is not None:
             break
         time.sleep(0.2)
-    raise OperationFailed(f"the registry did not answer on {address}; see {log_file}")
+    raise OperationFailed(f"{failure}; see {log_file}")
 
 
 def stop_registry(paths: LabPaths) -> None:
@@ -135,8 +137,8 @@ def stop_registry(paths: LabPaths) -> None:
         stop_pid(extra)
 
 
-def stop_pid(pid_file: Path) -> None:
-    pid = pid_of(pid_file)
+def stop_pid(pid_file: Path, program: bytes = b"docker-registry") -> None:
+    pid = pid_of(pid_file, program)
     if pid is None:
         return
     os.kill(pid, signal.SIGTERM)

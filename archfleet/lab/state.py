@@ -25,7 +25,8 @@ def state_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    """Slow things built once: rootfs tarballs."""
+    """Slow things built once, kept across `lab down`: rootfs tarballs, the registry's built images, the hosts'
+    package cache."""
     return Path(os.environ.get("ARCHFLEET_CACHE_DIR", "/var/cache/archfleet"))
 
 
@@ -67,7 +68,24 @@ class LabPaths:
 
     @property
     def registry_data(self) -> Path:
-        return self.root / "registry" / "data"
+        """The registry's storage: in the cache folder, as it outlives `lab down` (archfleet/lab/image_cache.py); one
+        per lab folder (a benchmark's lab beside the main one has its own)."""
+        return cache_dir() / "registry" / self.root.name
+
+    @property
+    def apt_cache_files(self) -> Path:
+        """The hosts' cached packages (archfleet/lab/apt_cache.py), kept across `lab down`; one per lab folder."""
+        return cache_dir() / "apt-cacher-ng" / self.root.name
+
+    @property
+    def apt_cache_dir(self) -> Path:
+        """The package cache's config, process and log (its cached files are in the cache folder)."""
+        return self.root / "apt-cache"
+
+    @property
+    def apt_host_setting(self) -> Path:
+        """The apt setting every lab host mounts (not ``*.conf``: apt-cacher-ng reads those in its folder)."""
+        return self.apt_cache_dir / "host-apt-setting"
 
     @property
     def registry_pid(self) -> Path:

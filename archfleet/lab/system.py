@@ -25,6 +25,7 @@ LAB_PACKAGES = (
     "openssl",
     "containerd",
     "runc",
+    "apt-cacher-ng",  # the lab hosts' package cache (archfleet/lab/apt_cache.py)
 )
 
 DOCKERD_LOG = Path("/var/log/archfleet-dockerd.log")
