@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from archfleet.lab.state import LabState
+from tests.lab.support import HostBootstrap
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +22,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> LabState:
     cleared = remove_every_service(tmp_path_factory.mktemp("lab-start"))
     assert cleared.returncode == 0, f"removing the services a run left on the lab failed:\n{cleared.stderr[-3000:]}"
     return state
+
+
+@pytest.fixture(scope="session")
+def host_bootstrap() -> HostBootstrap:
+    """Call ``host_bootstrap.ensure()`` where a module's tests need the lab's amd64 and arm64 hosts bootstrapped
+    (after any ``lab up`` that adds hosts)."""
+    return HostBootstrap()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from archfleet.lab.hosts import ssh_argv
-from archfleet.lab.state import LabHost, LabPaths, state_dir
+from archfleet.lab.state import LabHost, LabPaths, load, state_dir
 
 PROJECT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -59,6 +59,38 @@ def archfleet(*args: str, timeout: float = 1800, check: bool = False) -> subproc
     if check:
         assert result.returncode == 0, f"archfleet {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result
+
+
+class HostBootstrap:
+    """The host bootstrap (`pyinfra inventories/lab.py deploys/host.py`) of the lab's amd64 and arm64 hosts, run
+    once per session for each host container: :meth:`ensure` bootstraps only the hosts whose container this
+    session has not bootstrapped yet (a host added by ``lab up --amd64 3``, or made anew by ``lab reset`` or by
+    ``lab down`` and ``up``, is a new container). That the bootstrap converges, and that a second run changes
+    nothing, is test_foundation's test; the other modules only need hosts that are bootstrapped."""
+
+    KINDS = ("amd64", "arm64")
+
+    def __init__(self) -> None:
+        self.done: set[str] = set()  # container ids
+
+    def ensure(self) -> None:
+        hosts = [h for h in load().hosts if h.kind in self.KINDS]
+        ids = dict(zip((h.name for h in hosts), container_ids([h.container for h in hosts]), strict=True))
+        new = [name for name, cid in ids.items() if cid not in self.done]
+        if not new:
+            return
+        limits = [arg for name in new for arg in ("--limit", name)]
+        bootstrap = pyinfra("deploys/host.py", *limits)
+        assert bootstrap.returncode == 0, bootstrap.output[-3000:]
+        self.done.update(ids[name] for name in new)
+
+
+def container_ids(containers: list[str]) -> list[str]:
+    if not containers:
+        return []
+    result = subprocess.run(["docker", "inspect", "--format", "{{.Id}}", *containers],
+                            capture_output=True, text=True, check=True)
+    return result.stdout.split()
 
 
 def remove_every_service(directory: Path) -> subprocess.CompletedProcess[str]:

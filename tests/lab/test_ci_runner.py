@@ -10,7 +10,7 @@ import pytest
 
 from archfleet.lab.ci import build_on_every_runner
 from archfleet.lab.state import LabState
-from tests.lab.support import PROJECT, archfleet, fleet_header, on_host, pyinfra, remove_every_service
+from tests.lab.support import PROJECT, HostBootstrap, archfleet, fleet_header, on_host, remove_every_service
 
 pytestmark = pytest.mark.lab
 
@@ -40,13 +40,12 @@ services:
 
 
 @pytest.fixture(scope="module")
-def ci_fleet(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def ci_fleet(lab: LabState, tmp_path_factory: pytest.TempPathFactory, host_bootstrap: HostBootstrap) -> Iterator[Path]:
     directory = tmp_path_factory.mktemp("ci")
     path = directory / "fleet.yaml"
     services = SERVICES.format(project=PROJECT, master=lab.hosts_of("amd64")[0].name)
     path.write_text(fleet_header("buildbot-worker", "buildbot-master") + services)
-    bootstrap = pyinfra("deploys/host.py", "--limit", "amd64", "--limit", "arm64")
-    assert bootstrap.returncode == 0, bootstrap.output[-3000:]
+    host_bootstrap.ensure()
     archfleet("images", "build", "-f", str(path), check=True)
     yield path
     remove_every_service(directory)

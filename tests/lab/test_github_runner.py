@@ -26,7 +26,7 @@ import pytest
 from archfleet.lab.state import LabHost, LabState
 from tests.lab.faults import in_lab_host, sync
 from tests.lab.github_runner_fleet import github_standin, runner_image, runner_service
-from tests.lab.support import archfleet, fleet_header, pyinfra
+from tests.lab.support import HostBootstrap, archfleet, fleet_header
 from tests.lab.test_secret_safety import container_bytes, files_holding, host_root, readable_by_others
 from tests.standins.github_api import GitHubStandin, Runner
 
@@ -115,7 +115,7 @@ def remove_runners(lab: LabState) -> None:
 
 
 @pytest.fixture(scope="module")
-def rig(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+def rig(lab: LabState, tmp_path_factory: pytest.TempPathFactory, host_bootstrap: HostBootstrap) -> Iterator[Rig]:
     directory = tmp_path_factory.mktemp("github-runner")
     with github_standin(lab.gateway, directory) as (standin, token_file):
         argv = ArgvWatch(standin)
@@ -123,8 +123,7 @@ def rig(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig
         fleet = directory / "fleet.yaml"
         fleet.write_text(fleet_text(standin, token_file))
         try:
-            bootstrap = pyinfra("deploys/host.py", "--limit", "amd64", "--limit", "arm64")
-            assert bootstrap.returncode == 0, bootstrap.output[-3000:]
+            host_bootstrap.ensure()
             remove_runners(lab)
             archfleet("images", "build", "-f", str(fleet), check=True)
             yield Rig(lab, standin, fleet, argv)

@@ -47,7 +47,7 @@ from tests.lab.faults import (
     sync,
     wait_until,
 )
-from tests.lab.support import LAB_INVENTORY, archfleet, fleet_header, pyinfra
+from tests.lab.support import LAB_INVENTORY, HostBootstrap, archfleet, fleet_header
 from tests.lab.test_services import V2RAY_TEMPLATE
 
 pytestmark = pytest.mark.lab
@@ -239,14 +239,13 @@ def wall(moment: float) -> float:
 
 
 @pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+def rig(tmp_path_factory: pytest.TempPathFactory, host_bootstrap: HostBootstrap) -> Iterator[Rig]:
     lab = lab_module.up(amd64=3)
     directory = tmp_path_factory.mktemp("faults")
     rig = Rig(lab, directory)
     try:
         ensure_packages(("v2ray", "curl"))
-        bootstrap = pyinfra("deploys/host.py", "--limit", "amd64", "--limit", "arm64")
-        assert bootstrap.returncode == 0, bootstrap.output[-3000:]
+        host_bootstrap.ensure()
         images = directory / "images.yaml"
         images.write_text(fleet_header("v2ray"))
         archfleet("images", "build", "-f", str(images), check=True)

@@ -34,7 +34,7 @@ from archfleet.lab import lab as lab_module
 from archfleet.lab.images import base_image
 from archfleet.lab.state import LabHost, LabState
 from tests.lab.faults import SyncResult, in_lab_host, publish_test_image, sync
-from tests.lab.support import LAB_INVENTORY, pyinfra
+from tests.lab.support import LAB_INVENTORY, HostBootstrap
 
 pytestmark = pytest.mark.lab
 
@@ -119,9 +119,8 @@ def remove_services(rig: SecretRig) -> None:
 
 
 @pytest.fixture(scope="module")
-def rig(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecretRig]:
-    bootstrap = pyinfra("deploys/host.py", "--limit", "amd64", "--limit", "arm64")
-    assert bootstrap.returncode == 0, bootstrap.output[-3000:]
+def rig(lab: LabState, tmp_path_factory: pytest.TempPathFactory, host_bootstrap: HostBootstrap) -> Iterator[SecretRig]:
+    host_bootstrap.ensure()
     rig = SecretRig(lab_module.up(), tmp_path_factory.mktemp("secrets"))
     bases = {arch: base_image(arch) for arch in ("amd64", "arm64")}
     publish_test_image(rig.lab, ROOT_REPO, "root", "live", bases)

@@ -19,7 +19,7 @@ import pytest
 from archfleet.lab.images import base_image
 from archfleet.lab.state import LabState
 from archfleet.lab.v2ray_client import fetch_through_proxy
-from tests.lab.support import LAB_INVENTORY, PROJECT, PyinfraResult, archfleet, fleet_header, on_host, pyinfra
+from tests.lab.support import LAB_INVENTORY, PROJECT, HostBootstrap, PyinfraResult, archfleet, fleet_header, on_host
 
 pytestmark = pytest.mark.lab
 
@@ -107,9 +107,8 @@ def changed_lines(output: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def fleet(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    bootstrap = pyinfra("deploys/host.py", "--limit", "amd64", "--limit", "arm64")
-    assert bootstrap.returncode == 0, bootstrap.output[-3000:]
+def fleet(lab: LabState, tmp_path_factory: pytest.TempPathFactory, host_bootstrap: HostBootstrap) -> Iterator[Fleet]:
+    host_bootstrap.ensure()
     publish_mover(lab, "1")
     fleet = Fleet(tmp_path_factory.mktemp("fleet"), lab)
     archfleet("images", "build", "-f", str(fleet.path), check=True)
