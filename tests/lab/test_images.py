@@ -5,8 +5,11 @@ layers), run each host's own variant, build again and see nothing rebuilt, and c
 builder rebuilds only the steps after a changed file, taking the rest from the registry's previous image; a build
 past its time bound fails and the engine stops it.
 
-The images go to their own repositories (``archfleet-test/...``) with a per-run build arg, so every run really
-builds and publishes (from the builders' layer cache when warm) and the fleet's own tags are left alone.
+The images go to their own repositories (``archfleet-test/...``), so the fleet's own tags are left alone. v2ray is
+built from scratch on every run, natively for each platform (arm64 on the arm64 host) and once more emulated on the
+local engine: its Dockerfile here declares a per-run build arg before its first step, so no layer cache (a builder's
+or the registry's) can satisfy a step. buildbot-worker is built as any fleet image is, keyed by the hash of its
+inputs: the registry the lab keeps across `lab down` may already hold it (then it is up to date, not rebuilt).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 import subprocess
 import tarfile
 import time
@@ -39,7 +43,7 @@ from archfleet.registry_client import (
     manifest_list,
     resolve_platform_digests,
 )
-from tests.lab.support import PROJECT, archfleet, on_host, pyinfra
+from tests.lab.support import PROJECT, HostBootstrap, archfleet, on_host
 
 pytestmark = pytest.mark.lab
 
@@ -48,8 +52,21 @@ E_MACHINE = {"linux/amd64": 62, "linux/arm64": 183}  # ELF e_machine: EM_X86_64,
 MAIN_BINARY = {"v2ray": "usr/bin/v2ray", "buildbot-worker": "usr/bin/python3.11"}
 
 
-def fleet_text(run_id: str) -> str:
-    images = PROJECT / "images"
+def from_scratch_context(directory: Path, image: str) -> Path:
+    """A copy of the project's ``image`` context whose Dockerfile declares ``ARCHFLEET_TEST_RUN`` right after its
+    ``FROM``: every step after it misses every layer cache unless the build arg's value is the same (Docker's rule
+    for a declared ARG), so a build with a new run id is a build from scratch."""
+    context = directory / image
+    shutil.copytree(PROJECT / "images" / image, context)
+    dockerfile = context / "Dockerfile"
+    lines = dockerfile.read_text().splitlines(keepends=True)
+    first_from = next(index for index, line in enumerate(lines) if line.startswith("FROM "))
+    lines.insert(first_from + 1, "ARG ARCHFLEET_TEST_RUN\n")
+    dockerfile.write_text("".join(lines))
+    return context
+
+
+def fleet_text(run_id: str, v2ray_context: Path) -> str:
     return f"""registry: {{lab: true}}
 inventory: {PROJECT / "inventories" / "lab.py"}
 images:
@@ -58,13 +75,13 @@ images:
     repository: archfleet-test/debian
     tag: bookworm
   v2ray:
-    context: {images / "v2ray"}
+    context: {v2ray_context}
     build_args: {{BASE_IMAGE: "{{registry}}/archfleet-test/debian:bookworm", ARCHFLEET_TEST_RUN: "{run_id}"}}
     repository: archfleet-test/v2ray
     tag: "4.34"
   buildbot-worker:
-    context: {images / "buildbot-worker"}
-    build_args: {{BASE_IMAGE: "{{registry}}/archfleet-test/debian:bookworm", ARCHFLEET_TEST_RUN: "{run_id}"}}
+    context: {PROJECT / "images" / "buildbot-worker"}
+    build_args: {{BASE_IMAGE: "{{registry}}/archfleet-test/debian:bookworm"}}
     repository: archfleet-test/buildbot-worker
     tag: "3.7"
 """
@@ -72,8 +89,9 @@ images:
 
 @pytest.fixture(scope="module")
 def fleet(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("images") / "fleet.yaml"
-    path.write_text(fleet_text(uuid.uuid4().hex[:12]))
+    directory = tmp_path_factory.mktemp("images")
+    path = directory / "fleet.yaml"
+    path.write_text(fleet_text(uuid.uuid4().hex[:12], from_scratch_context(directory, "v2ray")))
     return path
 
 
@@ -94,6 +112,12 @@ def first_build(lab: LabState, fleet: Path) -> Iterator[tuple[str, str]]:
                       "| xargs -r docker rmi >/dev/null 2>&1; true")
 
 
+def assert_from_scratch(lines: list[str]) -> None:
+    """Every RUN step of the build ran: none came from a layer cache."""
+    runs = [line for line in lines if line.startswith("step ") and line.split()[2] == "RUN"]
+    assert runs and not any(line.endswith("(cached)") for line in runs), lines
+
+
 def rows(stdout: str) -> dict[tuple[str, str], list[str]]:
     """The build table: (image, platform) -> [path, result, ...]."""
     table = {}
@@ -107,12 +131,16 @@ def rows(stdout: str) -> dict[tuple[str, str], list[str]]:
 def test_build_arm64_natively_on_the_arm64_host_and_publish_one_tag(first_build: tuple[str, str]) -> None:
     stdout, stderr = first_build
     table = rows(stdout)
-    for image in ("v2ray", "buildbot-worker"):
-        assert table[(image, "linux/arm64")][:2] == ["arm64-1", "built"], stdout
-        assert table[(image, "linux/amd64")][1] == "built", stdout
-        assert table[(image, "linux/amd64")][0] != "emulated", stdout
-        assert f"{image} linux/arm64 [arm64-1]: building natively on arm64-1 (builder host arm64-1 is linux/arm64)" \
-            in stderr
+    # v2ray: from scratch, natively for each platform (arm64 on the arm64 host)
+    assert table[("v2ray", "linux/arm64")][:2] == ["arm64-1", "built"], stdout
+    assert table[("v2ray", "linux/amd64")][1] == "built" and table[("v2ray", "linux/amd64")][0] != "emulated", stdout
+    v2ray_arm64 = progress_lines(stderr, "v2ray", "linux/arm64")
+    assert v2ray_arm64[0].startswith("building natively on arm64-1 (builder host arm64-1 is linux/arm64)"), stderr
+    assert_from_scratch(v2ray_arm64)
+    # buildbot-worker: built natively, or up to date (kept from an earlier run with the same inputs)
+    assert table[("buildbot-worker", "linux/arm64")][:2] in (["arm64-1", "built"], ["arm64-1", "up"]), stdout
+    assert table[("buildbot-worker", "linux/amd64")][1] in ("built", "up"), stdout
+    assert table[("buildbot-worker", "linux/amd64")][0] != "emulated", stdout
     assert "published: " in stdout and "archfleet-test/v2ray:4.34" in stdout
 
 
@@ -150,10 +178,9 @@ def test_main_binary_is_an_elf_for_each_platform(first_build: tuple[str, str], c
 
 
 @pytest.fixture(scope="module")
-def hosts_logged_in(lab: LabState) -> None:
-    """The hosts' engines trust the registry and are logged in (the host deploy; a no-op when they are)."""
-    result = pyinfra("--limit", "amd64", "--limit", "arm64", "deploys/host.py")  # only the hosts used here
-    assert result.returncode == 0, result.output[-3000:]
+def hosts_logged_in(lab: LabState, host_bootstrap: HostBootstrap) -> None:
+    """The hosts' engines trust the registry and are logged in (the session's host bootstrap)."""
+    host_bootstrap.ensure()
 
 
 @pytest.mark.usefixtures("hosts_logged_in")
@@ -248,7 +275,7 @@ def test_without_an_arm64_builder_arm64_builds_emulated_on_the_local_engine(
 inventory: {inventory}
 images:
   v2ray:
-    context: {PROJECT / "images" / "v2ray"}
+    context: {from_scratch_context(tmp_path, "v2ray")}
     platforms: [linux/arm64]
     build_args: {{BASE_IMAGE: "{{registry}}/archfleet-test/debian:bookworm", ARCHFLEET_TEST_RUN: "{uuid.uuid4().hex}"}}
     repository: archfleet-test/v2ray-emulated
@@ -260,6 +287,7 @@ images:
         assert rows(result.stdout)[("v2ray", "linux/arm64")][:2] == ["emulated", "built"], result.stdout
         assert "v2ray linux/arm64 [emulated]: building emulated (QEMU) on the local engine (no builder host is " \
                "linux/arm64" in result.stderr
+        assert_from_scratch(progress_lines(result.stderr, "v2ray", "linux/arm64"))
         digest = resolve_platform_digests(client, "archfleet-test/v2ray-emulated:latest")["linux/arm64"]
         head = file_head(client, "archfleet-test/v2ray-emulated", digest, MAIN_BINARY["v2ray"])
         assert int.from_bytes(head[18:20], "little") == E_MACHINE["linux/arm64"]
@@ -297,10 +325,11 @@ images:
     return fleet
 
 
-def progress_lines(stderr: str, image: str) -> list[str]:
-    """The amd64 progress lines of ``image``, without the ``archfleet: IMAGE PLATFORM [WHERE]: `` prefix."""
+def progress_lines(stderr: str, image: str, platform: str = "linux/amd64") -> list[str]:
+    """The progress lines of ``image`` for ``platform``, without the ``archfleet: IMAGE PLATFORM [WHERE]: ``
+    prefix."""
     return [line.split("]: ", 1)[1] for line in stderr.splitlines()
-            if line.startswith(f"archfleet: {image} linux/amd64 [")]
+            if line.startswith(f"archfleet: {image} {platform} [")]
 
 
 def test_a_failing_build_exits_1_with_one_line_naming_its_log(lab: LabState, tmp_path: Path) -> None:
