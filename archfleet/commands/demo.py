@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from archfleet.errors import OperationFailed
-from archfleet.fleet import load_fleet
+from archfleet.fleet import Fleet, load_fleet
 from archfleet.lab import lab
 from archfleet.lab.ci import build_on_every_runner
 from archfleet.lab.state import LabState
@@ -45,8 +45,7 @@ def archfleet(*args: str) -> None:
         raise OperationFailed(f"`archfleet {' '.join(args)}` failed (exit {result.returncode}); see above")
 
 
-def ci_build_on_every_runner(state: LabState, fleet_path: Path) -> None:
-    fleet = load_fleet(fleet_path)
+def ci_build_on_every_runner(state: LabState, fleet: Fleet) -> None:
     if "ci-master" not in fleet.services:
         print("no ci-master service declared: skipped")
         return
@@ -61,8 +60,7 @@ def ci_build_on_every_runner(state: LabState, fleet_path: Path) -> None:
         raise OperationFailed(f"CI: not every runner built ({sorted(expected)}); see the table above")
 
 
-def reach_v2ray(state: LabState, fleet_path: Path) -> None:
-    fleet = load_fleet(fleet_path)
+def reach_v2ray(state: LabState, fleet: Fleet) -> None:
     if "v2ray" not in fleet.services:
         print("no v2ray service declared: skipped")
         return
@@ -91,12 +89,14 @@ def reach_v2ray(state: LabState, fleet_path: Path) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     fleet_path = (args.fleet or example_fleet_file()).resolve()
-    load_fleet(fleet_path)  # bad input stops here, before anything changes
     started = time.monotonic()
 
+    # The lab comes first: the fleet file's inventory is the lab's, which the load reads (on a fresh machine there
+    # is no lab to read until this step made it). Bad input still stops before any host is changed.
     step(1, "the local lab: an amd64 host, an arm64 host (QEMU), a private registry with TLS and auth")
     state = lab.up()
     lab.print_status_table(lab.status()[1])
+    fleet = load_fleet(fleet_path)
 
     step(2, "host bootstrap (deploys/host.py): Docker engine, registry CA and login")
     archfleet("hosts", "bootstrap", "--limit", "amd64,arm64", "-f", str(fleet_path))
@@ -105,7 +105,7 @@ def run_demo(args: argparse.Namespace) -> int:
     archfleet("images", "build", "-f", str(fleet_path))
 
     step(4, "images: each published tag verified platform by platform")
-    for name in load_fleet(fleet_path).images:
+    for name in fleet.images:
         archfleet("images", "verify", name, "-f", str(fleet_path))
 
     step(5, "services synced on every host, each pulling its own platform's image by digest")
@@ -115,10 +115,10 @@ def run_demo(args: argparse.Namespace) -> int:
     archfleet("verify", "-f", str(fleet_path))
 
     step(7, "CI: a change built on every runner, each reporting its own machine")
-    ci_build_on_every_runner(state, fleet_path)
+    ci_build_on_every_runner(state, fleet)
 
     step(8, "v2ray: the proxy on each host, reached from this machine")
-    reach_v2ray(state, fleet_path)
+    reach_v2ray(state, fleet)
 
     print(f"\ndemo: done in {time.monotonic() - started:.0f}s. Re-run it: nothing changes the second time. "
           "`.venv/bin/archfleet lab down` removes the lab.")
