@@ -49,16 +49,22 @@ def fleet_with_hosts(args: argparse.Namespace) -> Fleet:
 def first_contact(fleet: Fleet, names: list[str]) -> dict[str, str]:
     """Reach every host once over OpenSSH, through sudo when it applies: a new host's key is recorded (and its
     fingerprint printed), a changed key or a user without passwordless sudo is found before any deploy runs.
-    ``{host: reason}`` for the hosts that failed."""
+    ``{host: reason}`` for the hosts that failed. A new EC2 instance's key is first proven from its console output
+    (archfleet.spot.host_keys); one refused there is not contacted."""
+    from archfleet.spot.host_keys import prove_new_host_keys
+
+    refused = prove_new_host_keys(fleet.hosts, names, say)
     timeouts = timeouts_of(fleet)
     session = HostSession(fleet.hosts, int(timeouts.connect))
     try:
-        results = session.each(names, "connect", timeouts.connect + timeouts.facts,
+        results = session.each([name for name in names if name not in refused], "connect",
+                               timeouts.connect + timeouts.facts,
                                lambda host: session.run(host, StringCommand("true"), "sudo failed (is it "
                                                         "passwordless for this user?)"))
     finally:
         session.disconnect()
-    return {name: value.reason for name, value in results.items() if isinstance(value, Outcome) and not value.ok}
+    failed = {name: value.reason for name, value in results.items() if isinstance(value, Outcome) and not value.ok}
+    return {**refused, **failed}
 
 
 def run_bootstrap(args: argparse.Namespace) -> int:

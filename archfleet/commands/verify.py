@@ -15,6 +15,7 @@ from archfleet.commands.sync import add_fleet_argument, load_fleet_for_services
 from archfleet.facts.service_reads import SERVICE_PROOF_COMMAND, parse_service_proof
 from archfleet.run import say
 from archfleet.services.proof import FAIL, ProofRow, judge, table
+from archfleet.spot.host_keys import prove_new_host_keys
 from archfleet.sync.outcome import Outcome
 from archfleet.sync.read import read_everywhere
 from archfleet.sync.scope import hosts_in_scope, timeouts_of
@@ -40,6 +41,7 @@ def run_verify(args: argparse.Namespace) -> int:
     names = hosts_in_scope(fleet, limit_text(args.limit))
     timeouts = timeouts_of(fleet)
     say(f"verify: gathering proof from {len(names)} host(s) of {fleet.inventory}")
+    prove_new_host_keys(fleet.hosts, names, say)  # a new EC2 instance's key, from its console output
     proofs = read_everywhere(fleet.hosts, names, what="ServiceProof", command=SERVICE_PROOF_COMMAND,
                              parse=parse_service_proof, fact=service_proof_fact, connect_timeout=int(timeouts.connect),
                              bound=timeouts.connect + timeouts.facts, say=say)
