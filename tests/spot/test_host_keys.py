@@ -2,7 +2,9 @@
 prints, read from text as EC2 gives it; the decision per host (real keys, real ssh-keygen); and the whole step
 against the EC2 test server (moto, whose console output the stand-in sets), where no host is contacted: keys from
 the console are recorded, a key the fingerprints disown is refused, and an output without keys leaves accept-new,
-said. The ssh-keyscan path against a real sshd is in tests/lab/test_ec2_fleet.py."""
+said; with fingerprints only, ssh-keyscan meets the keys of a stand-in sshd on loopback
+(tests/standins/ssh_host_key_server.py). The same path against a lab host's real sshd is in
+tests/lab/test_ec2_fleet.py."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import pytest
 from archfleet.known_hosts import HostKeyTarget, fingerprint, fingerprints, record_keys
 from archfleet.spot.host_keys import ConsoleKeys, judge, parse_console, prove_new_host_keys
 from tests.spot.conftest import Endpoint
+from tests.standins.ssh_host_key_server import HostKeyServer
 
 
 def new_key(folder: Path, name: str, kind: str = "ed25519") -> tuple[str, str, str]:
@@ -156,3 +159,29 @@ def test_console_keys_are_recorded_before_any_connection_and_a_disowned_key_is_r
     # once recorded, a host is not looked at again (no EC2 call, nothing said)
     again: list[str] = []
     assert prove_new_host_keys(inventory, ["keyed"], again.append) == {} and again == []
+
+
+def test_with_fingerprints_only_the_key_the_host_presents_is_recorded_if_they_list_it_else_refused(
+        endpoint: Endpoint, instances: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in endpoint.env.items():
+        if key.startswith("AWS_"):
+            monkeypatch.setenv(key, value)
+    _, _, listed = new_key(tmp_path, "proven")
+    _, _, forged_listed = new_key(tmp_path, "forged")
+    _, _, other_listed = new_key(tmp_path, "other")
+    proven, forged, _ = instances
+    endpoint.set_console_output(proven, console_text([f"256 {listed} root@ip (ED25519)"], []))
+    endpoint.set_console_output(forged, console_text([f"256 {other_listed} root@ip (ED25519)"], []))
+    known = tmp_path / "known_hosts"
+    with HostKeyServer(tmp_path / "proven") as good, HostKeyServer(tmp_path / "forged") as bad:
+        data = {"ssh_known_hosts_file": str(known), "ssh_strict_host_key_checking": "accept-new",
+                "ssh_hostname": "127.0.0.1"}
+        inventory = Inventory({"proven": {**data, "ec2_instance_id": proven, "ssh_port": good.port},
+                               "forged": {**data, "ec2_instance_id": forged, "ssh_port": bad.port}})
+        said: list[str] = []
+        refused = prove_new_host_keys(inventory, ["proven", "forged"], said.append)
+    assert fingerprints(str(known), f"[127.0.0.1]:{good.port}") == [f"ED25519 {listed}"]
+    assert fingerprints(str(known), f"[127.0.0.1]:{bad.port}") == []
+    assert list(refused) == ["forged"] and f"ssh-ed25519 {forged_listed}" in refused["forged"], refused
+    assert inventory.get_host("forged").data.ssh_strict_host_key_checking == "yes"
+    assert any(line.startswith("forged: host key refused: the key it presents") for line in said), said
