@@ -116,7 +116,11 @@ class Inventory:
 
 
 @pytest.fixture
-def instances(endpoint: Endpoint) -> Any:
+def instances(endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Three running instances on the test server, which this process's boto3 reaches (as archfleet's would)."""
+    for key, value in endpoint.env.items():
+        if key.startswith("AWS_"):
+            monkeypatch.setenv(key, value)
     image = endpoint.ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     made = endpoint.ec2.run_instances(ImageId=image, InstanceType="t3.small", MinCount=3, MaxCount=3,
                                       SubnetId=endpoint.subnets[0])["Instances"]
@@ -125,10 +129,7 @@ def instances(endpoint: Endpoint) -> Any:
 
 
 def test_console_keys_are_recorded_before_any_connection_and_a_disowned_key_is_refused(
-        endpoint: Endpoint, instances: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in endpoint.env.items():
-        if key.startswith("AWS_"):
-            monkeypatch.setenv(key, value)
+        endpoint: Endpoint, instances: list[str], tmp_path: Path) -> None:
     kind, blob, listed = new_key(tmp_path, "host")
     _, _, other_listed = new_key(tmp_path, "other")
     keyed, disowned, silent = instances
@@ -162,10 +163,7 @@ def test_console_keys_are_recorded_before_any_connection_and_a_disowned_key_is_r
 
 
 def test_with_fingerprints_only_the_key_the_host_presents_is_recorded_if_they_list_it_else_refused(
-        endpoint: Endpoint, instances: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in endpoint.env.items():
-        if key.startswith("AWS_"):
-            monkeypatch.setenv(key, value)
+        endpoint: Endpoint, instances: list[str], tmp_path: Path) -> None:
     _, _, listed = new_key(tmp_path, "proven")
     _, _, forged_listed = new_key(tmp_path, "forged")
     _, _, other_listed = new_key(tmp_path, "other")
