@@ -52,3 +52,41 @@ def test_written_fleet_loads_and_places_v2ray_on_every_host(tmp_path: Path, monk
     assert (tmp_path / "templates" / "v2ray" / "config.json.j2").is_file()
     secret = tmp_path / "home" / ".config" / "archfleet" / "v2ray-vmess-id"
     assert secret.stat().st_mode & 0o077 == 0
+
+
+def test_the_registry_login_and_namespace_are_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    token = tmp_path / "ghcr-token"
+    token.write_text("ghp_not_a_real_token\n")
+    token.chmod(0o600)
+    assert main(["init", str(tmp_path / "fleet"), "--hosts", "a=127.0.0.1", "--registry", "ghcr.io",
+                 "--namespace", "acme", "--registry-user", "acme-bot", "--password-file", str(token)]) == 0
+    text = (tmp_path / "fleet" / "fleet.yaml").read_text()
+    assert "ghp_not_a_real_token" not in text
+    from archfleet.fleet import load_fleet
+
+    fleet = load_fleet(tmp_path / "fleet" / "fleet.yaml")
+    assert (fleet.registry.address, fleet.registry.username) == ("ghcr.io", "acme-bot")
+    assert fleet.registry.password() == "ghp_not_a_real_token"
+    assert fleet.images["v2ray"].ref("ghcr.io") == "ghcr.io/acme/v2ray:4.34"
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    ([], "--namespace names your user or organisation"),  # ghcr.io is shared: no silent archfleet/v2ray there
+    (["--namespace", "acme", "--registry-user", "bot"], "--registry-user and --password-file go together"),
+    (["--namespace", "acme", "--registry-user", "bot", "--password-file", "/nonexistent/token"], "no such file"),
+    (["--namespace", "Acme Corp"], "is not a repository path"),
+])
+def test_a_registry_login_that_would_fail_later_is_refused_now(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                               extra: list[str], says: str) -> None:
+    assert main(["init", str(tmp_path / "fleet"), "--hosts", "a=127.0.0.1", "--registry", "ghcr.io", *extra]) == 2
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "fleet").exists()
+
+
+def test_a_private_registry_defaults_to_the_archfleet_namespace(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert main(["init", str(tmp_path), "--hosts", "a=127.0.0.1", "--registry", "reg.example:5000"]) == 0
+    assert "repository: archfleet/v2ray" in (tmp_path / "fleet.yaml").read_text()
+    assert "# username: archfleet" in (tmp_path / "fleet.yaml").read_text()

@@ -13,7 +13,7 @@ from archfleet.fleet.images import ImageSpec
 from archfleet.fleet.registry import RegistrySpec
 from archfleet.images.build import ImageResult, ImageTimeouts, build_image, probe_builders
 from archfleet.images.engine import engines, local_engine_platform
-from archfleet.images.plan import inventory_hosts
+from archfleet.images.plan import choose_path, inventory_hosts
 from archfleet.images.verify import DEFAULT_PLATFORMS, human_size, verify_with_client
 from archfleet.platforms import UnknownPlatform
 from archfleet.platforms import parse as parse_platform
@@ -93,10 +93,14 @@ def build_command(args: argparse.Namespace) -> int:
     if needs_builders and inventory is not None:
         builders = probe_builders(inventory_hosts(inventory))
         found = ", ".join(f"{b.name} ({b.platform})" for b in builders) or "none"
-        say(f"builder hosts from {inventory}: {found}")
+        say(f"builder hosts: the hosts of {inventory} whose Docker engine answers (another inventory: -i FILE): "
+            f"{found}")
     elif needs_builders:
         say("no builder inventory: every platform builds on the local engine")
     local = local_engine_platform()
+    for platform in sorted({p for s in specs if s.local_image is None for p in s.platforms}, key=str):
+        path = choose_path(platform, builders, local)
+        say(f"builder for {platform}: {path.where} ({path.reason})")
     timeouts = ImageTimeouts.of(fleet)
     results = []
     with engines() as pool:

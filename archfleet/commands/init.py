@@ -1,9 +1,16 @@
-"""`archfleet init [DIR] (--lab | --hosts HOSTS --registry ADDRESS [--user USER]) [--force]`: a first fleet.
+"""`archfleet init [DIR] (--lab | --hosts HOSTS --registry ADDRESS [--namespace NS] [--registry-user USER
+--password-file FILE] [--ca-file FILE] [--user USER]) [--force]`: a first fleet.
 
 ``--hosts`` writes a commented fleet file for your own hosts and their inventory, ready for `archfleet hosts
 bootstrap`, `archfleet images build` and `archfleet sync`: one service (the v2ray proxy, from the shipped image
 context and config template, copied beside the fleet file so they are yours to change) on every host.
 ``--lab`` writes the reference fleet file of the local lab (every key commented) with what it refers to.
+
+The registry's login (``--registry-user`` with ``--password-file``, a chmod-600 file holding the password or token)
+and the repository namespace (``--namespace``: images publish as ``REGISTRY/NAMESPACE/v2ray``) are written into the
+fleet file. A shared registry (ghcr.io, docker.io) needs the namespace of your user or organisation, so it is
+required there; elsewhere it defaults to ``archfleet``. Asked for, when init runs on a terminal and they are not
+given (the password itself is read without echo into the file, created 0600, never argv).
 
 Nothing is overwritten without ``--force``: every file is checked before the first one is written. The written
 fleet file for ``--hosts`` is loaded back (the same validation every command runs) before init says it is done.
@@ -12,8 +19,10 @@ fleet file for ``--hosts`` is loaded back (the same validation every command run
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +34,20 @@ HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 HOST_SPEC = re.compile(r"^(?:(?P<user>[A-Za-z_][A-Za-z0-9._-]*)@)?"
                        r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<address>[^:@\s\[\]]+))(?::(?P<port>\d{1,5}))?$")
 REGISTRY_ADDRESS = re.compile(r"^[A-Za-z0-9.-]+(?::\d{1,5})?$")
+NAMESPACE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
+SHARED_REGISTRIES = ("ghcr.io", "docker.io", "registry-1.docker.io", "index.docker.io", "quay.io")
+DEFAULT_NAMESPACE = "archfleet"
+DEFAULT_PASSWORD_FILE = "~/.config/archfleet/registry-password"
+
+
+@dataclass(frozen=True)
+class RegistryLogin:
+    """What init writes into ``registry:`` besides the address, and the namespace images publish under."""
+
+    namespace: str = DEFAULT_NAMESPACE
+    username: str | None = None
+    password_file: str | None = None
+    ca_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,28 +105,36 @@ def inventory_text(hosts: list[HostSpec]) -> str:
     return "\n".join([*lines, "]", ""])
 
 
-def fleet_text(registry: str, user: str | None) -> str:
+def registry_lines(login: RegistryLogin) -> str:
+    lines = [f"  username: {login.username}" if login.username else "  # username: archfleet",
+             f"  password_file: {login.password_file}" if login.password_file
+             else f"  # password_file: {DEFAULT_PASSWORD_FILE}",
+             f"  ca_file: {login.ca_file}" if login.ca_file else "  # ca_file: certs/registry-ca.crt"]
+    return "\n".join(lines)
+
+
+def fleet_text(registry: str, user: str | None, login: RegistryLogin = RegistryLogin()) -> str:
     """The fleet file for ``--hosts``: every line either a setting or a comment saying what it does."""
     ssh_user = (f"  user: {user}" if user
                 else "  # user: admin                  # default root; cloud images: admin, ubuntu, ec2-user")
     return f"""\
 # archfleet's fleet file for your own hosts, written by `archfleet init`. What runs where, in one YAML file.
 # Every key of every section is documented in the reference fleet file: `archfleet init --lab DIR` writes it.
-# Relative paths are relative to this file's folder. Check it any time: `archfleet sync --dry`.
+# Relative paths are relative to this file's folder. Check it any time, offline: `archfleet check`.
 #
 # Next steps:
+#   archfleet check                the file, its inventory and templates, offline
 #   archfleet hosts bootstrap      Docker engine, the registry's CA and login, on every host
 #   archfleet images build         build v2ray for every platform and publish one multi-arch tag
 #   archfleet sync --dry           what would change, host by host; then `archfleet sync`
 #   archfleet verify               each host runs its own architecture's image, from the tag
+#   archfleet service info v2ray   each host's v2ray client config and vmess:// link
 
 # Where images are published and pulled from. username and password_file go together (chmod 600 the file);
 # ca_file: a private CA's certificate (PEM). A registry that needs neither: the address alone.
 registry:
   address: {registry}
-  # username: archfleet
-  # password_file: ~/.config/archfleet/registry-password
-  # ca_file: certs/registry-ca.crt
+{registry_lines(login)}
 
 # How archfleet logs in to the hosts (inventory host data wins: ssh_user, ssh_port, ssh_key, _sudo).
 # sudo is on whenever the user is not root. Host keys are archfleet's own: a new host's key is recorded on first
@@ -119,7 +150,7 @@ images:
   v2ray:
     context: images/v2ray              # copied here by init: Debian's v2ray package on debian:bookworm-slim
     platforms: [linux/amd64, linux/arm64]
-    repository: archfleet/v2ray
+    repository: {login.namespace}/v2ray   # REGISTRY/NAMESPACE/NAME: on ghcr.io or docker.io, your user or org
     tag: "4.34"
 
 # The pyinfra inventory (written by init). Its groups are what `groups:` below name.
@@ -163,7 +194,7 @@ def plan_files(args: argparse.Namespace, directory: Path) -> dict[Path, Path | s
         hosts = parse_hosts(args.hosts)
         if not REGISTRY_ADDRESS.match(args.registry):
             raise InputError(f"init: --registry: {args.registry!r} is not HOST[:PORT] (no https://)")
-        files = {directory / "fleet.yaml": fleet_text(args.registry, args.user),
+        files = {directory / "fleet.yaml": fleet_text(args.registry, args.user, registry_login(args)),
                  directory / "inventories" / "hosts.py": inventory_text(hosts),
                  directory / "templates" / "v2ray" / "config.json.j2": deploy_file("templates/v2ray/config.json.j2")}
         names = ["v2ray"]
@@ -184,16 +215,84 @@ def register(subparsers: Any) -> None:
                         help="your hosts: [NAME=][USER@]ADDRESS[:PORT], comma-separated")
     target.add_argument("--lab", action="store_true", help="the local lab's reference fleet file")
     parser.add_argument("--registry", metavar="ADDRESS", help="with --hosts: the registry, HOST[:PORT]")
+    parser.add_argument("--namespace", metavar="NS", help="with --hosts: the repository namespace images publish "
+                        f"under (REGISTRY/NS/v2ray); required on ghcr.io and docker.io, else {DEFAULT_NAMESPACE}")
+    parser.add_argument("--registry-user", metavar="USER", help="with --hosts: the registry login's user (with "
+                                                                "--password-file)")
+    parser.add_argument("--password-file", metavar="FILE", help="with --hosts: a chmod-600 file holding the "
+                        "registry password or token (GHCR: a PAT with write:packages)")
+    parser.add_argument("--ca-file", metavar="FILE", help="with --hosts: the registry's private CA (PEM)")
     parser.add_argument("--user", metavar="USER", help="with --hosts: the SSH user (sudo when not root)")
     parser.add_argument("--force", action="store_true", help="replace files that exist")
     parser.set_defaults(handler=run_init)
 
 
+def registry_login(args: argparse.Namespace) -> RegistryLogin:
+    """The registry login and namespace from the flags (asked for first by :func:`ask_registry_login`)."""
+    shared = args.registry.split(":")[0] in SHARED_REGISTRIES
+    namespace = args.namespace
+    if namespace is None and shared:
+        raise InputError(f"init: {args.registry} is shared by everyone: --namespace names your user or organisation "
+                         f"there (images publish as {args.registry}/NAMESPACE/v2ray)")
+    namespace = namespace or DEFAULT_NAMESPACE
+    if not NAMESPACE.match(namespace):
+        raise InputError(f"init: --namespace: {namespace!r} is not a repository path (lowercase, a/b)")
+    if (args.registry_user is None) != (args.password_file is None):
+        raise InputError("init: --registry-user and --password-file go together (both, or neither for a registry "
+                         "without login)")
+    if args.password_file is not None:
+        password_file = Path(args.password_file).expanduser()
+        if not password_file.is_file():
+            raise InputError(f"init: --password-file: {args.password_file}: no such file (write the registry's "
+                             "password or token there, chmod 600)")
+    if args.ca_file is not None and not Path(args.ca_file).expanduser().is_file():
+        raise InputError(f"init: --ca-file: {args.ca_file}: no such file")
+    return RegistryLogin(namespace, args.registry_user, as_written(args.password_file), as_written(args.ca_file))
+
+
+def as_written(path: str | None) -> str | None:
+    """A path from the command line as the fleet file holds it: ``~/...`` as is, else absolute (the fleet file
+    reads relative paths against its own folder, not the folder init ran in)."""
+    return path if path is None or path.startswith("~") else str(Path(path).resolve())
+
+
+def ask(prompt: str, default: str = "") -> str:
+    answer = input(f"{prompt}{f' [{default}]' if default else ''}: ").strip()
+    return answer or default
+
+
+def ask_registry_login(args: argparse.Namespace) -> None:
+    """On a terminal, ask for the namespace and the login that the flags did not give (nothing is asked for
+    flags that were given). The password is read without echo into a new 0600 file."""
+    if args.namespace is None:
+        shared = args.registry.split(":")[0] in SHARED_REGISTRIES
+        args.namespace = ask(f"Repository namespace on {args.registry} (images publish as NAMESPACE/v2ray)"
+                             + ("; your user or organisation" if shared else ""),
+                             "" if shared else DEFAULT_NAMESPACE) or None
+    if args.registry_user is None and args.password_file is None:
+        args.registry_user = ask(f"User to log in to {args.registry} with (empty: no login)") or None
+        if args.registry_user is not None:
+            args.password_file = ask("File holding its password or token (chmod 600)", DEFAULT_PASSWORD_FILE)
+            path = Path(args.password_file).expanduser()
+            if not path.exists():
+                import getpass
+
+                secret = getpass.getpass(f"Password or token for {args.registry_user} (saved to {path}, 0600): ")
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secret + "\n")
+
+
 def run_init(args: argparse.Namespace) -> int:
     if args.hosts is not None and not args.registry:
         raise InputError("init: --hosts needs --registry ADDRESS (where images are published), or use --lab")
-    if args.lab and (args.registry or args.user):
-        raise InputError("init: --registry and --user go with --hosts (the lab brings its own)")
+    own_registry_flags = (args.namespace, args.registry_user, args.password_file, args.ca_file)
+    if args.lab and (args.registry or args.user or any(flag is not None for flag in own_registry_flags)):
+        raise InputError("init: --registry, --namespace, --registry-user, --password-file, --ca-file and --user go "
+                         "with --hosts (the lab brings its own)")
+    if args.hosts is not None and sys.stdin.isatty() and sys.stdout.isatty():
+        ask_registry_login(args)
     directory: Path = args.directory
     files = plan_files(args, directory)
     existing = [path for path in files if path.exists()]
