@@ -3,16 +3,22 @@ stand-in GitHub (tests/standins/github_api.py) on loopback and the stand-in runn
 the image lays them out. The lab test (tests/lab/test_github_runner.py) runs the same inside the built image on both
 architectures; this one covers the ways to authenticate and register and the refusals, in seconds: a fine-grained
 token for a repository, a GitHub App (an RS256 JWT for an installation token) for an organisation, JIT configs,
-a wrong App key, and bad input."""
+a wrong App key, and bad input.
+
+The entrypoint runs as root here, as in the image, and runs the runner as uid 1000 (RUNNER_USER): the runner's
+folder is that user's, in a folder it can only pass through, beside the credential's root-only file (0400 0:0), which
+a job then tries and fails to read."""
 
 from __future__ import annotations
 
 import io
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +30,16 @@ from tests.standins.github_api import GitHubStandin
 ENTRYPOINT = Path(__file__).resolve().parents[1] / "images" / "github-runner" / "entrypoint.sh"
 ARCH_LABEL = {"x86_64": "X64", "aarch64": "ARM64"}[platform.machine()]
 PAT = "github_pat_entrypoint_test_0123456789"
+RUNNER_UID = 1000
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """A folder that uid 1000 can pass through (pytest's own are root's, 0700): the runner's lives in it."""
+    folder = Path(tempfile.mkdtemp(prefix="archfleet-runner-test-"))
+    folder.chmod(0o711)
+    yield folder
+    shutil.rmtree(folder)
 
 
 @pytest.fixture
@@ -38,6 +54,8 @@ def runner_dir(standin: GitHubStandin, tmp_path: Path) -> Path:
     directory.mkdir()
     with tarfile.open(fileobj=io.BytesIO(standin.release)) as archive:
         archive.extractall(directory, filter="data")
+    for path in [directory, *directory.iterdir()]:  # as the image's `chown -R runner:runner /opt/actions-runner`
+        os.chown(path, RUNNER_UID, RUNNER_UID)
     return directory
 
 
@@ -45,10 +63,11 @@ def start(standin: GitHubStandin, directory: Path, **env: str) -> subprocess.Pop
     token_file = directory.parent / "github-token"
     if not token_file.exists():
         token_file.write_text(PAT + "\n")
-        token_file.chmod(0o400)
+        token_file.chmod(0o400)  # root's: the runner's user cannot read it
     environment = {"PATH": os.environ["PATH"], "GITHUB_URL": f"{standin.url}/acme/demo",
                    "GITHUB_API_URL": f"{standin.url}/api/v3", "GITHUB_TOKEN_FILE": str(token_file),
-                   "RUNNER_NAME": "runner-1", "RUNNER_LABELS": "fleet", **env}
+                   "RUNNER_NAME": "runner-1", "RUNNER_LABELS": "fleet", "RUNNER_USER": f"{RUNNER_UID}:{RUNNER_UID}",
+                   **env}
     return subprocess.Popen([str(ENTRYPOINT)], cwd=directory, env=environment, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -150,6 +169,42 @@ def test_a_jit_runner_is_registered_by_the_api_and_deleted_on_sigterm(standin: G
     code, output = stop(process)
     assert code == 143 and standin.runners() == [], output
     assert any(r.startswith("DELETE /api/v3/repos/acme/demo/actions/runners/") for r in standin.requests)
+
+
+def test_a_job_runs_as_the_runner_user_without_privileges_and_cannot_read_the_credential(
+        standin: GitHubStandin, tmp_path: Path) -> None:
+    directory = runner_dir(standin, tmp_path)
+    token_file = directory.parent / "github-token"
+    process = start(standin, directory)
+    standin.wait_for(lambda: standin.registry, 20, "registration")
+    probe = (f"id -u; id -g; grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; cat {token_file}; "
+             "echo cat=$?; entrypoint=$(awk '/^PPid/ {print $2}' /proc/$PPID/status); "
+             "cat /proc/$entrypoint/environ >/dev/null; echo environ=$?")  # the root entrypoint, run.sh's parent
+    job = standin.wait_job(standin.queue_job([ARCH_LABEL], probe), 20)
+    process.communicate(timeout=20)
+    assert job.output is not None, job
+    lines = job.output.splitlines()
+    assert lines[:2] == [str(RUNNER_UID), str(RUNNER_UID)], job.output
+    assert "CapEff:\t0000000000000000" in lines and "CapBnd:\t0000000000000000" in lines, job.output
+    assert "NoNewPrivs:\t1" in lines, job.output
+    assert f"cat: {token_file}: Permission denied" in lines and "cat=1" in lines, job.output
+    assert "environ=1" in lines, job.output  # nor into the memory of the process that read it
+    assert PAT not in job.output
+    assert process.returncode == 0 and standin.runners() == []
+
+
+def test_the_entrypoint_refuses_to_run_the_runner_as_root_or_to_start_as_another_user(
+        standin: GitHubStandin, tmp_path: Path) -> None:
+    directory = runner_dir(standin, tmp_path)
+    for user in ("0:0", "1000:0", "root", "no-such-user"):
+        process = start(standin, directory, RUNNER_USER=user)
+        output, _ = process.communicate(timeout=20)
+        assert process.returncode == 2 and len(output.strip().splitlines()) == 1, (user, output)
+    as_user = subprocess.run(["setpriv", f"--reuid={RUNNER_UID}", f"--regid={RUNNER_UID}", "--clear-groups",
+                              str(ENTRYPOINT)], env={"PATH": os.environ["PATH"], "GITHUB_URL": "x"},
+                             capture_output=True, text=True, timeout=20, check=False)
+    assert as_user.returncode == 2 and "the entrypoint runs as root" in as_user.stderr, as_user.stderr
+    assert standin.requests == []
 
 
 @pytest.mark.parametrize(("env", "message"), [

@@ -3,9 +3,35 @@
 # REST API from the credential in a mounted secret file, register (the token reaches config.sh only through its
 # environment, ACTIONS_RUNNER_INPUT_TOKEN, never its argv), run, and deregister with a removal token on SIGTERM.
 # Interface: see the Dockerfile's header.
+#
+# Two users. This script runs as root: it alone reads the credential (a root-only file, 0400 0:0) and talks to the
+# REST API with it. Everything of the runner (config.sh, run.sh, and so every job) runs as RUNNER_USER through
+# setpriv: its own uid and gid, no capabilities (bounding set emptied) and no_new_privs, so no setuid program
+# (sudo, su) and no file capability can bring a job back to root or to the credential's file.
 set -euo pipefail
 log() { echo "archfleet-github-runner: $*" >&2; }
 fail() { log "$*"; exit 2; }
+
+[ "$(id -u)" = 0 ] || fail "the entrypoint runs as root (it reads the credential, then runs the runner as" \
+    "${RUNNER_USER:-runner}): remove \`user:\` from the service, or USER from a derived image"
+runner_user="${RUNNER_USER:-runner}"  # a user name, or UID:GID
+case "$runner_user" in
+    *:*) runner_uid=${runner_user%%:*} runner_gid=${runner_user#*:} groups_option=--clear-groups ;;
+    *) runner_uid=$(id -u "$runner_user" 2>/dev/null) && runner_gid=$(id -g "$runner_user") \
+           || fail "no user $runner_user in the image (RUNNER_USER)"
+       groups_option=--init-groups ;;
+esac
+case "$runner_uid:$runner_gid" in
+    0:*|*:0|*[!0-9:]*|:*|*:) fail "RUNNER_USER=$runner_user: the runner needs a user and group of its own, not root" ;;
+esac
+runner_home=$(getent passwd "$runner_uid" | cut -d: -f6) || true
+runner_name=$(getent passwd "$runner_uid" | cut -d: -f1) || true
+# "${as_runner[@]}" COMMAND...: COMMAND as the runner's user, never able to regain a privilege (see above). A chain
+# of execs: in the background, $! is COMMAND itself.
+as_runner=(env "HOME=${runner_home:-/nonexistent}" "USER=${runner_name:-$runner_uid}"
+           "LOGNAME=${runner_name:-$runner_uid}"
+           setpriv --reuid="$runner_uid" --regid="$runner_gid" "$groups_option" --inh-caps=-all --bounding-set=-all
+           --no-new-privs --)
 
 : "${GITHUB_URL:?set GITHUB_URL to the repository or organisation, https://github.com/OWNER[/REPO]}"
 api="${GITHUB_API_URL:-https://api.github.com}"
@@ -33,14 +59,14 @@ case "$ephemeral:$mode" in
             "(jit runners are ephemeral)" ;;
 esac
 
-# The credential's file must be readable by this user (the secret mount's owner and mode), checked before any request.
+# The credential's file must be readable here (by root: the secret mount's default owner), checked before any request.
 if [ -n "${GITHUB_APP_ID:-}" ]; then
     app_key_file="${GITHUB_APP_KEY_FILE:-/run/secrets/github-app-key}"
-    [ -r "$app_key_file" ] || fail "cannot read the GitHub App key $app_key_file (owner/mode of the secret mount?)"
+    [ -r "$app_key_file" ] || fail "cannot read the GitHub App key $app_key_file (is the secret mounted there?)"
     [ -n "${GITHUB_APP_INSTALLATION_ID:-}" ] || fail "set GITHUB_APP_INSTALLATION_ID with GITHUB_APP_ID"
 else
     token_file="${GITHUB_TOKEN_FILE:-/run/secrets/github-token}"
-    [ -r "$token_file" ] || fail "cannot read the token file $token_file (owner/mode of the secret mount?)"
+    [ -r "$token_file" ] || fail "cannot read the token file $token_file (is the secret mounted there?)"
 fi
 
 # A curl with `Authorization: Bearer TOKEN`: the header reaches curl on stdin (-K -), never on its argv.
@@ -86,7 +112,7 @@ deregister() {
     elif [ -f .runner ]; then
         local token
         token=$(mint remove-token) || return 1
-        ACTIONS_RUNNER_INPUT_TOKEN="$token" ./config.sh remove
+        ACTIONS_RUNNER_INPUT_TOKEN="$token" "${as_runner[@]}" ./config.sh remove
     fi
 }
 
@@ -108,7 +134,7 @@ if [ -f .runner ]; then  # left by the previous start of this container (restart
     log "deregistering the runner configured by the previous start"
     deregister || {
         log "could not deregister it; registering afresh with --replace"
-        rm -f .runner .credentials .credentials_rsaparams
+        "${as_runner[@]}" rm -f .runner .credentials .credentials_rsaparams
     }
 fi
 
@@ -127,21 +153,21 @@ else
     extra=(--disableupdate)
     [ "$ephemeral" = true ] && extra+=(--ephemeral)
     token=$(mint registration-token) || exit 1
-    ACTIONS_RUNNER_INPUT_TOKEN="$token" ./config.sh --unattended --replace --url "$GITHUB_URL" \
+    ACTIONS_RUNNER_INPUT_TOKEN="$token" "${as_runner[@]}" ./config.sh --unattended --replace --url "$GITHUB_URL" \
         --name "$name" --labels "$labels" --work _work "${extra[@]}"
     unset token
 fi
 
 trap stop TERM INT
 [ -z "$stop_requested" ] || stop
-./run.sh &
+"${as_runner[@]}" ./run.sh &
 runner=$!
 unset ACTIONS_RUNNER_INPUT_JITCONFIG
 status=0
 wait "$runner" || status=$?
 if [ "$ephemeral" = true ] && [ "$status" = 0 ]; then
     # An ephemeral runner ran its one job and GitHub removed it: forget it, so the next start registers afresh.
-    rm -f .runner .credentials .credentials_rsaparams
+    "${as_runner[@]}" rm -f .runner .credentials .credentials_rsaparams
     log "ephemeral runner done; the next start registers a new one"
 fi
 exit "$status"
