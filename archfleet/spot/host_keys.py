@@ -114,7 +114,12 @@ def read_console(ec2: Any, instance_id: str) -> tuple[ConsoleKeys, str]:
     from archfleet.spot.connection import error_code
 
     try:
-        output = ec2.client.get_console_output(InstanceId=instance_id).get("Output") or ""
+        try:  # the newest output (Nitro instances); others keep a snapshot EC2 refreshes now and then
+            output = ec2.client.get_console_output(InstanceId=instance_id, Latest=True).get("Output") or ""
+        except botocore.exceptions.ClientError as error:
+            if not error_code(error).startswith(("Unsupported", "InvalidParameter")):
+                raise
+            output = ec2.client.get_console_output(InstanceId=instance_id).get("Output") or ""
     except botocore.exceptions.ClientError as error:
         return ConsoleKeys(frozenset(), ()), f"its EC2 console output could not be read ({error_code(error)})"
     except botocore.exceptions.BotoCoreError as error:

@@ -183,3 +183,25 @@ def test_with_fingerprints_only_the_key_the_host_presents_is_recorded_if_they_li
     assert list(refused) == ["forged"] and f"ssh-ed25519 {forged_listed}" in refused["forged"], refused
     assert inventory.get_host("forged").data.ssh_strict_host_key_checking == "yes"
     assert any(line.startswith("forged: host key refused: the key it presents") for line in said), said
+
+
+def test_an_instance_without_the_newest_output_is_read_again_and_a_refused_read_keeps_accept_new(
+        failing: Endpoint, instances: list[str], tmp_path: Path) -> None:
+    """EC2 answers ``Latest`` only for Nitro instances (others: UnsupportedOperation): read again without it. A
+    role without ec2:GetConsoleOutput (UnauthorizedOperation): no keys from the console, accept-new, said."""
+    kind, blob, listed = new_key(tmp_path, "host")
+    older, denied, _ = instances
+    failing.set_console_output(older, console_text([], [f"{kind} {blob} root@ip"]))
+    known = tmp_path / "known_hosts"
+    data = {"ssh_known_hosts_file": str(known), "ssh_strict_host_key_checking": "accept-new", "ssh_port": 22}
+    inventory = Inventory({"older": {**data, "ec2_instance_id": older, "ssh_hostname": "192.0.2.20"},
+                           "denied": {**data, "ec2_instance_id": denied, "ssh_hostname": "192.0.2.21"}})
+    said: list[str] = []
+    failing.fail_calls("GetConsoleOutput", "UnsupportedOperation", 1)
+    assert prove_new_host_keys(inventory, ["older"], said.append) == {}
+    assert fingerprints(str(known), "192.0.2.20") == [f"ED25519 {listed}"], said
+    failing.fail_calls("GetConsoleOutput", "UnauthorizedOperation", 1)
+    assert prove_new_host_keys(inventory, ["denied"], said.append) == {}
+    assert said[-1] == ("denied: its EC2 console output could not be read (UnauthorizedOperation): its key is "
+                        "accepted on first use (accept-new) and printed when recorded"), said
+    assert inventory.get_host("denied").data.ssh_strict_host_key_checking == "accept-new"
