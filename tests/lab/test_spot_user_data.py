@@ -16,7 +16,6 @@ entrypoint (registration and removal tokens), archfleet's commands.
 
 from __future__ import annotations
 
-import base64
 import datetime
 import json
 import shutil
@@ -29,7 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from archfleet.lab.state import LabHost, LabState, load, state_dir
+from archfleet.lab.hosts import ssh_argv
+from archfleet.lab.state import LabHost, LabPaths, LabState, load, state_dir
 from archfleet.placement import container_name
 from archfleet.table import format_table
 from tests.lab.ec2_lab_address_map import ADDRESS_MODE, map_fleet_to_lab
@@ -208,13 +208,44 @@ def test_a_host_booted_from_the_user_data_serves_and_the_next_sync_changes_nothi
     assert bootstrap.returncode == 0, bootstrap.stdout + bootstrap.stderr[-3000:]
     assert f"bootstrap\t{joining.instance_id}\tno changes" in bootstrap.stdout, bootstrap.stdout
 
-    # The secret: root-only on the host, read from SSM; never in ps, the user-data file or world-readable files.
-    encoded = base64.b64encode(TOKEN.encode()).decode()  # the command line must not hold the token itself
-    on = on_host(joining.host, f"ls -l /etc/archfleet/services/{SECRET_SERVICE}/*/token; ps -eo args; "
-                               f"t=$(echo {encoded} | base64 -d); "
-                               'grep -rl --exclude-dir=services "$t" /etc /var/lib/cloud /var/log || true')
-    assert on.stdout.startswith("-rw------- 1 root root"), on.stdout
-    assert TOKEN not in on.stdout.split("\n", 1)[1], on.stdout
+    # The secret: read from SSM into root-only files of its service; never in ps, the user-data file or any other
+    # file, and no file that holds it is readable by anyone but root.
+    ps = on_host(joining.host, "ps -eo args")
+    assert ps.returncode == 0 and "sshd" in ps.stdout and TOKEN not in ps.stdout, ps.stdout
+    found = files_holding(joining.host, TOKEN)
+    own = f"/etc/archfleet/services/{SECRET_SERVICE}/"
+    assert [f for f in found if f.path.endswith("/token") and f.path.startswith(own)], found  # the search sees it
+    assert [f for f in found if not f.path.startswith(own)] == [], found  # leaked elsewhere
+    assert [f for f in found if (f.mode, f.owner) != ("600", "root:root")] == [], found  # readable by others
+
+
+# Where a secret could land on a host (its services' files, user-data and cloud-init's copies, logs, temporary
+# files, home directories, run-time state, Docker's container records and logs); not /proc, /sys or image layers.
+SEARCHED = ("/etc", "/root", "/home", "/tmp", "/var/tmp", "/var/log", "/var/lib/cloud", "/var/spool", "/var/backups",
+            "/run", "/usr/local", "/opt", "/srv", "/var/lib/docker/containers")
+
+
+@dataclass(frozen=True)
+class HeldBy:
+    path: str
+    mode: str  # octal permission bits, as stat prints them
+    owner: str  # USER:GROUP
+
+
+def files_holding(host: LabHost, secret: str) -> list[HeldBy]:
+    """Every regular file under SEARCHED that holds ``secret``, with its mode and owner. The secret reaches the
+    host's grep on stdin (a pattern file): it is in no command line, here or there."""
+    roots = " ".join(SEARCHED)
+    script = (f"for r in {roots}; do [ -e $r ] && set -- \"$@\" $r; done; "
+              "grep -rlZF -D skip -f - \"$@\" 2>/dev/null | xargs -0 -r stat -c '%a %U:%G %n'; true")
+    result = subprocess.run(ssh_argv(LabPaths(state_dir()), "root", host.address, script), input=secret + "\n",
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    held = []
+    for line in result.stdout.splitlines():
+        mode, owner, path = line.split(" ", 2)
+        held.append(HeldBy(path, mode, owner))
+    return sorted(held, key=lambda h: h.path)
 
 
 def watcher_saw_notice(host: LabHost) -> float:
