@@ -5,6 +5,7 @@ inline, what comes from SSM, gzip past 16 KB, a syntax check of the whole script
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -61,6 +62,7 @@ def test_the_script_is_valid_sh_holds_no_secret_and_reads_it_from_ssm() -> None:
     checked = subprocess.run(["sh", "-n"], input=script, capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stderr
     assert SECRET not in script and base64.b64encode(SECRET.encode()).decode() not in script
+    assert hashlib.sha256(SECRET.encode()).hexdigest()[:16] not in script  # its version is keyed (file_version)
     assert "ssm_get /archfleet/ci/arm64/services/web/token" in script
     assert "ssm_get /archfleet/ci/registry/reg.test_5000 /etc/archfleet/registry/reg.test:5000.password" in script
     assert base64.b64encode(b'{"port": 80}\n').decode() in script  # a plain rendered file is inline
