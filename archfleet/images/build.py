@@ -4,9 +4,12 @@
 
 Each platform's build prints a line per step (``IMAGE PLATFORM [WHERE]: step 3/7 RUN ... (12.4 s)``), keeps its
 full log in a private file (:class:`engine.BuildLog`) named in any failure, and is bounded in time (fleet file
-``timeouts: {build, push}``). Before building, the builder pulls the platform's previously pushed
-``REPOSITORY:TAG-ARCH`` and builds with it as ``cache_from``: a builder that lost its layer cache (a replaced
-spot instance) rebuilds only the steps after what changed.
+``timeouts: {build, push}``). Builds use the engine's BuildKit where a docker CLI here drives it
+(archfleet.images.buildkit; ``RUN --mount=type=cache|secret`` work), else the legacy builder, which says so. The
+platform's previously pushed ``REPOSITORY:TAG-ARCH`` is the registry cache: BuildKit reads it as ``--cache-from``
+(its inline cache, which every BuildKit build writes); the legacy builder pulls it first and builds with it as
+``cache_from``. Either way a builder that lost its layer cache (a replaced spot instance) rebuilds only the steps
+after what changed.
 
 Idempotent: each platform image carries the label ``archfleet.images.input`` (the hash of its inputs); when the
 published tag lists exactly the wanted platforms and each entry's config has the expected label and platform,
@@ -18,17 +21,24 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import docker.errors
 import requests
 
 from archfleet.errors import OperationFailed
 from archfleet.fleet.images import ImageSpec
+from archfleet.images.buildkit import (
+    LEGACY_FALLBACK,
+    BuildKitCli,
+    engine_has_buildkit,
+    find_buildkit_cli,
+    private_docker_config,
+)
 from archfleet.images.engine import (
     BuildLog,
     BuildRequest,
@@ -54,7 +64,7 @@ from archfleet.images.plan import (
     parse_probe,
     platform_build_args,
 )
-from archfleet.images.progress import BuildStream, LayerStream
+from archfleet.images.progress import BuildKitStream, BuildStream, LayerStream
 from archfleet.images.verify import verify_with_client
 from archfleet.platforms import Platform
 from archfleet.registry_client import (
@@ -70,6 +80,8 @@ from archfleet.registry_client import (
     resolve_platform_digests,
 )
 from archfleet.run import say
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -266,16 +278,25 @@ def build_request(spec: ImageSpec, platform: Platform, tag: str, args: dict[str,
     )
 
 
-def pull_registry_cache(engine: Engine, client: RegistryClient, repository: str, tag: str, seconds: float,
-                        progress: PlatformProgress) -> str | None:
-    """Pull the platform's previously pushed image (``REPOSITORY:TAG-ARCH``) so that its layers count as build
-    cache: a builder that lost its layer cache rebuilds only the steps after what changed. Returns the image to
-    build with as ``cache_from`` (None: not published yet, or the pull failed, which the build then also meets)."""
+def registry_cache_ref(client: RegistryClient, repository: str, tag: str, progress: PlatformProgress) -> str | None:
+    """The platform's previously pushed image (``REPOSITORY:TAG-ARCH``), None when it is not published yet: BuildKit
+    reads it as ``--cache-from`` (its inline cache) itself; the legacy builder pulls it first."""
     image = f"{client.address}/{repository}:{tag}"
     try:
         client.manifest(repository, tag)
     except NotFound:
         progress.say(f"no registry cache yet ({image} is not published)")
+        return None
+    return image
+
+
+def pull_registry_cache(engine: Engine, client: RegistryClient, repository: str, tag: str, seconds: float,
+                        progress: PlatformProgress) -> str | None:
+    """Pull the platform's previously pushed image (``REPOSITORY:TAG-ARCH``) so that its layers count as build
+    cache: a builder that lost its layer cache rebuilds only the steps after what changed. Returns the image to
+    build with as ``cache_from`` (None: not published yet, or the pull failed, which the build then also meets)."""
+    image = registry_cache_ref(client, repository, tag, progress)
+    if image is None:
         return None
     started = time.monotonic()
     layers = LayerStream()
@@ -296,10 +317,18 @@ def pull_registry_cache(engine: Engine, client: RegistryClient, repository: str,
     return image
 
 
-def run_build(engine: Engine, request: BuildRequest, seconds: float, progress: PlatformProgress) -> BuildStream:
-    """The build, one progress line per step; raises EngineError with the failing step's error."""
-    stream = BuildStream()
-    progress.log.command(request.command_line())
+def buildkit_for(engine: Engine) -> BuildKitCli | None:
+    """The CLI that drives ``engine``'s BuildKit, or None (legacy builder: said once per build)."""
+    cli = find_buildkit_cli()
+    if cli is None or not engine_has_buildkit(engine.version()):
+        return None
+    return cli
+
+
+def streamed(stream: BuildStream, progress: PlatformProgress,
+             run: Callable[[Callable[[Mapping[str, Any]], None], Callable[[], None]], T]) -> T:
+    """``run(on_message, on_tick)``, printing the progress lines ``stream`` folds the messages into (and its last
+    line, however the build ends); every message also goes to the build log."""
 
     def on_message(message: Mapping[str, Any]) -> None:
         progress.log.message(message)
@@ -311,12 +340,36 @@ def run_build(engine: Engine, request: BuildRequest, seconds: float, progress: P
             progress.say(line)
 
     try:
-        engine.build(request, seconds, on_message, on_tick)
+        return run(on_message, on_tick)
     finally:
         for line in stream.finish(time.monotonic()):
             progress.say(line)
+
+
+def run_build(engine: Engine, request: BuildRequest, seconds: float, progress: PlatformProgress) -> BuildStream:
+    """The legacy builder's build (the engine API's /build), one progress line per step; raises EngineError with
+    the failing step's error."""
+    stream = BuildStream()
+    progress.log.command(request.command_line())
+    streamed(stream, progress, lambda on_message, on_tick: engine.build(request, seconds, on_message, on_tick))
     if stream.error or not stream.image_id:
         raise EngineError(stream.error or "the engine ended the build without an image")
+    return stream
+
+
+def run_buildkit_build(engine: Engine, cli: BuildKitCli, request: BuildRequest, seconds: float,
+                       progress: PlatformProgress, client: RegistryClient) -> BuildKitStream:
+    """The build through the engine's BuildKit (``cli`` aimed at ``engine``), with the same progress lines; the
+    registry's login reaches it in a private client config."""
+    stream = BuildKitStream()
+    progress.say(f"BuildKit ({cli.name})")
+    with private_docker_config(client) as config:
+        progress.log.command(request.buildkit_command(cli.argv, Path("IIDFILE")))
+        image_id = streamed(stream, progress, lambda on_message, on_tick: engine.buildkit_build(
+            request, cli.argv, config, seconds, on_message, on_tick))
+    if image_id is None:
+        raise EngineError(stream.error or stream.last_text or "the build failed (see the log)")
+    stream.image_id = image_id
     return stream
 
 
@@ -357,15 +410,27 @@ def build_and_push(spec: ImageSpec, result: PlatformResult, args: dict[str, str]
             else:
                 progress.say(f"building {result.path.where} ({result.path.reason}); log {log.path}")
                 deadline = started + timeouts.build
-                cache = pull_registry_cache(engine, client, spec.repository, spec.platform_tag(result.platform),
-                                            deadline - time.monotonic(), progress) if registry_cache else None
+                cli = buildkit_for(engine)
+                if cli is None:
+                    progress.say(LEGACY_FALLBACK if find_buildkit_cli() is None else f"BuildKit: the engine "
+                                 f"({engine.version()}) predates it: building with the legacy builder")
+                if not registry_cache:
+                    cache = None
+                elif cli is not None:  # BuildKit reads the cache from the registry itself: nothing to pull first
+                    cache = registry_cache_ref(client, spec.repository, spec.platform_tag(result.platform), progress)
+                    if cache:
+                        progress.say(f"registry cache: {cache} (inline cache, read by BuildKit)")
+                else:
+                    cache = pull_registry_cache(engine, client, spec.repository, spec.platform_tag(result.platform),
+                                                deadline - time.monotonic(), progress)
                 request = build_request(spec, result.platform, tag, args, result.input_hash,
                                         host_network=result.path.path == NATIVE_REMOTE,
                                         cache_from=[cache] if cache else [])
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise StreamTimedOut(timeouts.build)
-                stream = run_build(engine, request, left, progress)
+                stream = (run_buildkit_build(engine, cli, request, left, progress, client) if cli is not None
+                          else run_build(engine, request, left, progress))
                 result.action, result.cached_steps, result.run_steps = "built", stream.cached_steps, stream.run_steps
                 progress.say(f"built in {time.monotonic() - started:.1f} s ({stream.cached_steps} of "
                              f"{stream.cached_steps + stream.run_steps} steps from the cache)")

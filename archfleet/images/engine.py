@@ -1,11 +1,11 @@
 """Docker engines through their API (the ``docker`` SDK): builds, pulls and pushes with streamed progress, each
 bounded in time, and the one place that says what a build asks the engine to do (:class:`BuildRequest`).
 
-Why the SDK and not the ``docker`` CLI: the API's ``/build`` is the classic builder on every client, whatever CLI
-plugins are installed (the CLI switches to BuildKit, with other output and other cache rules, once buildx is
-present); its messages are JSON (steps, cache hits, per-layer push status, errors) instead of text meant for a
-terminal; and a deadline cancels work on the engine by closing the connection (the engine stops a build or push
-whose client has gone).
+Builds go through BuildKit where the engine and a docker CLI here have it (:meth:`Engine.buildkit_build`, the CLI
+aimed at the engine's socket: archfleet.images.buildkit says which CLI), since the SDK drives only the legacy
+builder; the legacy ``/build`` remains the fallback. Pulls and pushes go through the SDK: its messages are JSON
+(per-layer status, errors) instead of text meant for a terminal. A deadline cancels work on the engine by closing
+the connection (the engine stops a build or push whose client has gone; for BuildKit, the CLI is killed).
 
 Builder hosts' engines are reached through an SSH-forwarded socket (:class:`Engines`), opened with the
 inventory's key and known_hosts: the SDK's own ``ssh://`` transport knows only ``~/.ssh/config`` and the system's
@@ -79,6 +79,13 @@ class BuildRequest:
             arguments["network_mode"] = "host"
         return arguments
 
+    def buildkit_command(self, build: tuple[str, ...], iidfile: Path) -> list[str]:
+        """The same build through BuildKit (``build`` is ``docker build`` with DOCKER_BUILDKIT=1, or ``docker
+        buildx build``): plain progress, the image id written to ``iidfile``, and the registry cache read by
+        BuildKit itself (``--cache-from`` an image built with inline cache, which this build writes too)."""
+        argv = [*build, "--progress=plain", "--iidfile", str(iidfile), "--build-arg", "BUILDKIT_INLINE_CACHE=1"]
+        return [*argv, *self.command_line()[2:]]
+
     def command_line(self) -> list[str]:
         argv = ["docker", "build", "--platform", str(self.platform), "-t", self.tag, "-f", str(self.dockerfile)]
         for key, value in sorted(self.labels.items()):
@@ -106,6 +113,7 @@ class Engine:
 
     def __init__(self, base_url: str | None = None) -> None:
         settings: dict[str, Any] = {"base_url": base_url} if base_url else docker.utils.kwargs_from_env()
+        self.base_url = base_url  # None: the environment's engine (DOCKER_HOST, else the local socket)
         try:
             self.api = docker.APIClient(version="auto", timeout=READ_TIMEOUT, **settings)
         except docker.errors.DockerException as error:
@@ -152,6 +160,38 @@ class Engine:
     def build(self, request: BuildRequest, seconds: float, on_message: Callable[[Mapping[str, Any]], None],
               on_tick: Callable[[], None] | None = None) -> None:
         self.stream(lambda: self.api.build(**request.api_arguments()), seconds, on_message, on_tick)
+
+    def version(self) -> str:
+        return str(self.api.version().get("Version", ""))
+
+    def buildkit_build(self, request: BuildRequest, build: tuple[str, ...], docker_config: Path, seconds: float,
+                       on_message: Callable[[Mapping[str, Any]], None],
+                       on_tick: Callable[[], None] | None = None) -> str | None:
+        """Build with BuildKit through the docker CLI ``build`` aimed at this engine; each output line is given to
+        ``on_message`` as ``{"stream": line}``. Returns the image id (None: the build failed). Past ``seconds`` the
+        CLI is killed, which ends its session: BuildKit cancels the build."""
+        env = {**os.environ, "DOCKER_BUILDKIT": "1", "DOCKER_CONFIG": str(docker_config), "BUILDKIT_COLORS": "",
+               "NO_COLOR": "1"}
+        if self.base_url:
+            env["DOCKER_HOST"] = self.base_url
+        with tempfile.TemporaryDirectory(prefix="archfleet-build-") as folder:
+            iidfile = Path(folder) / "iid"
+            process = subprocess.Popen(request.buildkit_command(build, iidfile), stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+                                       errors="replace")
+
+            def lines() -> Iterator[Mapping[str, Any]]:
+                assert process.stdout is not None
+                for line in process.stdout:
+                    yield {"stream": line}
+
+            try:
+                stream_messages(lines, seconds, on_message, on_tick, cut_off=process.kill)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                code = process.wait()
+            return iidfile.read_text().strip() if code == 0 and iidfile.exists() else None
 
     def pull(self, image: str, seconds: float, on_message: Callable[[Mapping[str, Any]], None]) -> None:
         repository, tag = split_tag(image)

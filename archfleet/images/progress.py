@@ -179,3 +179,67 @@ class LayerStream:
         """``2 layers pushed, 5 already in the registry``."""
         layers = "layer" if len(self.moved) == 1 else "layers"
         return f"{len(self.moved)} {layers} {moved_word}, {len(self.present)} already {present_where}"
+
+
+# BuildKit's plain progress (``docker build --progress=plain`` with DOCKER_BUILDKIT=1, or ``docker buildx build``):
+# each vertex is ``#N [STAGE k/total] INSTRUCTION``, then its output ``#N 0.512 text``, then ``#N CACHED``,
+# ``#N DONE 1.3s`` or ``#N ERROR: reason``; vertices of one build may interleave. The CLI ends a failed build with
+# a line of its own: the failing step's error again, or the frontend's (``failed to solve with frontend
+# dockerfile.v0: ... Unknown flag: link``), after a ``------`` box quoting the step.
+VERTEX = re.compile(r"^#(\d+) \[(?:[^\]\s]+ )?(\d+)/(\d+)\] (.*)$")
+VERTEX_STATE = re.compile(r"^#(\d+) (CACHED|DONE(?: ([\d.]+)s)?|ERROR:? ?(.*))$")
+CLI_ERROR_PREFIX = re.compile(r"^(?:error|ERROR): ")
+
+
+@dataclass
+class BuildKitStream(BuildStream):
+    """BuildKit's plain progress lines (fed as ``{"stream": text}``), folded into the same steps, lines and counts
+    as :class:`BuildStream`: one line per Dockerfile step when it is done, ``(cached)`` or its time."""
+
+    vertices: dict[int, BuildStep] = field(default_factory=dict)
+    failed_step: BuildStep | None = None
+    last_text: str | None = None  # the last line that is no vertex's: a failed build's own error line
+
+    @property
+    def current(self) -> BuildStep | None:
+        running = [s for s in self.steps if s.seconds is None]
+        return running[-1] if running else None
+
+    def _line(self, line: str, now: float) -> list[str]:
+        match = VERTEX.match(line)
+        if match:
+            vertex = int(match[1])
+            if vertex not in self.vertices:  # a vertex's header is repeated when its output resumes
+                after_from = any(s.instruction.upper().startswith("FROM") for s in self.steps)
+                header = BuildStep(int(match[2]), int(match[3]), match[4], now, last_report=now,
+                                   after_from=after_from)
+                self.vertices[vertex] = header
+                self.steps.append(header)
+            return []
+        state = VERTEX_STATE.match(line)
+        if state:
+            step = self.vertices.get(int(state[1]))
+            if step is None or step.seconds is not None:
+                return []
+            if state[2] == "CACHED":
+                step.cached, step.seconds = True, 0.0
+            elif state[2].startswith("DONE"):
+                step.seconds = float(state[3]) if state[3] else now - step.started
+            else:
+                step.seconds = now - step.started
+                self.failed_step = step
+                self.error = self.error or (state[4] or "failed")
+                return [f"step {step.number}/{step.total} {short_instruction(step.instruction)} "
+                        f"failed after {step.seconds:.1f} s"]
+            return [step.line()]
+        text = line.strip()
+        if text and not line.startswith(("#", "------", " > ")):
+            self.last_text = CLI_ERROR_PREFIX.sub("", text)
+        return []
+
+    def finish(self, now: float) -> list[str]:
+        if self._pending:
+            printed = self._line(self._pending, now)
+            self._pending = ""
+            return printed
+        return []
