@@ -13,7 +13,7 @@ from archfleet.fleet.images import ImageSpec
 from archfleet.fleet.registry import RegistrySpec
 from archfleet.images.build import ImageResult, ImageTimeouts, build_image, probe_builders
 from archfleet.images.engine import engines, local_engine_platform
-from archfleet.images.plan import choose_path, inventory_hosts
+from archfleet.images.plan import Builder, choose_path, inventory_hosts
 from archfleet.images.verify import DEFAULT_PLATFORMS, human_size, verify_with_client
 from archfleet.platforms import UnknownPlatform
 from archfleet.platforms import parse as parse_platform
@@ -82,6 +82,25 @@ def results_table(results: list[ImageResult]) -> str:
     return format_table(("IMAGE", "PLATFORM", "PATH", "RESULT", "SIZE", "TIME", "CACHED", "DIGEST"), rows)
 
 
+def declared_builders(fleet: Fleet) -> list[Builder]:
+    """The builder hosts the fleet file's ``builders:`` names, and only those, each asked what its engine builds
+    for: one that does not answer, or is another platform than the one it is named for, is an error."""
+    assert fleet.inventory_path is not None
+    named = {choice.builder: choice for choice in fleet.builders.values() if not choice.local}
+    builders = probe_builders([c for c in inventory_hosts(fleet.inventory_path) if c.name in named]) if named else []
+    for name, choice in named.items():
+        probed = next((b for b in builders if b.name == name), None)
+        if probed is None:
+            raise OperationFailed(f"{choice.node.where}: builders: {choice.platform}: {name}'s Docker engine does "
+                                  "not answer (see above)")
+        if probed.platform != choice.platform:
+            raise OperationFailed(f"{choice.node.where}: builders: {choice.platform}: {name}'s engine builds "
+                                  f"{probed.platform}")
+    say(f"builders from {fleet.path}: " + ", ".join(f"{c.platform} on {c.builder}" for c in fleet.builders.values())
+        + "; any other platform on the local engine")
+    return builders
+
+
 def build_command(args: argparse.Namespace) -> int:
     started = time.monotonic()
     fleet = load_fleet(args.fleet or default_fleet_path())
@@ -90,11 +109,13 @@ def build_command(args: argparse.Namespace) -> int:
     inventory = inventory_path(fleet, args.inventory)
     needs_builders = any(s.local_image is None for s in specs)
     builders = []
-    if needs_builders and inventory is not None:
+    if needs_builders and fleet.builders and not args.inventory:
+        builders = declared_builders(fleet)
+    elif needs_builders and inventory is not None:
         builders = probe_builders(inventory_hosts(inventory))
         found = ", ".join(f"{b.name} ({b.platform})" for b in builders) or "none"
-        say(f"builder hosts: the hosts of {inventory} whose Docker engine answers (another inventory: -i FILE): "
-            f"{found}")
+        say(f"builder hosts: the hosts of {inventory} whose Docker engine answers (another inventory: -i FILE; "
+            f"or name them in the fleet file's builders:): {found}")
     elif needs_builders:
         say("no builder inventory: every platform builds on the local engine")
     local = local_engine_platform()

@@ -13,6 +13,7 @@ Sections (each parsed by its own module in this package):
 - ``spot_fleets`` -> archfleet.fleet.spot.SpotFleetSpec per fleet
 - ``laptop``      -> archfleet.fleet.laptop.LaptopProfile
 - ``ssh``         -> archfleet.fleet.ssh.SshSpec (SSH user, sudo, port, key and archfleet's known_hosts per host)
+- ``builders``    -> archfleet.fleet.builders.BuilderChoice per platform (which engine builds it)
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ from archfleet.schema import Mapping, load_yaml
 if TYPE_CHECKING:
     from pyinfra.api import Inventory
 
+    from archfleet.fleet.builders import BuilderChoice
     from archfleet.fleet.images import ImageSpec
     from archfleet.fleet.laptop import LaptopProfile
     from archfleet.fleet.registries import RegistryEntry
     from archfleet.fleet.services import ServiceSpec
     from archfleet.fleet.spot import SpotFleetSpec
     from archfleet.inventory_file import HostInventory
+    from archfleet.platforms import Platform
     from archfleet.services.desired import FleetContext
 
 DEFAULT_FLEET_FILE = "fleet.yaml"
@@ -61,6 +64,7 @@ class Fleet:
     rollout: RolloutSpec = field(default_factory=RolloutSpec)  # the fleet-wide default (`rollout:`)
     timeouts: TimeoutsSpec = field(default_factory=TimeoutsSpec)  # `timeouts:`
     ssh: SshSpec = field(default_factory=SshSpec)  # `ssh:` (applied to `hosts` at load time)
+    builders: dict[Platform, BuilderChoice] = field(default_factory=dict)  # `builders:` (archfleet.fleet.builders)
     # Worked out once at load time, from the inventory the file names (None without `inventory:`):
     # the hosts, groups and data as pyinfra reads them (pyinfra's own Inventory for one that names a connector)
     hosts: HostInventory | Inventory | None = None
@@ -92,7 +96,7 @@ def load_fleet(path: Path | None = None) -> Fleet:
 
     # Each section's parser lives in its own module; they are imported here so that a file that uses
     # only one section still has every key checked.
-    from archfleet.fleet import images, laptop, registries, services, spot
+    from archfleet.fleet import builders, images, laptop, registries, services, spot
 
     fleet.registries = registries.parse_registries(top.mapping("registries"), fleet)
     fleet.images = images.parse_images(top.mapping("images"), fleet)
@@ -102,8 +106,10 @@ def load_fleet(path: Path | None = None) -> Fleet:
     fleet.spot_fleets = spot.parse_spot_fleets(top.mapping("spot_fleets"), fleet)
     fleet.laptop = laptop.parse_laptop(top.mapping("laptop"), fleet)
     fleet.ssh = parse_ssh(top.mapping("ssh"), fleet)
+    fleet.builders = builders.parse_builders(top.mapping("builders"))
     top.done()
     place_services(fleet, top)
+    builders.check_builder_hosts(fleet)
     return fleet
 
 
