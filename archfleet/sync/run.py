@@ -72,9 +72,9 @@ def readable_states(values: dict[str, ServicesStateValue | Outcome], fleet: Flee
 
 
 class Prefetch:
-    """The registry read while the hosts are (archfleet.services.preflight.prefetch_reports), on a thread made when
-    it starts (a greenlet where the process is patched for gevent, archfleet.sync.read.cooperative_process), so
-    that it runs beside the hosts' reads."""
+    """The registry read while the hosts are (archfleet.services.preflight.prefetch_reports), on a thread started
+    when it is made (a greenlet where the process is patched for gevent: archfleet.sync.read.cooperative_process,
+    so the Thread class is looked up then, not subclassed at import), so that it runs beside the hosts' reads."""
 
     def __init__(self, fleet: Fleet, services: list[str]):
         self.fleet, self.services = fleet, services
