@@ -227,6 +227,57 @@ def test_sync_runs_each_host_its_own_platform_then_changes_nothing_and_verify_pr
             assert row["inner_machine"] == MACHINES[played.arch], row
 
 
+def console_fingerprints(host: LabHost) -> list[str]:
+    """``BITS SHA256:... COMMENT (TYPE)`` of each of the host's own keys, as cloud-init prints them (ssh-keygen -l
+    over the files, read on the host: the test's yardstick, not archfleet's)."""
+    keys = on_host(host, "cat /etc/ssh/ssh_host_*_key.pub")
+    assert keys.returncode == 0 and keys.stdout.strip(), keys.stderr
+    listed = subprocess.run(["ssh-keygen", "-l", "-f", "-"], input=keys.stdout, capture_output=True, text=True,
+                            check=True, timeout=30)
+    return listed.stdout.splitlines()
+
+
+def console_output(fingerprint_lines: list[str]) -> str:
+    """An instance's console output with cloud-init's fingerprint block (EC2 prefixes it with ``ec2:``)."""
+    return "\r\n".join(["[   11.5] cloud-init[598]: Cloud-init v. 22.4.2 running 'modules:final'",
+                         "ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----", *(f"ec2: {f}" for f in fingerprint_lines),
+                         "ec2: -----END SSH HOST KEY FINGERPRINTS-----",
+                         "[   12.0] cloud-init[598]: finished"]) + "\r\n"
+
+
+def test_new_instances_keys_are_proven_from_their_console_output_before_the_first_connection(
+        ec2_fleet: Ec2Fleet, endpoint: Endpoint, tmp_path: Path) -> None:  # noqa: F811
+    """A known_hosts that holds neither host: the amd64 instance's console output carries its lab host's real
+    fingerprints (its keys, met with ssh-keyscan, are recorded, then verify reads it over the checked connection);
+    the arm64 instance's carries another key's fingerprint (refused: nothing recorded, never connected)."""
+    known = tmp_path / "known_hosts"
+    path = tmp_path / "fleet.yaml"
+    path.write_text(fleet_text(endpoint, known))
+    by_arch = {p.arch: p for p in ec2_fleet.played}
+    proven, forged = by_arch["amd64"], by_arch["arm64"]
+    real = console_fingerprints(proven.host)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
+    other = subprocess.run(["ssh-keygen", "-l", "-f", str(tmp_path / "other.pub")], capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+    endpoint.set_console_output(proven.instance_id, console_output(real))
+    endpoint.set_console_output(forged.instance_id, console_output(other))
+
+    result = ec2_fleet.archfleet("verify", "--json", path=path)
+    rows = json.loads(result.stdout)["rows"]
+    assert {r["verdict"] for r in rows if r["host"] == proven.instance_id} == {"ok"}, result.stdout
+    refused = [r for r in rows if r["host"] == forged.instance_id]
+    assert refused and all("host key" in r["reason"] for r in refused), result.stdout
+    assert f"{proven.instance_id}: host key recorded from its EC2 console output" in result.stderr, result.stderr
+    assert f"{forged.instance_id}: host key refused: the key it presents" in result.stderr, result.stderr
+    recorded = subprocess.run(["ssh-keygen", "-l", "-F", proven.host.address, "-f", str(known)], capture_output=True,
+                              text=True, check=False).stdout
+    assert sorted(line.split()[2] for line in recorded.splitlines() if not line.startswith("#")) == \
+        sorted(line.split()[1] for line in real)
+    nothing = subprocess.run(["ssh-keygen", "-F", forged.host.address, "-f", str(known)], capture_output=True,
+                             text=True, check=False)
+    assert nothing.returncode != 0 and not nothing.stdout.strip(), nothing.stdout
+
+
 def finished_at(host: LabHost) -> dict[str, float | None]:
     """Each service container's stop time (epoch seconds), None while it runs."""
     return stop_times(host, [f"archfleet-{name}" for name in SERVICES])
