@@ -183,10 +183,11 @@ class Rollout:
                 entry.services[step.service].result = ROLLED_BACK
             self.moved[host] = []
 
-    def finalize(self) -> None:
+    def finalize(self, hosts: set[str] | None = None) -> None:
+        """Tidy every host whose changes stand (``hosts``: only these)."""
         commands = {}
         for host, plan in self.plans.items():
-            if host in self.failed:
+            if host in self.failed or (hosts is not None and host not in hosts):
                 continue
             command = finalize_command(plan, self.moved.get(host, []))
             if command is not None:
@@ -211,6 +212,9 @@ class Rollout:
             self.report.stopped_at = stopped_at
             self.roll_back(stopped_at)
             self.finish_pulls()  # the hosts the rollout did not reach
+            kept = {h for h, steps in self.moved.items() if steps}  # `rollback: false`: their changes stand
+            if kept:
+                self.finalize(kept)
             for host, plan in self.plans.items():
                 for step in plan.steps:
                     result = self.report.host(host).services[step.service]
