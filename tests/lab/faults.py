@@ -112,11 +112,22 @@ def leftover_previous(snapshot: dict[str, dict[str, Container] | None]) -> list[
 def container_events(host: LabHost, since: float, until: float) -> list[str]:
     """Container events on the host's engine between two times of this machine's clock (the lab hosts share its
     kernel), leaving out health-check execs: "ACTION NAME" lines."""
+    return [f"{action} {name}" for _, action, name in timed_events(host, since, until)]
+
+
+def timed_events(host: LabHost, since: float, until: float) -> list[tuple[float, str, str]]:
+    """Container events on the host's engine between two times of this machine's clock (the lab hosts share its
+    kernel), leaving out health-check execs: (wall-clock time, action, container name), in order."""
     result = in_lab_host(host, "docker", "events", "--since", f"{since:.3f}", "--until", f"{until:.3f}",
-                         "--filter", "type=container", "--format", "{{.Action}} {{.Actor.Attributes.name}}")
+                         "--filter", "type=container",
+                         "--format", "{{.TimeNano}} {{.Action}} {{.Actor.Attributes.name}}")
     assert result.returncode == 0, result.stderr
-    return [line for line in result.stdout.splitlines()
-            if line.strip() and not line.split()[0].rstrip(":").startswith(QUIET_EVENTS)]
+    found = []
+    for line in result.stdout.splitlines():
+        nanos, action, name = [*line.split(" ", 2), "", ""][:3]
+        if action and not action.rstrip(":").startswith(QUIET_EVENTS):
+            found.append((int(nanos) / 1e9, action.rstrip(":"), name))
+    return found
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -337,6 +348,12 @@ class SyncRun:
                     raise AssertionError(f"no progress line /{pattern}/ within {timeout:.0f} s")
                 self._new_line.wait(min(remaining, 1.0))
 
+    def abandon(self) -> None:
+        """Kill the sync (a case that fails while it runs; the next case's repair puts the hosts back)."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
     def finish(self, timeout: float = 600) -> SyncResult:
         try:
             returncode = self.process.wait(timeout=timeout)
@@ -431,6 +448,33 @@ def paused(host: LabHost) -> Iterator[None]:
 def kill_host(host: LabHost) -> None:
     """The host dies at once (SIGKILL to its init: every process on it, its containers too)."""
     subprocess.run(["docker", "kill", host.container], check=True, capture_output=True)
+
+
+@dataclass(frozen=True)
+class MidSwitch:
+    """A host seen in the middle of its switch of one container."""
+
+    new: Container  # the release's container: created and started, not proven healthy
+    previous: Container  # the old container: stopped and kept as NAME-previous
+    seen: float  # when (monotonic)
+
+
+def wait_mid_switch(host: LabHost, name: str, old_id: str, digest: str, ended: Callable[[], bool],
+                    timeout: float = 300) -> MidSwitch:
+    """Wait until ``host`` is in the middle of its switch of container ``name``: the old container ``old_id``
+    stopped and kept as NAME-previous, and a new one from ``digest`` running but not healthy (the switch script is
+    waiting for its health). ``ended()``: the sync is over (it will never be seen)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = host_containers(host) or {}
+        new, previous = found.get(name), found.get(f"{name}-previous")
+        if (new is not None and previous is not None and previous.id == old_id and previous.state != "running"
+                and new.id != old_id and new.digest == digest and new.state == "running"):
+            assert new.health != "healthy", f"{host.name}: {name} was healthy before it was seen mid-switch: {new}"
+            return MidSwitch(new, previous, time.monotonic())
+        assert not ended(), f"the sync ended before {host.name} was seen mid-switch: {found}"
+        assert time.monotonic() < deadline, f"{host.name} not seen mid-switch within {timeout:.0f} s: {found}"
+        time.sleep(0.1)
 
 
 def wait_until(what: str, check: Callable[[], object], timeout: float, interval: float = 0.2) -> None:

@@ -6,7 +6,10 @@ proxy answered (a page on this machine fetched through each host's proxy, again 
 One module-scoped rig serves every case: the v2ray service runs `archfleet-test/faults-v2ray`, built FROM the
 project's v2ray image with no RUN step plus a layer of its own, so a case moves the service to a new build by
 moving a tag. A build whose name starts with `bad` fails its health check on a host that has the marker file
-/etc/archfleet-faults/fail (mounted at /faults): the test picks where a release fails.
+/etc/archfleet-faults/fail (mounted at /faults): the test picks where a release fails. A host is killed or paused
+once it is seen in the middle of its switch (the old container kept, the new one waiting for health). Case 9
+removes the spare service (amd64 hosts) and declares it again, so that "spare left alone" stays a check of a running
+container by id in the cases after it.
 
 The matrix is printed at the end (pytest -s) and written to fault-matrix.md in pytest's base temp directory.
 """
@@ -30,6 +33,7 @@ from archfleet.lab.state import LabHost, LabState
 from archfleet.lab.system import ensure_packages
 from tests.lab.faults import (
     Container,
+    MidSwitch,
     ProxyWatch,
     PublishedImage,
     SyncResult,
@@ -45,6 +49,8 @@ from tests.lab.faults import (
     publish_test_image,
     running_ids,
     sync,
+    timed_events,
+    wait_mid_switch,
     wait_until,
 )
 from tests.lab.support import LAB_INVENTORY, HostBootstrap, archfleet, fleet_header
@@ -211,6 +217,17 @@ class Rig:
         return "all hosts throughout" if not gaps else "gaps: " + ", ".join(gaps)
 
 
+def kept(rig: Rig, before: dict[str, dict[str, Container] | None], after: dict[str, dict[str, Container] | None],
+         name: str) -> None:
+    """The container ``name`` runs before and after on every host that declares it (v2ray: every host; spare:
+    the amd64 hosts), the same one by id; no other host has it."""
+    where = rig.host_names if name == V2RAY else [h.name for h in rig.lab.hosts_of("amd64")]
+    old, new = running_ids(before, name), running_ids(after, name)
+    assert all(old[h] is not None for h in where), f"{name} was not running everywhere before: {old}"
+    assert new == old, f"{name}: before {old}, after {new}"
+    assert all(old[h] is None for h in rig.host_names if h not in where), old
+
+
 def kinds_of(result: SyncResult, rig: Rig) -> dict[str, str]:
     """host -> the kind of its summary line; every host of the rig has one."""
     kinds = result.kinds()
@@ -340,7 +357,7 @@ def canary_failure(rig: Rig, case: str, reason_words: tuple[str, ...], **changes
     assert "v2ray" in status and any(word in (status + result.stderr).lower() for word in reason_words), result
     assert f"(the rollout stopped at {canary})" in result.statuses[next(h for h in kinds if h != canary)], result
     check_total(result, len(rig.hosts))
-    assert running_ids(after, V2RAY) == running_ids(before, V2RAY), "every host keeps its old container running"
+    kept(rig, before, after, V2RAY)
     assert leftover_previous(after) == [], leftover_previous(after)
     touched = rig.touched(wall(result.started), wall(result.finished))
     assert touched[canary], f"the canary {canary} was not touched at all"
@@ -395,7 +412,7 @@ def test_04_a_layer_the_registry_does_not_have_fails_in_the_pull_and_stops_nothi
     assert set(kinds.values()) <= {"FAILED", "not reached"}, result
     assert any("pull" in result.statuses[h].lower() for h in hosts_with(kinds, "FAILED")), result
     check_total(result, len(rig.hosts))
-    assert running_ids(after, V2RAY) == running_ids(before, V2RAY)
+    kept(rig, before, after, V2RAY)
     assert leftover_previous(after) == []
     touched = rig.touched(wall(result.started), wall(result.finished))
     assert {h: e for h, e in touched.items() if e} == {}, "nothing is stopped anywhere"
@@ -472,20 +489,32 @@ def converge(rig: Rig, tag: str, published: PublishedImage) -> None:
     rig.watch.answering(rig.host_names, timeout=60)
 
 
-def test_06_a_host_killed_in_the_middle_of_a_rollout_is_repaired_by_the_next_sync(rig: Rig) -> None:
-    # A `bad` build with the marker on the victim alone: its new container cannot pass its check, so the victim's
-    # switch is still waiting (Docker calls it unhealthy after about 6 s) when the host is killed 1 s in; a good
-    # build is proven healthy by the wait's own check within that second.
-    published = rig.publish("bad", "kill")
+def bad_switch_seen(rig: Rig, tag: str, host: LabHost) -> tuple[PublishedImage, Snapshot, SyncRun, MidSwitch]:
+    """A `bad` build published under ``tag`` with the marker on ``host`` alone, the fleet file moved to it and a
+    sync started; returns once ``host`` is seen in the middle of its switch: its new container cannot pass its
+    check, so the switch waits (Docker calls it unhealthy after about 6 s). The caller removes the marker."""
+    published = rig.publish("bad", tag)
     before = rig.snapshot()
-    victim = rig.host("amd64-2")
-    rig.markers(on=[victim.name])
+    old = running_ids(before, V2RAY)[host.name]
+    assert old is not None, before
+    rig.markers(on=[host.name])
+    rig.write(tag=tag)
+    run = SyncRun(rig.path)
     try:
-        rig.write(tag="kill")
-        run = SyncRun(rig.path)
+        mid = wait_mid_switch(host, V2RAY, old, published.digests[host.arch], lambda: run.process.poll() is not None)
+    except BaseException:
+        run.abandon()
+        raise
+    return published, before, run, mid
+
+
+def test_06_a_host_killed_in_the_middle_of_a_rollout_is_repaired_by_the_next_sync(rig: Rig) -> None:
+    """The host is killed once it is seen waiting for its new container's health: the old container stopped and
+    kept, the new one running and not healthy."""
+    victim = rig.host("amd64-2")
+    try:
+        published, before, run, mid = bad_switch_seen(rig, "kill", victim)
         try:
-            run.wait_for(rf"v2ray: batch 1 .*{victim.name}")  # its switch script starts: stop, keep, create, wait
-            time.sleep(1)
             kill_host(victim)
             killed_at = time.monotonic()
         finally:
@@ -497,9 +526,16 @@ def test_06_a_host_killed_in_the_middle_of_a_rollout_is_repaired_by_the_next_syn
     kinds = kinds_of(result, rig)
     assert result.returncode == 1, result
     assert kinds[victim.name] == "FAILED", result
-    check_consistent(rig, result, before, after, published, interrupted=(victim.name,))
+    # The kill landed mid-switch: a switch that had ended would have failed on the health check (the marker) and put
+    # the old container back; the victim failed otherwise, and its revived engine holds both containers as the
+    # kill left them.
+    assert "health" not in result.statuses[victim.name].lower(), result
     revived = after[victim.name] or {}
-    note = (f"killed {killed_at - result.started:.1f} s into the sync; {victim.name} after revival: "
+    assert revived.get(f"{V2RAY}-previous") is not None and revived[f"{V2RAY}-previous"].id == mid.previous.id, revived
+    assert revived.get(V2RAY) is not None and revived[V2RAY].id == mid.new.id, revived
+    check_consistent(rig, result, before, after, published, interrupted=(victim.name,))
+    note = (f"killed {killed_at - result.started:.1f} s into the sync, {killed_at - mid.seen:.2f} s after its new "
+            f"container was seen waiting for health; {victim.name} after revival: "
             + (", ".join(f"{c.name} {c.state}" for c in revived.values()) or "no container") + "; "
             + ", ".join(f"{h}: {k}" for h, k in sorted(kinds.items())))
     served = [h for h in rig.host_names if h != victim.name]
@@ -529,22 +565,25 @@ def test_07a_a_paused_host_times_out_alone_and_the_others_finish(rig: Rig) -> No
 
 
 def test_07b_a_host_paused_during_its_rollout_times_out_and_the_next_sync_repairs_it(rig: Rig) -> None:
-    published = rig.publish("good", "paused-during")
-    before = rig.snapshot()
+    """As in case 6, the host is paused once it is seen waiting for its new container's health."""
     frozen = rig.host("amd64-3")
-    rig.write(tag="paused-during")
-    run = SyncRun(rig.path)
-    run.wait_for(rf"v2ray: batch 1 .*{frozen.name}")  # its switch script starts now
-    time.sleep(1)
-    with paused(frozen):
-        result = run.finish(timeout=400)
+    try:
+        published, before, run, mid = bad_switch_seen(rig, "paused-during", frozen)
+        with paused(frozen):
+            paused_at = time.monotonic()
+            result = run.finish(timeout=400)
+    finally:
+        rig.markers(on=[])
     after = rig.snapshot()
     kinds = kinds_of(result, rig)
     assert result.returncode == 1, result
     assert kinds[frozen.name] == "FAILED" and "timed out after" in result.statuses[frozen.name], result
+    # The pause landed mid-switch: a switch that had ended would have failed on the health check (the marker), not
+    # timed out.
+    assert "health" not in result.statuses[frozen.name].lower(), result
     check_consistent(rig, result, before, after, published, interrupted=(frozen.name,))
-    note = (f"sync took {result.finished - result.started:.1f} s; "
-            + ", ".join(f"{h}: {k}" for h, k in sorted(kinds.items())))
+    note = (f"paused {paused_at - mid.seen:.2f} s after its new container was seen waiting for health; sync took "
+            f"{result.finished - result.started:.1f} s; " + ", ".join(f"{h}: {k}" for h, k in sorted(kinds.items())))
     record(rig, "7b host paused during its rollout", result, before, after, rig.answered(result, rig.host_names),
            note)
     converge(rig, "paused-during", published)
@@ -565,8 +604,8 @@ def test_08_an_empty_or_truncated_fleet_file_is_refused_and_removes_nothing(rig:
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result
         assert str(broken) in result.stderr, result
     after = rig.snapshot()
-    assert running_ids(after, V2RAY) == running_ids(before, V2RAY)
-    assert running_ids(after, SPARE) == running_ids(before, SPARE)
+    kept(rig, before, after, V2RAY)
+    kept(rig, before, after, SPARE)
     touched = rig.touched(started, time.time())
     assert {h: e for h, e in touched.items() if e} == {}, "nothing removed, nothing stopped"
     if text == "":
@@ -583,13 +622,13 @@ def test_08b_services_empty_without_prune_keeps_and_lists_everything(rig: Rig) -
         result = sync(empty, *args)
         assert result.returncode == 0, (args, result)
         for host in rig.hosts:
-            kept = "v2ray" + (", spare" if host.kind == "amd64" and rig.spare else "")
-            kept_services = sorted(kept.split(", "))
+            listed = "v2ray" + (", spare" if host.kind == "amd64" and rig.spare else "")
+            kept_services = sorted(listed.split(", "))
             assert result.statuses[host.name] == (
                 f"no changes; kept undeclared: {', '.join(kept_services)} (sync --prune removes)"), result
     after = rig.snapshot()
-    assert running_ids(after, V2RAY) == running_ids(before, V2RAY)
-    assert running_ids(after, SPARE) == running_ids(before, SPARE)
+    kept(rig, before, after, V2RAY)
+    kept(rig, before, after, SPARE)
     touched = rig.touched(wall(result.started), wall(result.finished))
     assert {h: e for h, e in touched.items() if e} == {}, "nothing removed, nothing stopped"
     rig.records.append(CaseRecord("8b services: {} without --prune (sync, --dry)", result.returncode, [], [],
@@ -598,31 +637,44 @@ def test_08b_services_empty_without_prune_keeps_and_lists_everything(rig: Rig) -
 
 
 def test_09_a_removed_service_is_listed_and_kept_and_removed_only_with_prune(rig: Rig) -> None:
+    """The spare is removed from the fleet file (kept without --prune, removed with it), then declared again: the
+    next cases check it is left alone, so it must run again."""
     before = rig.snapshot()
     spare_hosts = sorted(h.name for h in rig.lab.hosts_of("amd64"))
     rig.spare = False
-    rig.write()
-    kept = sync(rig.path)
-    assert kept.returncode == 0, kept
-    for host in rig.host_names:
-        assert kept.statuses[host] == ("no changes; kept undeclared: spare (sync --prune removes)"
-                                       if host in spare_hosts else "no changes"), kept
-    assert running_ids(rig.snapshot(), SPARE) == running_ids(before, SPARE), "kept: same container, running"
-    pruned = sync(rig.path, "--prune")
-    after = rig.snapshot()
-    assert pruned.returncode == 0, pruned
-    for host in rig.host_names:
-        if host in spare_hosts:
-            assert pruned.statuses[host] == "updated: spare (remove)", pruned
-        else:
-            assert pruned.statuses[host] == "no changes", pruned
-        assert SPARE not in (after[host] or {}), host
-    check_total(pruned, len(rig.hosts))
-    assert running_ids(after, V2RAY) == running_ids(before, V2RAY)
+    try:
+        rig.write()
+        kept_run = sync(rig.path)
+        assert kept_run.returncode == 0, kept_run
+        for host in rig.host_names:
+            assert kept_run.statuses[host] == ("no changes; kept undeclared: spare (sync --prune removes)"
+                                               if host in spare_hosts else "no changes"), kept_run
+        kept(rig, before, rig.snapshot(), SPARE)
+        pruned = sync(rig.path, "--prune")
+        after = rig.snapshot()
+        assert pruned.returncode == 0, pruned
+        for host in rig.host_names:
+            if host in spare_hosts:
+                assert pruned.statuses[host] == "updated: spare (remove)", pruned
+            else:
+                assert pruned.statuses[host] == "no changes", pruned
+            assert SPARE not in (after[host] or {}), host
+        check_total(pruned, len(rig.hosts))
+        kept(rig, before, after, V2RAY)
+    finally:
+        rig.spare = True  # declared again (a failed case: the next case's repair sync brings it back)
+        rig.write()
+    back = sync(rig.path)
+    assert back.returncode == 0, back
+    again = rig.snapshot()
+    assert {h: k for h, k in back.kinds().items() if k != "no changes"} == dict.fromkeys(spare_hosts, "updated"), back
+    spare = running_ids(again, SPARE)
+    assert all(spare[h] is not None and spare[h] != running_ids(before, SPARE)[h] for h in spare_hosts), spare
+    kept(rig, before, again, V2RAY)
     rig.records.append(CaseRecord(
         "9 removed service: kept without --prune, removed with it", pruned.returncode,
         [f"{h} (spare removed)" for h in spare_hosts], [], [], rig.answered(pruned, rig.host_names),
-        "without --prune: exit 0, listed, same ids"))
+        "without --prune: exit 0, listed, same ids; declared again: created anew"))
 
 
 def test_10_a_canary_failure_on_four_hosts_touches_exactly_one_and_puts_it_back(rig: Rig) -> None:
@@ -662,19 +714,26 @@ def bad_release(rig: Rig, published: str, failing_on: list[str], **changes: obje
         rig.markers(on=[])
 
 
+def failed_in_second_batch(rig: Rig, result: SyncResult, canary: str, canary_kind: str) -> str:
+    """A release that failed its health check in the second batch (canary 1, batch 1): exit 1, the canary's summary
+    is ``canary_kind``, one host failed, the others were not reached. Returns the failed host."""
+    kinds = kinds_of(result, rig)
+    assert result.returncode == 1, result
+    assert kinds[canary] == canary_kind, result
+    failed = hosts_with(kinds, "FAILED")
+    assert len(failed) == 1 and "health" in result.statuses[failed[0]].lower(), result
+    assert hosts_with(kinds, "not reached") == sorted(set(rig.host_names) - {canary, failed[0]}), result
+    check_total(result, len(rig.hosts))
+    return failed[0]
+
+
 def test_11_a_failure_in_the_second_batch_rolls_the_first_back(rig: Rig) -> None:
     canary = rig.canary or rig.host_names[0]
     before, result, after = bad_release(rig, "bad-second-batch", [h for h in rig.host_names if h != canary],
                                         tag="bad-second-batch", rollout="rollout: {canary: 1, batch: 1}\n")
-    kinds = kinds_of(result, rig)
-    assert result.returncode == 1, result
-    assert kinds[canary] == "rolled back", result
-    failed = hosts_with(kinds, "FAILED")
-    assert len(failed) == 1 and "health" in result.statuses[failed[0]].lower(), result
-    assert hosts_with(kinds, "not reached") == sorted(set(rig.host_names) - {canary, failed[0]}), result
+    failed = [failed_in_second_batch(rig, result, canary, "rolled back")]
     assert f"(the rollout stopped at {failed[0]})" in result.statuses[canary], result
-    check_total(result, len(rig.hosts))
-    assert running_ids(after, V2RAY) == running_ids(before, V2RAY), "the first batch is back on its old container"
+    kept(rig, before, after, V2RAY)
     assert leftover_previous(after) == []
     touched = rig.touched(wall(result.started), wall(result.finished))
     assert sorted(h for h, e in touched.items() if e) == sorted([canary, failed[0]]), touched
@@ -696,8 +755,8 @@ def test_12_a_new_service_that_fails_on_one_host_runs_nowhere_afterwards(rig: Ri
     check_total(result, len(rig.hosts))
     assert [f"{h}: {c.name} ({c.state})" for h, found in after.items() for c in (found or {}).values()
             if c.name == NEWCOMER] == [], "the new service runs nowhere"
-    assert running_ids(after, V2RAY) == running_ids(before, V2RAY)
-    assert running_ids(after, SPARE) == running_ids(before, SPARE)
+    kept(rig, before, after, V2RAY)
+    kept(rig, before, after, SPARE)
     assert leftover_previous(after) == []
     record(rig, "12 new service failing on one host (first rollout, one batch)", result, before, after,
            rig.answered(result, rig.host_names),
@@ -725,11 +784,74 @@ def test_13_a_new_service_whose_pull_fails_on_one_host_still_goes_out_on_the_oth
             else:
                 assert newcomer is not None and newcomer.state == "running", (host.name, after[host.name])
                 assert newcomer.digest == published.digests["amd64"], (host.name, newcomer)
-        assert running_ids(after, V2RAY) == running_ids(before, V2RAY)
-        assert running_ids(after, SPARE) == running_ids(before, SPARE)
+        kept(rig, before, after, V2RAY)
+        kept(rig, before, after, SPARE)
         assert leftover_previous(after) == []
         record(rig, "13 new service, its arm64 layer missing (first rollout, one batch)", result, before, after,
                rig.answered(result, rig.host_names), "arm64 failed in its pull; the amd64 hosts run the new service")
     finally:
         for host in rig.hosts:
             in_lab_host(host, "sh", "-c", f"docker rm -f {NEWCOMER}; rm -rf /etc/archfleet/services/newcomer")
+
+
+PAUSE = 6  # seconds, against a canary whose new build is proven healthy within about one
+
+
+def test_14_a_pause_between_batches_holds_the_next_batch_back(rig: Rig) -> None:
+    """`rollout: pause: N`: N seconds between batches. With a canary and one batch of the rest, the batch's first
+    container event on any host comes at least N s after the canary's new container started (the engines' own
+    clocks), and the sync says why."""
+    published = rig.publish("good", "paced")
+    rig.tag = "paced"
+    before, result, after = synced_with(rig, rollout=f"rollout: {{canary: 1, batch: 3, pause: {PAUSE}}}\n")
+    kinds = kinds_of(result, rig)
+    assert result.returncode == 0 and set(kinds.values()) == {"updated"}, result
+    check_consistent(rig, result, before, after, published)
+    canary_line = result.first_line(r"sync: v2ray: canary \(1/2\): ")
+    pause_line = result.first_line(rf"sync: v2ray: pause {PAUSE} s before the next batch")
+    batch_line = result.first_line(r"sync: v2ray: batch 1 \(2/2\): ")
+    assert canary_line and pause_line and batch_line, result
+    assert [line for _, line in result.lines].count(pause_line[1]) == 1, result  # none after the last batch
+    assert batch_line[0] - pause_line[0] >= PAUSE - 0.1, result
+    canary = canary_line[1].rsplit(": ", 1)[1].strip()
+    batch = [h.strip() for h in batch_line[1].rsplit(": ", 1)[1].split(",")]
+    assert sorted([canary, *batch]) == sorted(rig.host_names), result
+    events = dict(zip(rig.host_names, [timed_events(h, wall(result.started), wall(result.finished))
+                                       for h in rig.hosts], strict=True))
+    started = [at for at, action, name in events[canary] if action == "start" and name == V2RAY]
+    assert started, events[canary]
+    first_of_batch = min(at for host in batch for at, _, _ in events[host][:1])
+    gap = first_of_batch - started[-1]
+    assert gap >= PAUSE, (gap, events)
+    record(rig, f"14 pause: {PAUSE} between batches (canary 1, batch 3)", result, before, after,
+           rig.answered(result, rig.host_names), f"the batch's first event {gap:.1f} s after the canary's start")
+
+
+def test_15_without_rollback_the_hosts_moved_keep_the_new_release(rig: Rig) -> None:
+    """`rollback: false`: a failure in the second batch leaves the canary on the new release (updated, its old
+    container tidied), the failed host on its old container (its own switch puts it back), the rest not reached."""
+    canary = rig.canary or rig.host_names[0]
+    published = rig.publish("bad", "bad-no-rollback")
+    rig.markers(on=[h for h in rig.host_names if h != canary])
+    try:
+        before, result, after = synced_with(rig, tag="bad-no-rollback",
+                                            rollout="rollout: {canary: 1, batch: 1, rollback: false}\n")
+    finally:
+        rig.markers(on=[])
+    failed = [failed_in_second_batch(rig, result, canary, "updated")]
+    assert "rolling back" not in result.stderr, result
+    old, new = running_ids(before, V2RAY), running_ids(after, V2RAY)
+    moved = (after[canary] or {}).get(V2RAY)
+    assert moved is not None and moved.state == "running" and new[canary] != old[canary], (canary, after[canary])
+    assert moved.digest == published.digests[rig.host(canary).arch], (canary, moved)
+    assert all(new[h] == old[h] and old[h] is not None for h in rig.host_names if h != canary), (old, new)
+    kept(rig, before, after, SPARE)
+    assert leftover_previous(after) == [], leftover_previous(after)
+    record(rig, "15 rollback: false, failure in the second batch", result, before, after,
+           rig.answered(result, rig.host_names), f"failed at {failed[0]}; {canary} keeps the new release")
+    # The fleet file names the release the canary runs: the next sync moves the rest (the markers are gone).
+    rig.tag = "bad-no-rollback"
+    rig.write()
+    repair = sync(rig.path)
+    assert repair.returncode == 0, repair
+    assert hosts_with(kinds_of(repair, rig), "no changes") == [canary], repair
