@@ -17,7 +17,6 @@ from tests.lab.support import PROJECT
 from tests.standins.github_api import RELEASE_PATH, GitHubStandin
 
 STANDIN_PORT = 18413  # fixed, so the image's build args (the release URL) stay the same and its build is cached
-RUNNER_UID = "1000:1000"  # the image's `runner` user, which must read the token's secret mount
 
 
 @contextmanager
@@ -49,9 +48,9 @@ def runner_image(standin: GitHubStandin) -> str:
 def runner_service(name: str, groups: str, network: str, standin: GitHubStandin, token_file: Path, labels: str,
                    runner_name: str | None = None, stop_order: int = 10) -> str:
     """A `services:` entry running the runner image against the stand-in's repository `archfleet/demo`, the token
-    mounted for the runner's user. ``runner_name`` None: the entrypoint names the runner after the container's
-    hostname (a service that renders per host, e.g. ``{{ host.name }}``, cannot start from a spot fleet's
-    user-data)."""
+    mounted root-only (0400 0:0: the entrypoint reads it as root; the runner's user and its jobs cannot).
+    ``runner_name`` None: the entrypoint names the runner after the container's hostname (a service that renders
+    per host, e.g. ``{{ host.name }}``, cannot start from a spot fleet's user-data)."""
     name_line = f"      RUNNER_NAME: {runner_name}\n" if runner_name is not None else ""
     return f"""\
   {name}:
@@ -63,6 +62,6 @@ def runner_service(name: str, groups: str, network: str, standin: GitHubStandin,
       GITHUB_API_URL: {standin.url}/api/v3
 {name_line}      RUNNER_LABELS: {labels}
     secrets:
-      github_token: {{file: {token_file}, mount: /run/secrets/github-token, owner: "{RUNNER_UID}", mode: "0400"}}
+      github_token: {{file: {token_file}, mount: /run/secrets/github-token, mode: "0400"}}
     stop_order: {stop_order}
 """

@@ -3,10 +3,12 @@ of reach here (github.com and the runner release): tests/standins/github_api.py 
 release tests/standins/github-runner-release-standin/ it serves as a tarball with its sha256.
 
 The image is built by `archfleet images build` from the stand-in release's URL and sha256 (build args, checked before
-unpacking), the services are synced with a fine-grained token as a secret owned by the runner's user, and then:
+unpacking), the services are synced with a fine-grained token as a root-only secret (the entrypoint reads it as
+root; the runner and its jobs run as `runner`, without capabilities or a way back), and then:
 a job for `ARM64` runs on the arm64 host and prints `aarch64`, one for `X64` prints `x86_64`; an ephemeral runner
-registers afresh with a fresh token after its job and after a restart; stopping the service deregisters the runner;
-no token shows in any process's argv (sampled all along), in `docker inspect`, in logs or in a readable file.
+registers afresh with a fresh token after its job and after a restart; a job that tries to read the token's file
+(or to become root) fails; stopping the service deregisters the runner; no token shows in any process's argv
+(sampled all along), in `docker inspect`, in logs or in a readable file.
 
 The amd64 runner uses bridge networking, as on real hosts; the arm64 host's engine runs under QEMU without a bridge
 (LAB-NOTES), so its runner uses the host's network.
@@ -148,8 +150,6 @@ def test_each_runner_registers_with_its_architecture_and_the_fleet_labels(synced
         runner = synced.runner_of(arch)
         assert runner is not None and runner.ephemeral, synced.standin.runners()
         assert runner.labels == ["self-hosted", "linux", label, *LABELS.split(",")], runner
-        user = synced.docker(arch, "exec", f"archfleet-github-runner-{arch}", "id", "-u").strip()
-        assert user == "1000", (arch, user)  # not root
 
 
 def test_a_job_runs_on_the_runner_of_its_architecture(synced: Rig) -> None:
@@ -176,16 +176,35 @@ def test_an_ephemeral_runner_registers_afresh_after_its_job_and_after_a_restart(
         assert all(minted[t].kind == "registration" and minted[t].used_by == job.runner for t in tokens)
 
 
-def test_the_secret_is_readable_by_the_runner_user_only(synced: Rig) -> None:
-    mount = "/run/secrets/github-token"
-    for arch in ARCH_LABEL:
+MOUNT = "/run/secrets/github-token"
+# What a hostile workflow would try: read the credential's file, become root (sudo, su), read the memory of the
+# root entrypoint that read it; and what it runs as.
+THIEF_JOB = (f"id -u; id -g; grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; cat {MOUNT}; echo cat=$?; "
+             f"sudo -n cat {MOUNT}; echo sudo=$?; su -c 'cat {MOUNT}' root </dev/null; echo su=$?; "
+             "root=0 read=0; for pid in /proc/[0-9]*; do [ \"$(stat -c %u $pid 2>/dev/null)\" = 0 ] || continue; "
+             "root=$((root + 1)); if cat $pid/environ >/dev/null 2>&1; then read=$((read + 1)); fi; done; "
+             "echo root_processes=$root read=$read")
+
+
+def test_the_secret_is_root_only_and_a_job_cannot_read_it(synced: Rig) -> None:
+    for arch, label in ARCH_LABEL.items():
         name = f"archfleet-github-runner-{arch}"
-        own = container_bytes(synced.host(arch), name, mount)
-        assert own.returncode == 0 and own.stdout.decode().strip() == synced.standin.pat, (arch, own.stderr)
-        other = container_bytes(synced.host(arch), name, mount, user="1001:1001")
-        assert other.returncode != 0 and b"Permission denied" in other.stderr, (arch, other)
-        stat = synced.docker(arch, "exec", name, "stat", "-c", "%u:%g %a", mount)
-        assert stat.strip() == "1000:1000 400", (arch, stat)
+        stat = synced.docker(arch, "exec", name, "stat", "-c", "%u:%g %a", MOUNT)
+        assert stat.strip() == "0:0 400", (arch, stat)
+        as_runner = container_bytes(synced.host(arch), name, MOUNT, user="runner")
+        assert as_runner.returncode != 0 and b"Permission denied" in as_runner.stderr, (arch, as_runner)
+        job = synced.standin.wait_job(synced.standin.queue_job(["self-hosted", label], THIEF_JOB), timeout=120)
+        assert job.output is not None, job
+        lines = job.output.splitlines()
+        assert job.runner == synced.host(arch).name and lines[:2] == ["1000", "1000"], job
+        assert "CapEff:\t0000000000000000" in lines and "CapBnd:\t0000000000000000" in lines, job.output
+        assert "NoNewPrivs:\t1" in lines, job.output
+        assert f"cat: {MOUNT}: Permission denied" in lines and "cat=1" in lines, job.output
+        assert "cat=0" not in lines and "sudo=0" not in lines and "su=0" not in lines, job.output
+        roots = [line for line in lines if line.startswith("root_processes=")]
+        assert len(roots) == 1 and roots[0].endswith(" read=0") and roots[0] != "root_processes=0 read=0", job.output
+        assert synced.standin.pat not in job.output, arch
+        synced.wait_registered(arch)  # the ephemeral runner's next registration, for the tests after this one
 
 
 def test_no_token_in_argv_inspect_logs_or_readable_files(synced: Rig) -> None:

@@ -8,7 +8,11 @@
   file, and no secret shows in any process's argv or environment (sampled all along the sync), in
   `docker inspect`, in the sync's output, or in any file other than its own root-only copy on the host;
 - a secret mounted with `owner: "1000:1000"` and `mode: "0400"` is readable by uid 1000 in the container and by
-  no other user.
+  no other user;
+- no plain hash of a secret names anything: the version names from before the fleet's key (sha256 of the value,
+  16 hex digits, or of `digest owner mode` for an owned mount) and the value's whole sha256 are in no argv or
+  environment, no output, no `docker inspect`, no file's content and no file's name, on any host or here; the
+  version folders are the keyed ones (services/desired.py file_version).
 
 The lab hosts are containers of this machine: their processes are processes of this kernel, so one sampler of
 /proc here sees every host's argv (what `ps auxww` on each host shows), and each host's files are read through
@@ -17,6 +21,7 @@ The lab hosts are containers of this machine: their processes are processes of t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -76,6 +81,14 @@ class SecretRig:
     @property
     def tokens(self) -> list[str]:
         return [value.split()[0].rstrip(";") for value in self.values.values()] + [self.owned_value]
+
+    @property
+    def plain_hashes(self) -> list[str]:
+        """What named (or would name) each secret's version without the fleet's key: sha256(value)[:16] (and of
+        `digest 1000:1000 0400` for the owned one), and each value's whole sha256."""
+        digests = [hashlib.sha256(value.encode()).hexdigest() for value in [*self.values.values(), self.owned_value]]
+        owned = hashlib.sha256(f"{digests[-1]} 1000:1000 0400".encode()).hexdigest()
+        return [*digests, *(d[:16] for d in digests), owned[:16]]
 
     def fleet(self) -> dict[str, object]:
         registry = self.lab.registry.address
@@ -259,7 +272,7 @@ def hostile_sync(rig: SecretRig) -> SyncResult:
         assert in_lab_host(host, "sh", "-c", f"rm -rf {MARKER}*; mkdir -p {KEEP}").returncode == 0
     subprocess.run(["sh", "-c", f"rm -rf {MARKER}*; mkdir -p {KEEP}"], check=True)
     path = rig.write(rig.fleet())
-    with ArgvSampler(rig.tokens) as sampler:
+    with ArgvSampler(rig.tokens + rig.plain_hashes) as sampler:
         result = sync(path)
     assert result.returncode == 0, result
     for host in rig.hosts:
@@ -313,6 +326,36 @@ def test_secrets_appear_in_no_output_inspect_or_readable_file(rig: SecretRig, ho
                                                          "/etc")])
     strays = [str(p) for p in local if rig.directory not in p.parents and not str(p).startswith("/proc")]
     assert strays == [], strays
+
+
+def test_no_plain_hash_of_a_secret_names_a_version_or_shows_anywhere(rig: SecretRig,
+                                                                       hostile_sync: SyncResult) -> None:
+    """The sampler of the sync (hostile_sync) looked for them in every argv and environment too."""
+    hashes = rig.plain_hashes
+    assert not [h for h in hashes if h in hostile_sync.stdout + hostile_sync.stderr]
+    for host in rig.hosts:
+        inspected = in_lab_host(host, "docker", "inspect", "archfleet-hostile", "archfleet-owned")
+        assert inspected.returncode == 0 and not [h for h in hashes if h in inspected.stdout], host.name
+        mounts = [m["Source"] for c in json.loads(inspected.stdout) for m in c["Mounts"]
+                  if m["Source"].startswith("/etc/archfleet/services/")]
+        versions = {Path(m).parent.name for m in mounts}
+        assert len(mounts) == len(rig.tokens) and all(re.fullmatch(r"[0-9a-f]{16}", v) for v in versions), mounts
+        logs = in_lab_host(host, "sh", "-c", "docker logs archfleet-hostile 2>&1; docker logs archfleet-owned 2>&1")
+        assert not [h for h in hashes if h in logs.stdout], host.name
+        root = host_root(host)
+        names = subprocess.run(["find", *(str(root / d) for d in ("etc", "tmp", "var", "root", "run", "home",
+                                                                  "opt", "srv", "usr/local"))],
+                               capture_output=True, text=True, check=False, timeout=600).stdout
+        assert not [line for line in names.splitlines() if any(h in line for h in hashes)], host.name
+        assert all(f"/etc/archfleet/services/{Path(m).parent.parent.name}/{Path(m).parent.name}" in names
+                   for m in mounts), host.name  # the keyed folders are there, seen by the same find
+        holders = files_holding(hashes, [root / d for d in ("etc", "tmp", "var", "root", "run", "home", "opt",
+                                                             "srv", "usr/local")])
+        assert holders == [], (host.name, holders)
+    local = files_holding(hashes, [Path(p) for p in ("/tmp", "/var/tmp", "/root/.config", "/root/.cache",
+                                                     "/root/.ssh", "/root/.docker", "/var/log", "/run",
+                                                     "/var/lib/archfleet", "/etc")])
+    assert [str(p) for p in local if not str(p).startswith("/proc")] == []
 
 
 def test_an_owned_secret_is_readable_by_its_uid_only(rig: SecretRig, hostile_sync: SyncResult) -> None:
