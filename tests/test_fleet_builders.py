@@ -36,3 +36,20 @@ def test_a_wrong_builder_is_file_line_and_key(tmp_path: Path, builders: str, lin
         load_fleet(path)
     assert str(raised.value).startswith(f"{path}:{line}: builders.linux/")
     assert says in str(raised.value)
+
+
+def test_builder_hosts_connect_as_the_fleet_file_says(tmp_path: Path) -> None:
+    """images build asks the fleet's hosts with the fleet file's ssh: applied (its key, its user), as every other
+    command connects: the raw inventory alone has neither."""
+    from archfleet.images.plan import candidates_of
+
+    key = tmp_path / "id_ed25519"
+    key.write_text("not a real key\n")
+    key.chmod(0o600)
+    path = fleet_with(tmp_path, "  linux/arm64: arm-1\n")
+    path.write_text(path.read_text() + f"ssh:\n  user: admin\n  key_file: {key}\n")
+    fleet = load_fleet(path)
+    assert fleet.hosts is not None
+    (arm,) = [c for c in candidates_of(fleet.hosts) if c.name == "arm-1"]
+    builder = arm.builder(Platform("linux", "arm64"))
+    assert (builder.hostname, builder.user, builder.key) == ("192.0.2.7", "admin", str(key))

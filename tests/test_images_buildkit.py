@@ -148,3 +148,9 @@ def test_buildx_first_then_a_cli_older_than_23(monkeypatch: pytest.MonkeyPatch) 
         assert buildkit.find_buildkit_cli() is None  # the legacy builder, which says so
     finally:
         buildkit.find_buildkit_cli.cache_clear()
+
+
+def test_a_digest_reference_pulls_by_digest() -> None:
+    from archfleet.images.engine import split_tag
+
+    assert split_tag("reg:5000/archfleet/debian@sha256:abc") == ("reg:5000/archfleet/debian", "sha256:abc")

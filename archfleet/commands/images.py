@@ -13,7 +13,7 @@ from archfleet.fleet.images import ImageSpec
 from archfleet.fleet.registry import RegistrySpec
 from archfleet.images.build import ImageResult, ImageTimeouts, build_image, probe_builders
 from archfleet.images.engine import engines, local_engine_platform
-from archfleet.images.plan import Builder, choose_path, inventory_hosts
+from archfleet.images.plan import Builder, candidates_of, choose_path, inventory_hosts
 from archfleet.images.verify import DEFAULT_PLATFORMS, human_size, verify_with_client
 from archfleet.platforms import UnknownPlatform
 from archfleet.platforms import parse as parse_platform
@@ -87,7 +87,8 @@ def declared_builders(fleet: Fleet) -> list[Builder]:
     for: one that does not answer, or is another platform than the one it is named for, is an error."""
     assert fleet.inventory_path is not None
     named = {choice.builder: choice for choice in fleet.builders.values() if not choice.local}
-    builders = probe_builders([c for c in inventory_hosts(fleet.inventory_path) if c.name in named]) if named else []
+    candidates = candidates_of(fleet.hosts) if fleet.hosts is not None else []  # builders are among them (load)
+    builders = probe_builders([c for c in candidates if c.name in named]) if named else []
     for name, choice in named.items():
         probed = next((b for b in builders if b.name == name), None)
         if probed is None:
@@ -112,7 +113,9 @@ def build_command(args: argparse.Namespace) -> int:
     if needs_builders and fleet.builders and not args.inventory:
         builders = declared_builders(fleet)
     elif needs_builders and inventory is not None:
-        builders = probe_builders(inventory_hosts(inventory))
+        own = not args.inventory and fleet.hosts is not None  # the fleet's hosts, with its ssh: applied
+        builders = probe_builders(candidates_of(fleet.hosts) if own and fleet.hosts is not None
+                                  else inventory_hosts(inventory))
         found = ", ".join(f"{b.name} ({b.platform})" for b in builders) or "none"
         say(f"builder hosts: the hosts of {inventory} whose Docker engine answers (another inventory: -i FILE; "
             f"or name them in the fleet file's builders:): {found}")

@@ -18,6 +18,7 @@ nothing is built or pushed ("up to date"). Only stale platforms are rebuilt.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import threading
 import time
@@ -298,6 +299,15 @@ def pull_registry_cache(engine: Engine, client: RegistryClient, repository: str,
     image = registry_cache_ref(client, repository, tag, progress)
     if image is None:
         return None
+    error = pull_image(engine, image, seconds, progress, "registry cache")
+    if error:
+        progress.say(f"registry cache {image} not pulled: {error}")
+        return None
+    return image
+
+
+def pull_image(engine: Engine, image: str, seconds: float, progress: PlatformProgress, what: str) -> str | None:
+    """Pull ``image`` through the engine's API, one progress line when done; the error as one line, or None."""
     started = time.monotonic()
     layers = LayerStream()
 
@@ -310,11 +320,9 @@ def pull_registry_cache(engine: Engine, client: RegistryClient, repository: str,
     except EngineError as error:
         layers.error = str(error)
     if layers.error:
-        progress.say(f"registry cache {image} not pulled: {layers.error}")
-        return None
-    progress.say(f"registry cache {image}: {layers.summary('pulled', 'here')} "
-                 f"({time.monotonic() - started:.1f} s)")
-    return image
+        return layers.error
+    progress.say(f"{what} {image}: {layers.summary('pulled', 'here')} ({time.monotonic() - started:.1f} s)")
+    return None
 
 
 def buildkit_for(engine: Engine) -> BuildKitCli | None:
@@ -373,6 +381,32 @@ def run_buildkit_build(engine: Engine, cli: BuildKitCli, request: BuildRequest, 
     return stream
 
 
+UNTRUSTED = ("x509: certificate signed by unknown authority", "certificate is not trusted")
+
+
+def buildkit_with_base(engine: Engine, cli: BuildKitCli, request: BuildRequest, base: str | None, deadline: float,
+                       progress: PlatformProgress, client: RegistryClient) -> BuildKitStream:
+    """A BuildKit build whose base image (the pinned ``BASE_IMAGE``) is pulled through the engine's API first: the
+    engine trusts ``/etc/docker/certs.d`` on every pull, its BuildKit only as the folder was when the engine
+    started (dockerd 20.10), and BuildKit takes a base that is already local. When BuildKit still meets the
+    registry's certificate (the registry cache), the build runs once more without the registry cache, and says
+    why."""
+    if base and engine.image_id(base) is None:
+        error = pull_image(engine, base, deadline - time.monotonic(), progress, "base image")
+        if error:
+            raise EngineError(f"pulling the base image {base}: {error}")
+    try:
+        return run_buildkit_build(engine, cli, request, deadline - time.monotonic(), progress, client)
+    except EngineError as error:
+        if not request.cache_from or not any(text in str(error) for text in UNTRUSTED):
+            raise
+    progress.say(f"BuildKit on this engine does not trust {client.address}'s certificate (dockerd reads "
+                 "/etc/docker/certs.d for BuildKit only when it starts: restart the engine once its CA is "
+                 "installed); building again without the registry cache")
+    request = dataclasses.replace(request, cache_from=())
+    return run_buildkit_build(engine, cli, request, deadline - time.monotonic(), progress, client)
+
+
 def run_push(engine: Engine, image: str, seconds: float, progress: PlatformProgress) -> None:
     started = time.monotonic()
     layers = LayerStream()
@@ -429,8 +463,9 @@ def build_and_push(spec: ImageSpec, result: PlatformResult, args: dict[str, str]
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise StreamTimedOut(timeouts.build)
-                stream = (run_buildkit_build(engine, cli, request, left, progress, client) if cli is not None
-                          else run_build(engine, request, left, progress))
+                stream: BuildStream = (
+                    buildkit_with_base(engine, cli, request, args.get(BASE_ARG), deadline, progress, client)
+                    if cli is not None else run_build(engine, request, left, progress))
                 result.action, result.cached_steps, result.run_steps = "built", stream.cached_steps, stream.run_steps
                 progress.say(f"built in {time.monotonic() - started:.1f} s ({stream.cached_steps} of "
                              f"{stream.cached_steps + stream.run_steps} steps from the cache)")

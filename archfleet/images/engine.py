@@ -100,7 +100,11 @@ class BuildRequest:
 
 
 def split_tag(image: str) -> tuple[str, str]:
-    """``REGISTRY:PORT/REPO:TAG`` -> (``REGISTRY:PORT/REPO``, ``TAG``); no tag means ``latest``."""
+    """``REGISTRY:PORT/REPO:TAG`` -> (``REGISTRY:PORT/REPO``, ``TAG``); no tag means ``latest``; a digest reference
+    ``REPO@sha256:...`` -> (``REPO``, ``sha256:...``), which the engine's pull reads as the digest."""
+    if "@" in image:
+        name, _, digest = image.partition("@")
+        return name, digest
     name, _, tag = image.rpartition(":")
     if not name or "/" in tag:
         return image, "latest"

@@ -96,7 +96,13 @@ def inventory_hosts(path: Path) -> list[Candidate]:
     archfleet.inventory_file, the one reader)."""
     from archfleet.inventory_file import load_inventory
 
-    return [Candidate(host.name, host.data.dict()) for host in load_inventory(path, "images: builder inventory")]
+    return candidates_of(load_inventory(path, "images: builder inventory"))
+
+
+def candidates_of(hosts: Iterable[Any]) -> list[Candidate]:
+    """Loaded inventory hosts as candidate builders: for the fleet's own inventory, the hosts as the fleet file's
+    ``ssh:`` made them (key, user, known_hosts), the same data every other command connects with."""
+    return [Candidate(host.name, host.data.dict()) for host in hosts]
 
 
 def parse_probe(output: str) -> Platform | None:
