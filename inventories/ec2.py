@@ -19,10 +19,14 @@ Settings (environment):
     ARCHFLEET_EC2_REGION      default: AWS_REGION, else boto3's default region
     ARCHFLEET_EC2_ADDRESS     which address to connect to: auto (public IP, else private IP), public_ip, private_ip,
                               public_dns, private_dns, or tag:NAME (a tag holding the address, e.g. behind a bastion)
+                              An instance whose address (a tag's value above all: anyone who may tag instances
+                              writes it) is not a host name or IP address is left out, said on stderr.
     ARCHFLEET_EC2_SSH_USER    e.g. admin (Debian AMIs); ARCHFLEET_EC2_SSH_KEY: a private key file (host data: both
                               win over the fleet file's ssh: section)
     ARCHFLEET_EC2_METADATA_URL  the metadata endpoint the watcher polls (default http://169.254.169.254)
 Credentials and endpoint come from boto3's own configuration (AWS_PROFILE, AWS_ENDPOINT_URL, ...).
+Host data also carries ``ec2_region``: archfleet reads a new instance's host keys from its console output there
+before its first connection (archfleet.spot.host_keys).
 """
 
 import os
