@@ -120,8 +120,8 @@ def join_by_sync(args: argparse.Namespace, instance_ids: list[str]) -> int:
             raise OperationFailed(f"spot up --sync: not reachable over SSH after {args.wait:g}s: {reasons}")
         say(f"spot up --sync: waiting for {len(failed)} instance(s) to answer over SSH")
         time.sleep(5)
-    limit = ",".join(sorted(instance_ids))
-    code = run_bootstrap(argparse.Namespace(fleet=args.fleet, limit=sorted(instance_ids), dry=False))
+    limit = [",".join(sorted(instance_ids))]  # as `--limit` gives it (archfleet.commands.limit)
+    code = run_bootstrap(argparse.Namespace(fleet=args.fleet, limit=limit, dry=False))
     if code != 0:
         return code
     return run_sync(argparse.Namespace(fleet=args.fleet, dry=False, prune=False, limit=limit, json=False))
