@@ -8,15 +8,20 @@ when the lab registry already has the images), `sync --dry`, `laptop --dry`.
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import venv
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from archfleet.lab.state import LabState
 from tests.lab.support import PROJECT
 
 pytestmark = pytest.mark.lab
@@ -103,3 +108,94 @@ def test_init_hosts_writes_a_fleet_that_loads(installed: Path, tmp_path: Path) -
     bad = run([archfleet, "init", "other", "--hosts", "web 1=10.0.0.1", "--registry", "r:5000"], cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--hosts" in bad.stderr
     assert not (tmp_path / "other").exists()
+
+
+def test_own_hosts_flow_from_init_to_a_page_through_each_proxy(installed: Path, tmp_path: Path,
+                                                               lab: LabState) -> None:
+    """The README's "your own hosts" path, with the lab's amd64 and arm64 hosts standing in for yours and the lab
+    registry for yours (its login and CA passed to init as flags): init, check, hosts bootstrap, images build,
+    sync, verify, service info; then each printed client config carries a page fetch through that host's proxy.
+    Each step's time is printed (`pytest -s` shows the transcript)."""
+    from archfleet.lab.v2ray_client import _RecordingHandler as PageHandler  # the demo's page server
+    from archfleet.lab.v2ray_client import free_port
+
+    amd64, arm64 = lab.hosts_of("amd64")[0], lab.hosts_of("arm64")[0]
+    archfleet = str(installed / "archfleet")
+    password = tmp_path / "registry-password"  # the user's own copy of the registry login, chmod 600
+    password.write_text(Path(lab.registry.password_file).read_text())
+    password.chmod(0o600)
+    timings: list[tuple[str, float]] = []
+
+    def step(name: str, argv: list[str], cwd: Path, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+        started = time.monotonic()
+        result = run([archfleet, *argv], cwd=cwd, timeout=timeout)
+        timings.append((f"archfleet {' '.join(argv)}", time.monotonic() - started))
+        print(f"\n$ archfleet {' '.join(argv)}   # {timings[-1][1]:.1f} s, exit {result.returncode}\n"
+              f"{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        assert result.returncode == 0, f"{name}: {result.stderr[-3000:]}"
+        return result
+
+    step("init", ["init", "mine", "--hosts", f"own-amd64=root@{amd64.address},own-arm64=root@{arm64.address}",
+                  "--registry", lab.registry.address, "--namespace", "archfleet", "--registry-user",
+                  lab.registry.username, "--password-file", str(password), "--ca-file", lab.registry.ca_cert],
+         cwd=tmp_path)
+    mine = tmp_path / "mine"
+    fleet = mine / "fleet.yaml"
+    text = fleet.read_text()
+    # What a user of these hosts adapts: the SSH key, and the Debian base (Docker Hub is out of reach here: the
+    # registry's own Debian base, as the lab's fleet builds v2ray, so the published image is the same input)
+    text = text.replace("  # key_file: ~/.ssh/id_ed25519", f"  key_file: {lab.ssh_key}")
+    # hosts new to this user: no key recorded yet (this machine's own record may hold older lab hosts' keys)
+    text = text.replace("  # known_hosts: ~/.config/archfleet/known_hosts",
+                        f"  known_hosts: {tmp_path / 'known_hosts'}")
+    text = text.replace("    platforms: [linux/amd64, linux/arm64]\n",
+                        "    platforms: [linux/amd64, linux/arm64]\n"
+                        "    build_args: {BASE_IMAGE: '{registry}/archfleet/debian:bookworm'}\n", 1)
+    fleet.write_text(text)
+
+    checked = step("check", ["check"], cwd=mine)
+    assert "nothing was contacted" in checked.stdout
+    step("bootstrap", ["hosts", "bootstrap"], cwd=mine, timeout=1800)
+    built = step("images build", ["images", "build"], cwd=mine, timeout=3600)
+    assert "builder for linux/arm64: natively on own-arm64" in built.stderr, built.stderr[-3000:]
+    step("sync", ["sync"], cwd=mine)
+    step("verify", ["verify"], cwd=mine)
+    info = step("service info", ["service", "info", "v2ray", "--json"], cwd=mine)
+    hosts = json.loads(info.stdout)["hosts"]
+    assert [h["host"] for h in hosts] == ["own-amd64", "own-arm64"]
+    text_info = step("service info (text)", ["service", "info", "v2ray", "--limit", "own-arm64"], cwd=mine)
+    assert text_info.stdout.count("vmess://") == 1
+
+    page = http.server.ThreadingHTTPServer((lab.gateway, 0), PageHandler)
+    page.seen = []  # type: ignore[attr-defined]
+    threading.Thread(target=page.serve_forever, daemon=True).start()
+    try:
+        for host in hosts:
+            config = host["client_config"]
+            socks = free_port()
+            config["inbounds"][0]["port"] = socks  # the printed config, on a port free here
+            path = tmp_path / f"client-{host['host']}.json"
+            path.touch(mode=0o600)
+            path.write_text(json.dumps(config))
+            client = subprocess.Popen(["v2ray", "-config", str(path)], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+            try:
+                body = ""
+                for _ in range(40):
+                    fetched = subprocess.run(["curl", "-s", "--max-time", "10", "--socks5-hostname",
+                                              f"127.0.0.1:{socks}", f"http://{lab.gateway}:{page.server_port}/"],
+                                             capture_output=True, text=True, check=False)
+                    if fetched.returncode == 0:
+                        body = fetched.stdout
+                        break
+                    time.sleep(0.5)
+            finally:
+                client.terminate()
+                client.wait()
+            assert body == PageHandler.body.decode(), (host["host"], body)
+            seen = page.seen  # type: ignore[attr-defined]
+            assert seen[-1] == host["address"], (host, seen)  # fetched by that host's proxy
+    finally:
+        page.shutdown()
+    print("\n".join(f"{seconds:7.1f} s  {command}" for command, seconds in timings))
+
