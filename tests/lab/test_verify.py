@@ -25,7 +25,7 @@ from archfleet.lab.state import LabHost, LabState
 from archfleet.placement import container_name
 from archfleet.services.desired import short
 from tests.lab.faults import DIGEST_LABEL, SERVICE_LABEL, PublishedImage, in_lab_host, publish_test_image
-from tests.lab.support import LAB_INVENTORY, archfleet, pyinfra
+from tests.lab.support import LAB_INVENTORY, HostBootstrap, archfleet
 
 pytestmark = pytest.mark.lab
 
@@ -93,12 +93,12 @@ def clear(hosts: list[LabHost]) -> None:
 
 
 @pytest.fixture(scope="module")
-def proven(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proven]:
+def proven(lab: LabState, tmp_path_factory: pytest.TempPathFactory,
+           host_bootstrap: HostBootstrap) -> Iterator[Proven]:
     amd64, arm64 = lab.hosts_of("amd64")[0], lab.hosts_of("arm64")[0]
     directory = tmp_path_factory.mktemp("verify")
     try:
-        bootstrap = pyinfra("deploys/host.py", "--limit", amd64.name, "--limit", arm64.name)
-        assert bootstrap.returncode == 0, bootstrap.output[-3000:]
+        host_bootstrap.ensure()
         base = {arch: base_image(arch) for arch in ("amd64", "arm64")}
         one = publish_test_image(lab, PLAIN_REPO, "verify-one", "one", base)
         two = publish_test_image(lab, PLAIN_REPO, "verify-two", "two", base)
