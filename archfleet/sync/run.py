@@ -2,8 +2,9 @@
 out safely with archfleet.sync.rollout. The steps:
 
 1. **Read** (one command per host, in parallel, time-bounded, archfleet.sync.read): a host that cannot be reached
-   fails alone. Hosts OpenSSH can reach are read over plain ``ssh`` while the registry is read beside them; pyinfra
-   and gevent are imported only when a host must change, so a no-op sync is one SSH command per host.
+   fails alone. Hosts OpenSSH can reach are read over plain ``ssh`` processes, and every tag is read from the
+   registry while those run (no thread: the processes are the parallelism); pyinfra and gevent are imported only
+   when a host must change, so a no-op sync is one SSH command per host.
 2. **Plan** (archfleet.sync.pipeline): the pre-flight pins every tag once; a tag without a verified image for a
    host's platform stops everything here, before any host is touched. ``--dry`` stops here too.
 3. **Roll out** (archfleet.sync.rollout): pull, switch behind a canary and in batches, roll back, finalize.
@@ -11,7 +12,6 @@ out safely with archfleet.sync.rollout. The steps:
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -71,25 +71,12 @@ def readable_states(values: dict[str, ServicesStateValue | Outcome], fleet: Flee
     return states
 
 
-class Prefetch:
-    """The registry read while the hosts are (archfleet.services.preflight.prefetch_reports), on a thread started
-    when it is made (a greenlet where the process is patched for gevent: archfleet.sync.read.cooperative_process,
-    so the Thread class is looked up then, not subclassed at import), so that it runs beside the hosts' reads."""
+def read_tags(fleet: Fleet, services: list[str]) -> dict[str, VerifyReport]:
+    """Every placed service's tag, read from its registry once for this sync
+    (archfleet.services.preflight.prefetch_reports)."""
+    from archfleet.services.preflight import prefetch_reports  # the registry client: imported off the main path
 
-    def __init__(self, fleet: Fleet, services: list[str]):
-        self.fleet, self.services = fleet, services
-        self.reports: dict[str, VerifyReport] = {}
-        self.thread = threading.Thread(target=self.read, name="archfleet-prefetch", daemon=True)
-        self.thread.start()
-
-    def read(self) -> None:
-        from archfleet.services.preflight import prefetch_reports  # the registry client: imported off the main path
-
-        self.reports = prefetch_reports(self.fleet, self.services)
-
-    def result(self) -> dict[str, VerifyReport]:
-        self.thread.join()
-        return self.reports
+    return prefetch_reports(fleet, services)
 
 
 def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say) -> SyncReport:
@@ -104,12 +91,12 @@ def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say) -
     try:
         placed = sorted({spec.name for host in names for spec in placement_of(fleet).services_on(host)})
         finish_reading = start_reading_states(names, fleet, say)  # the hosts' ssh processes run from here
-        prefetch = Prefetch(fleet, placed)
-        from archfleet.sync.pipeline import plan_fleet  # the planner's imports, while the hosts answer
+        tags = read_tags(fleet, placed)  # while the hosts answer
+        from archfleet.sync.pipeline import plan_fleet
         from archfleet.sync.plan import rollout_batches
 
         states = readable_states(finish_reading(), fleet, report)
-        plans = plan_fleet(fleet, states, prune, prefetch.result())
+        plans = plan_fleet(fleet, states, prune, tags)
         for host, plan in plans.items():
             entry = report.host(host)
             for step in plan.steps:
