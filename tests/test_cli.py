@@ -164,3 +164,32 @@ def test_check_refuses_an_inventory_that_reaches_out(tmp_path: Path, capsys: pyt
     import subprocess
 
     assert subprocess.run(["true"], check=False).returncode == 0
+
+
+def example_command_lines(text: str) -> list[list[str]]:
+    """The ``archfleet ...`` command lines of an example: continuations joined, comments, redirections and other
+    commands (``cd``) dropped."""
+    import shlex
+
+    lines: list[list[str]] = []
+    for line in text.replace("\\\n", " ").splitlines():
+        for part in line.split("#", 1)[0].split("&&"):
+            words = shlex.split(part.split(">", 1)[0])
+            if words[:1] == ["archfleet"]:
+                lines.append(words[1:])
+    return lines
+
+
+def test_every_example_is_a_command_line_archfleet_accepts() -> None:
+    from archfleet.cli import build_parser
+    from archfleet.commands.examples import EXAMPLES
+
+    refused = []
+    for name, text in EXAMPLES.items():
+        for words in example_command_lines(text):
+            try:
+                build_parser(words).parse_args(words)
+            except InputError as error:
+                refused.append(f"{name or 'archfleet'}: {' '.join(words)}: {error}")
+    assert refused == []
+    assert sum(len(example_command_lines(text)) for text in EXAMPLES.values()) >= len(EXAMPLES)

@@ -15,7 +15,7 @@ EXAMPLES: dict[str, str] = {
         "  cd fleet && archfleet check && archfleet hosts bootstrap && archfleet images build\n"
         "  archfleet sync && archfleet verify && archfleet service info v2ray",
     "init": "archfleet init fleet --hosts web-1=203.0.113.5,admin@203.0.113.6 --registry ghcr.io \\\n"
-            "    --namespace acme --credentials-file ~/.config/archfleet/ghcr-token --registry-user acme",
+            "    --namespace acme --registry-user acme --password-file ~/.config/archfleet/ghcr-token",
     "check": "archfleet check -f fleet.yaml        # offline: the fleet file, its inventory and templates",
     "hosts": "archfleet hosts bootstrap --limit web-1,arm64",
     "hosts bootstrap": "archfleet hosts bootstrap --dry --limit web-1,arm64",
