@@ -76,21 +76,26 @@ def fetch_through_proxy(server: str, port: int, vmess_id: str, page_host: str, w
     fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(client_config_text(server, port, vmess_id, socks))
-    client = subprocess.Popen(["v2ray", "-config", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    body = ""
     try:
-        for _ in range(40):
-            fetched = subprocess.run(
-                ["curl", "-s", "--max-time", "10", "--socks5-hostname", f"127.0.0.1:{socks}",
-                 f"http://{page_host}:{page_server.server_port}/"], capture_output=True, text=True, check=False,
-            )
-            if fetched.returncode == 0:
-                body = fetched.stdout
-                break
-            time.sleep(0.5)
+        body = fetch_with_client(config, socks, f"http://{page_host}:{page_server.server_port}/")
     finally:
-        client.terminate()
-        client.wait()
         page_server.shutdown()
         config.unlink(missing_ok=True)
     return ProxyProbe(server, body, list(page_server.seen))  # type: ignore[attr-defined]
+
+
+def fetch_with_client(config: Path, socks: int, url: str) -> str:
+    """``url`` fetched through a local v2ray client run with ``config`` (its SOCKS5 inbound on ``socks``), with
+    curl, retried for up to about 20 s while the client starts; "" when it never came back."""
+    client = subprocess.Popen(["v2ray", "-config", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(40):
+            fetched = subprocess.run(["curl", "-s", "--max-time", "10", "--socks5-hostname", f"127.0.0.1:{socks}", url],
+                                     capture_output=True, text=True, check=False)
+            if fetched.returncode == 0:
+                return fetched.stdout
+            time.sleep(0.5)
+        return ""
+    finally:
+        client.terminate()
+        client.wait()
