@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from archfleet.lab.state import LabState
+from archfleet.lab.v2ray_client import fetch_with_client
 from tests.lab.support import PROJECT
 
 pytestmark = pytest.mark.lab
@@ -66,7 +67,8 @@ def test_the_wheel_carries_everything_under_the_archfleet_namespace(installed: P
     assert top_level == "None None None", "no top-level facts/tasks/deploys package may be installed"
 
 
-def test_init_lab_then_sync_dry_and_laptop_dry_outside_the_checkout(installed: Path, tmp_path: Path) -> None:
+def test_init_lab_then_sync_dry_and_laptop_dry_outside_the_checkout(installed: Path, tmp_path: Path,
+                                                                    lab: LabState) -> None:
     archfleet = str(installed / "archfleet")
     init = run([archfleet, "init", "--lab", "fleet"], cwd=tmp_path)
     assert init.returncode == 0, init.stderr
@@ -177,21 +179,7 @@ def test_own_hosts_flow_from_init_to_a_page_through_each_proxy(installed: Path, 
             path = tmp_path / f"client-{host['host']}.json"
             path.touch(mode=0o600)
             path.write_text(json.dumps(config))
-            client = subprocess.Popen(["v2ray", "-config", str(path)], stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL)
-            try:
-                body = ""
-                for _ in range(40):
-                    fetched = subprocess.run(["curl", "-s", "--max-time", "10", "--socks5-hostname",
-                                              f"127.0.0.1:{socks}", f"http://{lab.gateway}:{page.server_port}/"],
-                                             capture_output=True, text=True, check=False)
-                    if fetched.returncode == 0:
-                        body = fetched.stdout
-                        break
-                    time.sleep(0.5)
-            finally:
-                client.terminate()
-                client.wait()
+            body = fetch_with_client(path, socks, f"http://{lab.gateway}:{page.server_port}/")
             assert body == PageHandler.body.decode(), (host["host"], body)
             seen = page.seen  # type: ignore[attr-defined]
             assert seen[-1] == host["address"], (host, seen)  # fetched by that host's proxy
