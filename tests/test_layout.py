@@ -29,7 +29,7 @@ ROOMS: list[tuple[str, ...]] = [
     ("lab",),
     ("shipped",),
     ("facts",),
-    ("platforms", "table", "run", "ssh", "known_hosts", "errors", "references", "user_cache"),
+    ("platforms", "table", "run", "ssh", "known_hosts", "errors", "references", "user_cache", "operator"),
 ]
 # The one call up the list, by design: the load step (archfleet.fleet.load_fleet) renders every service for each of
 # its hosts with the code that renders them for a sync, so that a bad template is an error at load.

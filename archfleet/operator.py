@@ -1,0 +1,29 @@
+"""Who runs a command that changes hosts, and the id of one such run (the lock's holder and the release's name)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import secrets
+import socket
+import time
+
+
+def operator_name() -> str:
+    """``user@controller``: the login name and this machine's host name (ARCHFLEET_OPERATOR overrides it, for a CI
+    job that wants to be named)."""
+    named = os.environ.get("ARCHFLEET_OPERATOR", "").strip()
+    if named:
+        return named
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def new_run_id(now: float | None = None) -> str:
+    """A run's id: its UTC start time to the second and 4 random hex digits (``20261208T023512Z-3fa9``): ids sort
+    by time, and two runs in the same second differ."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+    return f"{stamp}-{secrets.token_hex(2)}"
