@@ -7,6 +7,7 @@ import os
 import secrets
 import socket
 import time
+from dataclasses import dataclass, field
 
 
 def operator_name() -> str:
@@ -27,3 +28,15 @@ def new_run_id(now: float | None = None) -> str:
     by time, and two runs in the same second differ."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
     return f"{stamp}-{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run of a command that changes hosts: what the fleet lock says of its holder and what the release it
+    records says of who made it. ``id`` is both the lock's token and the release's id."""
+
+    command: str  # what the operator ran: "sync", "rollback v2ray", "hosts bootstrap"
+    message: str | None = None  # the operator's --message
+    lock_wait: float = 0.0  # seconds to wait for a held lock (0: refuse at once)
+    id: str = field(default_factory=new_run_id)
+    operator: str = field(default_factory=operator_name)

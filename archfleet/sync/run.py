@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from archfleet.errors import InputError
 from archfleet.facts.service_reads import SERVICES_STATE_COMMAND, ServicesStateValue, parse_services_state
 from archfleet.fleet import Fleet
+from archfleet.operator import RunInfo
 from archfleet.spot.host_keys import prove_new_host_keys
 from archfleet.sync.outcome import Outcome, StepFailed
 from archfleet.sync.read import start_reading
@@ -79,8 +80,11 @@ def read_tags(fleet: Fleet, services: list[str]) -> dict[str, VerifyReport]:
     return prefetch_reports(fleet, services)
 
 
-def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say) -> SyncReport:
-    """The whole sync; the report says per host what happened. Raises PreflightFailed (nothing changed)."""
+def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say,
+         run: RunInfo | None = None) -> SyncReport:
+    """The whole sync; the report says per host what happened. Raises PreflightFailed (nothing changed). ``run``:
+    who runs it and why (the fleet lock's holder, the release's record)."""
+    run = run or RunInfo("sync")
     if fleet.hosts is None:
         raise InputError(f"{fleet.path}: no `inventory:`: nothing to sync")
     names = hosts_in_scope(fleet, limit)
