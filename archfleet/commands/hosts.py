@@ -9,7 +9,7 @@ from typing import Any
 
 from pyinfra.api import StringCommand
 
-from archfleet.commands.limit import add_limit_argument, limit_text
+from archfleet.commands.limit import add_limit_argument, add_parallel_argument, limit_text
 from archfleet.commands.sync import add_fleet_argument
 from archfleet.errors import InputError
 from archfleet.fleet import Fleet, default_fleet_path, load_fleet
@@ -19,7 +19,7 @@ from archfleet.run import say
 from archfleet.shipped import deploy_file, inventory_file
 from archfleet.sync.hosts import HostSession
 from archfleet.sync.outcome import Outcome
-from archfleet.sync.scope import hosts_in_scope, timeouts_of
+from archfleet.sync.scope import hosts_in_scope, parallel_of, timeouts_of
 
 
 def register(subparsers: Any) -> None:
@@ -30,6 +30,7 @@ def register(subparsers: Any) -> None:
                                                      "CA and logins, spot watcher), as the fleet's ssh: says")
     add_fleet_argument(bootstrap)
     add_limit_argument(bootstrap)
+    add_parallel_argument(bootstrap)
     bootstrap.add_argument("--dry", action="store_true", help="print what would change and change nothing")
     bootstrap.set_defaults(handler=run_bootstrap)
     forget_parser = actions.add_parser("forget", help="remove hosts' keys from archfleet's known_hosts (after a "
@@ -46,7 +47,7 @@ def fleet_with_hosts(args: argparse.Namespace) -> Fleet:
     return fleet
 
 
-def first_contact(fleet: Fleet, names: list[str]) -> dict[str, str]:
+def first_contact(fleet: Fleet, names: list[str], parallel: int | None = None) -> dict[str, str]:
     """Reach every host once over OpenSSH, through sudo when it applies: a new host's key is recorded (and its
     fingerprint printed), a changed key or a user without passwordless sudo is found before any deploy runs.
     ``{host: reason}`` for the hosts that failed. A new EC2 instance's key is first proven from its console output
@@ -55,7 +56,7 @@ def first_contact(fleet: Fleet, names: list[str]) -> dict[str, str]:
 
     refused = prove_new_host_keys(fleet.hosts, names, say)
     timeouts = timeouts_of(fleet)
-    session = HostSession(fleet.hosts, int(timeouts.connect))
+    session = HostSession(fleet.hosts, int(timeouts.connect), parallel)
     try:
         results = session.each([name for name in names if name not in refused], "connect",
                                timeouts.connect + timeouts.facts,
@@ -72,11 +73,12 @@ def run_bootstrap(args: argparse.Namespace) -> int:
     names = hosts_in_scope(fleet, limit_text(args.limit))
     say(f"hosts bootstrap: deploys/host.py on {len(names)} host(s) of {fleet.inventory}"
         f"{' (dry run)' if args.dry else ''}")
-    failed = first_contact(fleet, names)
+    parallel = parallel_of(fleet, getattr(args, "parallel", None))  # spot up --sync's Namespace has none
+    failed = first_contact(fleet, names, parallel)
     reachable = [name for name in names if name not in failed]
     result = run_deploy(
         inventory_file("fleet.py"), deploy_file("host.py"), dry=args.dry, limit=reachable,
-        env={"ARCHFLEET_FLEET": str(fleet.path.resolve())},
+        env={"ARCHFLEET_FLEET": str(fleet.path.resolve())}, extra_args=["--parallel", str(parallel)],
     ) if reachable else None
     if result is None:
         from archfleet.pyinfra_run import DeployResult

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from archfleet.commands.limit import add_limit_argument, limit_text
+from archfleet.commands.limit import add_limit_argument, add_parallel_argument, limit_text
 from archfleet.fleet import Fleet, default_fleet_path, load_fleet
 from archfleet.run import say
 from archfleet.sync.report import sync_title
@@ -39,6 +39,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--prune", action="store_true", help="also remove containers of services no longer declared "
                                                              "for a host (without it they are only listed)")
     add_limit_argument(parser)
+    add_parallel_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the plan and results as one JSON document")
     parser.set_defaults(handler=run_sync)
 
@@ -46,7 +47,8 @@ def register(subparsers: Any) -> None:
 def run_sync(args: argparse.Namespace) -> int:
     fleet = load_fleet_for_services(args, "sync")
     say(sync_title(len(fleet.services), str(fleet.path), str(fleet.inventory), args.dry))
-    report = sync(fleet, dry=args.dry, prune=args.prune, limit=limit_text(args.limit), say=say)
+    report = sync(fleet, dry=args.dry, prune=args.prune, limit=limit_text(args.limit), say=say,
+                  parallel=getattr(args, "parallel", None))  # spot up --sync's Namespace has none
     if args.json:
         print(report.as_json())
     else:

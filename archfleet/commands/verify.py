@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any
 
-from archfleet.commands.limit import add_limit_argument, limit_text
+from archfleet.commands.limit import add_limit_argument, add_parallel_argument, limit_text
 from archfleet.commands.sync import add_fleet_argument, load_fleet_for_services
 from archfleet.facts.service_reads import SERVICE_PROOF_COMMAND, parse_service_proof
 from archfleet.run import say
@@ -18,13 +18,14 @@ from archfleet.services.proof import FAIL, ProofRow, judge, table
 from archfleet.spot.host_keys import prove_new_host_keys
 from archfleet.sync.outcome import Outcome
 from archfleet.sync.read import read_everywhere
-from archfleet.sync.scope import hosts_in_scope, timeouts_of
+from archfleet.sync.scope import hosts_in_scope, parallel_of, timeouts_of
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("verify", help="prove each host runs its services from its own platform's image")
     add_fleet_argument(parser)
     add_limit_argument(parser)
+    add_parallel_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the proof as one JSON document")
     parser.set_defaults(handler=run_verify)
 
@@ -44,7 +45,8 @@ def run_verify(args: argparse.Namespace) -> int:
     prove_new_host_keys(fleet.hosts, names, say)  # a new EC2 instance's key, from its console output
     proofs = read_everywhere(fleet.hosts, names, what="ServiceProof", command=SERVICE_PROOF_COMMAND,
                              parse=parse_service_proof, fact=service_proof_fact, connect_timeout=int(timeouts.connect),
-                             bound=timeouts.connect + timeouts.facts, say=say)
+                             bound=timeouts.connect + timeouts.facts, say=say,
+                             parallel=parallel_of(fleet, args.parallel))
     rows: list[ProofRow] = []
     for host in sorted(proofs):
         proof = proofs[host]

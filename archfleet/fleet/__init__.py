@@ -63,6 +63,7 @@ class Fleet:
     registries: dict[str, RegistryEntry] = field(default_factory=dict)  # `registries:`
     rollout: RolloutSpec = field(default_factory=RolloutSpec)  # the fleet-wide default (`rollout:`)
     timeouts: TimeoutsSpec = field(default_factory=TimeoutsSpec)  # `timeouts:`
+    parallel: int | None = None  # `parallel:` hosts at once (None: fit the open-file limit, archfleet.sync.scope)
     ssh: SshSpec = field(default_factory=SshSpec)  # `ssh:` (applied to `hosts` at load time)
     builders: dict[Platform, BuilderChoice] = field(default_factory=dict)  # `builders:` (archfleet.fleet.builders)
     # Worked out once at load time, from the inventory the file names (None without `inventory:`):
@@ -93,6 +94,7 @@ def load_fleet(path: Path | None = None) -> Fleet:
     fleet.inventory = top.string("inventory", None)
     fleet.rollout = parse_rollout(top.mapping("rollout"))
     fleet.timeouts = parse_timeouts(top.mapping("timeouts"))
+    fleet.parallel = top.integer("parallel", None, minimum=1)
 
     # Each section's parser lives in its own module; they are imported here so that a file that uses
     # only one section still has every key checked.

@@ -1,14 +1,17 @@
 """Running steps on many hosts at once through pyinfra's API, in this process, each under a time bound.
 
 pyinfra's own SSH connector carries every command; its facts' pure ``process()`` reads the output. Hosts run
-in parallel (gevent greenlets, as pyinfra's CLI runs them: the process is monkey-patched by ``archfleet.cli``), and
-each step on each host is bounded: a host that times out fails alone (``connect timed out after 10 s``), the
-others finish. Nothing here decides anything.
+in parallel (gevent greenlets, as pyinfra's CLI runs them: the process is monkey-patched by ``archfleet.cli``), at
+most ``parallel`` hosts at a time across every step of the session (archfleet.sync.scope.parallel_of), and each
+step on each host is bounded from the moment the host gets its slot: a host that times out fails alone (``connect
+timed out after 10 s``), the others finish; a host waiting for a slot is not running out of time. Nothing here
+decides anything.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import shutil
 from collections.abc import Callable, Iterable
@@ -16,6 +19,7 @@ from io import BytesIO
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import gevent
+import gevent.lock
 from pyinfra.api import Config, FactBase, QuoteString, State, StringCommand
 from pyinfra.api.exceptions import ConnectError
 
@@ -25,6 +29,7 @@ from archfleet.known_hosts import NewKeyWatch, inventory_targets
 from archfleet.run import say
 from archfleet.services.desired import ManagedFile
 from archfleet.sync.outcome import Outcome, StepFailed, connect_error_reason, with_key_advice
+from archfleet.sync.scope import automatic_parallel, out_of_open_files
 from archfleet.tasks import docker_commands
 from archfleet.tasks.service_commands import FAILURE_PREFIX, failure_reason
 
@@ -60,8 +65,9 @@ def use_openssh(inventory: Inventory) -> None:
 class HostSession:
     """The inventory's hosts in one pyinfra State, connected on first use."""
 
-    def __init__(self, inventory: Any, connect_timeout: int):
-        """``inventory``: the fleet's (archfleet.inventory_file.HostInventory) or pyinfra's own."""
+    def __init__(self, inventory: Any, connect_timeout: int, parallel: int | None = None):
+        """``inventory``: the fleet's (archfleet.inventory_file.HostInventory) or pyinfra's own; ``parallel``:
+        hosts at once (None: what fits the open-file limit)."""
         for name in ("pyinfra", "paramiko"):  # their own log lines would break the one-line-per-host output
             logging.getLogger(name).setLevel(logging.CRITICAL)
         inventory = pyinfra_inventory(inventory)
@@ -72,6 +78,11 @@ class HostSession:
         self.hosts: dict[str, Host] = {host.name: host for host in inventory}
         self.key_targets = inventory_targets(inventory)
         self.new_keys = NewKeyWatch(self.key_targets.values())  # hosts met for the first time
+        self.parallel = max(1, parallel or automatic_parallel())
+        self.slots = gevent.lock.BoundedSemaphore(self.parallel)
+        # a connection that holds a socket of ours (paramiko's) between steps is closed after each step when more
+        # hosts than slots could be connected at once; OpenSSH's master connections hold none of ours
+        self.close_between_steps = len(self.hosts) > self.parallel
 
     @staticmethod
     def sudo(host: Host) -> dict[str, Any]:
@@ -91,25 +102,47 @@ class HostSession:
 
     def spawn(self, names: Iterable[str], step: str, timeout: float, action: Callable[[Host], T],
               before: Callable[[str], bool] | None = None) -> dict[str, gevent.Greenlet]:
-        """``action(host)`` started on every named host, each bounded by ``timeout``: a host whose action raised or
-        ran out of time ends with an Outcome(False, reason). ``before(name)`` is waited for first, outside the
-        bound; a host for which it returns False is skipped (its value is SKIPPED)."""
+        """``action(host)`` started on every named host, at most ``parallel`` at a time, each bounded by
+        ``timeout`` from when it gets its slot: a host whose action raised or ran out of time ends with an
+        Outcome(False, reason). ``before(name)`` is waited for first, outside the bound and without a slot; a host
+        for which it returns False is skipped (its value is SKIPPED)."""
         def guarded(host: Host) -> T | Outcome | Skipped:
             if before is not None and not before(host.name):
                 return SKIPPED
-            try:
-                with gevent.Timeout(timeout, StepFailed(f"{step} timed out after {timeout:g} s")):
-                    return action(host)
-            except StepFailed as error:
-                return Outcome(False, error.reason, error.stderr)
-            except ConnectError as error:
-                return Outcome(False, connect_error_reason(error, self.connect_timeout))
-            except (OSError, EOFError) as error:
-                return Outcome(False, f"{step}: connection lost ({error or type(error).__name__})")
-            except Exception as error:  # paramiko raises its own; one line per host, never a traceback
-                return Outcome(False, f"{step}: {type(error).__name__}: {error}")
+            with self.slots:
+                try:
+                    return self.bounded(host, step, timeout, action)
+                finally:
+                    if self.close_between_steps:
+                        self.release(host)
 
         return {name: gevent.spawn(guarded, self.hosts[name]) for name in names}
+
+    def bounded(self, host: Host, step: str, timeout: float, action: Callable[[Host], T]) -> T | Outcome:
+        """``action(host)`` within ``timeout``; whatever it raises becomes an Outcome(False, reason)."""
+        try:
+            with gevent.Timeout(timeout, StepFailed(f"{step} timed out after {timeout:g} s")):
+                return action(host)
+        except StepFailed as error:
+            return Outcome(False, error.reason, error.stderr)
+        except ConnectError as error:
+            return Outcome(False, connect_error_reason(error, self.connect_timeout))
+        except OSError as error:
+            if error.errno in (errno.EMFILE, errno.ENFILE):  # out of open files: this host fails, the others go on
+                return Outcome(False, out_of_open_files(step))
+            return Outcome(False, f"{step}: connection lost ({error or type(error).__name__})")
+        except EOFError as error:
+            return Outcome(False, f"{step}: connection lost ({error or type(error).__name__})")
+        except Exception as error:  # paramiko raises its own; one line per host, never a traceback
+            return Outcome(False, f"{step}: {type(error).__name__}: {error}")
+
+    def release(self, host: Host) -> None:
+        """Close a connection that holds a socket of this process (paramiko's); the next step reconnects."""
+        from archfleet.connectors.openssh import OpenSSHConnector
+
+        if host.connected and not isinstance(host.connector, OpenSSHConnector):
+            with contextlib.suppress(Exception):
+                host.disconnect()
 
     def collect(self, greenlets: dict[str, gevent.Greenlet]) -> dict[str, Any]:
         """Every greenlet of ``spawn`` finished: its value, a failure's reason with the advice on host keys."""

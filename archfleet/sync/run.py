@@ -24,7 +24,7 @@ from archfleet.spot.host_keys import prove_new_host_keys
 from archfleet.sync.outcome import Outcome, StepFailed
 from archfleet.sync.read import start_reading
 from archfleet.sync.report import FAILED, UNCHANGED, UPDATED, WOULD_CHANGE, ServiceResult, SyncReport
-from archfleet.sync.scope import hosts_in_scope, placement_of, timeouts_of
+from archfleet.sync.scope import hosts_in_scope, parallel_of, placement_of, timeouts_of
 
 if TYPE_CHECKING:
     from archfleet.images.verify import VerifyReport
@@ -39,15 +39,17 @@ def services_state_fact() -> type:
     return ServicesState
 
 
-def start_reading_states(names: list[str], fleet: Fleet,
-                         say: Say) -> Callable[[], dict[str, ServicesStateValue | Outcome]]:
-    """The ServicesState fact of every host, started now (one command each, archfleet.sync.read)."""
+def start_reading_states(names: list[str], fleet: Fleet, say: Say, parallel: int | None = None,
+                         deadline: float | None = None) -> Callable[[], dict[str, ServicesStateValue | Outcome]]:
+    """The ServicesState fact of every host, started now (one command each, ``parallel`` hosts at a time,
+    archfleet.sync.read); ``deadline``: the whole sync's (monotonic)."""
     timeouts = timeouts_of(fleet)
     say(f"sync: reading the state of {len(names)} host(s)")
     prove_new_host_keys(fleet.hosts, names, say)  # a new EC2 instance's key, from its console output, before ssh
     return start_reading(fleet.hosts, names, what="ServicesState", command=SERVICES_STATE_COMMAND,
                          parse=parse_services_state, fact=services_state_fact, connect_timeout=int(timeouts.connect),
-                         bound=timeouts.connect + timeouts.facts, say=say)
+                         bound=timeouts.connect + timeouts.facts, say=say, parallel=parallel, deadline=deadline,
+                         deadline_reason=f"the whole sync timed out after {timeouts.run:g} s")
 
 
 def readable_states(values: dict[str, ServicesStateValue | Outcome], fleet: Fleet,
@@ -81,9 +83,10 @@ def read_tags(fleet: Fleet, services: list[str]) -> dict[str, VerifyReport]:
 
 
 def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say,
-         run: RunInfo | None = None) -> SyncReport:
+         run: RunInfo | None = None, parallel: int | None = None) -> SyncReport:
     """The whole sync; the report says per host what happened. Raises PreflightFailed (nothing changed). ``run``:
-    who runs it and why (the fleet lock's holder, the release's record)."""
+    who runs it and why (the fleet lock's holder, the release's record). ``parallel``: ``--parallel``, hosts at
+    once (archfleet.sync.scope.parallel_of)."""
     run = run or RunInfo("sync")
     if fleet.hosts is None:
         raise InputError(f"{fleet.path}: no `inventory:`: nothing to sync")
@@ -91,10 +94,12 @@ def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say,
     timeouts = timeouts_of(fleet)
     report = SyncReport(dry)
     started = time.monotonic()
+    parallel = parallel_of(fleet, parallel)
     session: HostSession | None = None
     try:
         placed = sorted({spec.name for host in names for spec in placement_of(fleet).services_on(host)})
-        finish_reading = start_reading_states(names, fleet, say)  # the hosts' ssh processes run from here
+        deadline = started + timeouts.run
+        finish_reading = start_reading_states(names, fleet, say, parallel, deadline)  # the hosts' ssh runs from here
         tags = read_tags(fleet, placed)  # while the hosts answer
         from archfleet.sync.pipeline import plan_fleet
         from archfleet.sync.plan import rollout_batches
@@ -123,7 +128,7 @@ def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say,
             from archfleet.sync.hosts import HostSession
             from archfleet.sync.rollout import Rollout
 
-            session = HostSession(fleet.hosts, int(timeouts.connect))
+            session = HostSession(fleet.hosts, int(timeouts.connect), parallel)
             remaining = max(1.0, timeouts.run - (time.monotonic() - started))
             with gevent.Timeout(remaining, StepFailed(f"the whole sync timed out after {timeouts.run:g} s")):
                 Rollout(fleet, session, plans, report, say).run()
