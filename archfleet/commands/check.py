@@ -71,6 +71,12 @@ def summary(fleet: Fleet) -> list[str]:
     for name in fleet.services:
         placed = fleet.placement.hosts_of(name) if fleet.placement is not None else []
         lines.append(f"  service    {name}: {len(placed)} host(s), templates rendered for each")
+        for secret in fleet.services[name].secrets:  # read at sync, never here (docs/secrets.md)
+            if secret.to_be_generated or not secret.read_at_load:
+                lines.append(f"  secret     {name}.{secret.name}: " + (
+                    f"to be generated ({secret.file} is not here: a sync generates it when no host holds it, "
+                    f"else `archfleet secrets pull {secret.name}`)" if secret.to_be_generated
+                    else f"read from {secret.source} when a command needs it"))
     return lines
 
 

@@ -34,6 +34,7 @@ import functools
 import os
 import re
 import secrets as secrets_module
+import shlex
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +43,10 @@ from typing import TYPE_CHECKING
 import jinja2
 
 from archfleet.errors import InputError
+from archfleet.fleet import secret_sources
 from archfleet.fleet.registry import check_private_file
 from archfleet.fleet.rollout import RolloutSpec, parse_rollout
+from archfleet.fleet.secret_sources import DEFAULT_COMMAND_TIMEOUT
 from archfleet.references import BadReference
 from archfleet.references import parse as parse_reference
 from archfleet.schema import Mapping, Node
@@ -60,6 +63,7 @@ IDENTIFIER_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 OWNER_PATTERN = re.compile(r"^(\d{1,10}):(\d{1,10})$")
 MODE_PATTERN = re.compile(r"^0?([0-7]{3})$")
 SECRET_REFERENCE = re.compile(r"\bsecrets\s*[.\[]")
+AWS_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-/:+=@]+$")
 CONTAINER_PATH_PATTERN = re.compile(r"^/[^\s:,\x00-\x1f]*$")
 DEFAULT_SECRET_MODE = "0600"
 STOP_ORDER_RANGE = (0, 1000)
@@ -83,6 +87,10 @@ class FileSpec:
     node: Node = field(compare=False, repr=False)
 
 
+SOURCES = ("file", "env", "command", "ssm", "secretsmanager")  # exactly one per secret
+TO_BE_GENERATED = "to be generated"
+
+
 @dataclass(frozen=True)
 class SecretSpec:
     name: str
@@ -93,26 +101,107 @@ class SecretSpec:
     node: Node = field(compare=False, repr=False)
     owner: str | None = None  # "UID:GID" of the mounted file in the container (default root)
     mode: str = DEFAULT_SECRET_MODE  # octal, 4 digits: "0400"
+    command: tuple[str, ...] | None = None  # a program whose output is the value (no shell)
+    timeout: int = DEFAULT_COMMAND_TIMEOUT  # seconds, for `command`
+    ssm: str | None = None  # an SSM parameter's name (decrypted)
+    secretsmanager: str | None = None  # a Secrets Manager secret's name or ARN (its SecretString)
+    region: str | None = None  # for `ssm` / `secretsmanager`
+
+    @property
+    def where(self) -> str:
+        """``FILE:LINE: services.S.secrets.NAME``: how errors name the secret."""
+        return f"{self.node.where}: {self.node.path}"
+
+    @property
+    def source(self) -> str:
+        """Where the value comes from, in words (never the value)."""
+        if self.env:
+            return f"environment variable {self.env}"
+        if self.command:
+            return f"command {self.command[0]}"
+        if self.ssm:
+            return f"SSM parameter {self.ssm}"
+        if self.secretsmanager:
+            return f"Secrets Manager secret {self.secretsmanager}"
+        return f"file {self.file}"
+
+    @property
+    def read_at_load(self) -> bool:
+        """Read when the fleet file is loaded (a file that exists, an environment variable); the others (a
+        program, AWS, a file still to be generated) only when a command needs the value."""
+        return self.env is not None or (self.file is not None and not self.to_be_generated)
+
+    @property
+    def to_be_generated(self) -> bool:
+        """A `generate:` secret whose file is missing here: `archfleet sync` generates it when no host holds a
+        version of it (archfleet.services.fleet_secrets), else asks for `archfleet secrets pull`."""
+        return (self.file is not None and self.generate is not None and not self.file.exists()
+                and not self.file.is_symlink())
 
     def read(self) -> str:
-        """The secret's value, from its file or environment variable (a missing file is generated if asked)."""
-        where = f"{self.node.where}: {self.node.path}"
+        """The secret's value from its source. Never writes: a missing `generate:` file is an InputError that
+        says how to get it (hosts may hold its value)."""
         if self.env:
             value = os.environ.get(self.env)
             if value is None:
-                raise InputError(f"{where}: environment variable {self.env} is not set")
+                raise InputError(f"{self.where}: environment variable {self.env} is not set")
             return value
+        if self.command:
+            return secret_sources.from_command(list(self.command), self.timeout, self.where)
+        if self.ssm:
+            return secret_sources.from_ssm(self.ssm, self.region, self.where)
+        if self.secretsmanager:
+            return secret_sources.from_secretsmanager(self.secretsmanager, self.region, self.where)
         assert self.file is not None
-        if not self.file.exists() and self.generate:
-            self.file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            value = str(uuid.uuid4()) if self.generate == "uuid" else secrets_module.token_urlsafe(24)
-            fd = os.open(self.file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(value + "\n")
+        if self.to_be_generated:
+            raise InputError(f"{self.where}: {self.file} does not exist here ({TO_BE_GENERATED}): if hosts run "
+                             f"it, `archfleet secrets pull {self.name}` copies their value into it; else "
+                             f"`archfleet sync` generates it")
         try:
             return self.file.read_text().strip()
         except OSError as error:
-            raise InputError(f"{where}: cannot read {self.file}: {error.strerror}") from None
+            raise InputError(f"{self.where}: cannot read {self.file}: {error.strerror}") from None
+
+    def new_value(self) -> str:
+        """A freshly generated value (`generate: uuid` or `token`); nothing is written."""
+        return str(uuid.uuid4()) if self.generate == "uuid" else secrets_module.token_urlsafe(24)
+
+    def write_file(self, value: str, replace: bool = False) -> None:
+        """Write ``value`` to the secret's file, 0600 (its folder 0700 if new): written aside and moved into
+        place, refusing an existing file unless ``replace``."""
+        assert self.file is not None
+        self.file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        aside = self.file.with_name(f".{self.file.name}.{os.getpid()}.new")
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(value + "\n")
+            if replace:
+                os.replace(aside, self.file)
+            else:
+                os.link(aside, self.file)  # FileExistsError: another process wrote it meanwhile
+        finally:
+            if aside.exists():
+                aside.unlink()
+
+
+# Docker's logging drivers (`docker create --log-driver`). Every container logs with DEFAULT_LOG_OPTIONS unless its
+# service names its own `logging:`: json-file without a bound fills a host's disk.
+LOG_DRIVERS = ("json-file", "local", "journald", "syslog", "gelf", "fluentd", "awslogs", "splunk", "gcplogs",
+               "logentries", "etwlogs", "none")
+DEFAULT_LOG_DRIVER = "json-file"
+DEFAULT_LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
+BOUNDED_LOG_DRIVERS = ("json-file", "local")  # the drivers whose files live on the host: max-size, max-file
+LOG_SIZE_PATTERN = re.compile(r"^[1-9][0-9]*[kmg]?$")
+LOG_OPTION_PATTERN = re.compile(r"^[a-z][a-z0-9-]*(?:\.[a-z0-9-]+)*$")
+
+
+@dataclass(frozen=True)
+class LoggingSpec:
+    """How a service's containers log: Docker's driver and its options (`--log-driver`, `--log-opt`)."""
+
+    driver: str = DEFAULT_LOG_DRIVER
+    options: tuple[tuple[str, str], ...] = tuple(sorted(DEFAULT_LOG_OPTIONS.items()))
 
 
 @dataclass(frozen=True)
@@ -144,6 +233,7 @@ class ServiceSpec:
     stop_order: int
     node: Node = field(repr=False)
     rollout: RolloutSpec = field(default_factory=RolloutSpec)
+    logging: LoggingSpec = field(default_factory=LoggingSpec)
 
 
 
@@ -163,8 +253,6 @@ def _command(section: Mapping, key: str) -> list[str] | None:
     if node is None or node.value is None:
         return None
     if node.is_scalar:
-        import shlex
-
         text = node.as_text() or ""
         _no_secret(node, text, key)
         try:
@@ -266,21 +354,52 @@ def _files(section: Mapping, base_dir: Path) -> list[FileSpec]:
     return files
 
 
-def _secret_source(entry: Mapping, path: Path | None, env: str | None, generate: str | None) -> None:
-    """The secret can be read: its file exists (not readable by every user) or will be generated; its
-    environment variable is set."""
-    if env is not None:
-        if not IDENTIFIER_PATTERN.fullmatch(env):
-            entry.fail("env", f"{env!r} is not an environment variable name")
-        if env not in os.environ:
-            entry.fail("env", f"environment variable {env} is not set")
-        return
-    assert path is not None
+def _secret_file(entry: Mapping, path: Path, generate: str | None) -> None:
+    """The secret's file exists (not readable by every user) or will be generated."""
     if not path.exists() and not os.path.islink(path):
         if generate is None:
             entry.fail("file", f"{path} does not exist (add `generate: uuid` or `generate: token` to create it)")
         return
     check_private_file(entry.items["file"], path, "secret file")
+
+
+def _secret_env(entry: Mapping, env: str) -> None:
+    if not IDENTIFIER_PATTERN.fullmatch(env):
+        entry.fail("env", f"{env!r} is not an environment variable name")
+    if env not in os.environ:
+        entry.fail("env", f"environment variable {env} is not set")
+
+
+def _secret_command(entry: Mapping) -> tuple[str, ...]:
+    """`command:` as an argv: a list, or a string split as a shell would (it never runs through one)."""
+    node = entry.items["command"]
+    if node.is_scalar:
+        text = node.as_text() or ""
+        try:
+            argv = shlex.split(text)
+        except ValueError as error:
+            node.fail(f"cannot split into arguments: {error}")
+    else:
+        argv = entry.strings("command")
+    if not argv or not argv[0]:
+        node.fail("a secret's command needs at least the program (e.g. [op, read, \"op://vault/item/field\"])")
+    return tuple(argv)
+
+
+def _secret_sources(entry: Mapping, node: Node) -> list[str]:
+    """The source keys the secret names: exactly one, else an error at the second (or at the secret)."""
+    named = [key for key in SOURCES if entry.get(key) is not None]
+    if not named:
+        node.fail(f"a secret needs a source: one of {', '.join(SOURCES)}")
+    if len(named) > 1:
+        node.fail(f"a secret comes from exactly one of {', '.join(SOURCES)}; this one names "
+                  f"{' and '.join(named)}")
+    return named
+
+
+def _only_with(entry: Mapping, key: str, sources: tuple[str, ...], source: str) -> None:
+    if entry.items.get(key) is not None and source not in sources:
+        entry.fail(key, f"only a secret from {' or '.join(sources)} takes `{key}` (this one is from `{source}`)")
 
 
 def _secrets(section: Mapping | None, base_dir: Path) -> list[SecretSpec]:
@@ -292,19 +411,27 @@ def _secrets(section: Mapping | None, base_dir: Path) -> list[SecretSpec]:
             node.fail("a secret's key is an identifier (letters, digits, '_'; not starting with a digit): "
                       "it names files on the hosts")
         entry = Mapping(node)
+        source = _secret_sources(entry, node)[0]
         file_value = entry.string("file", None)
         env = entry.string("env", None)
+        command = _secret_command(entry) if source == "command" else None
+        ssm = entry.string("ssm", None)
+        secretsmanager = entry.string("secretsmanager", None)
         generate = entry.string("generate", None)
+        timeout = entry.integer("timeout", DEFAULT_COMMAND_TIMEOUT, positive=True, maximum=3600)
+        region = entry.string("region", None)
         mount = entry.string("mount", f"/run/secrets/{name}")
         owner = entry.string("owner", None)
         mode_text = entry.string("mode", DEFAULT_SECRET_MODE)
         entry.done()
-        if (file_value is None) == (env is None):
-            node.fail("a secret comes from exactly one of `file` or `env`")
         if generate is not None and generate not in GENERATORS:
             entry.fail("generate", f"expected one of {', '.join(GENERATORS)}")
-        if generate and env:
-            entry.fail("generate", "only a secret read from a file can be generated")
+        _only_with(entry, "generate", ("file",), source)
+        _only_with(entry, "timeout", ("command",), source)
+        _only_with(entry, "region", ("ssm", "secretsmanager"), source)
+        for key, text in (("ssm", ssm), ("secretsmanager", secretsmanager), ("region", region)):
+            if text is not None and not AWS_NAME_PATTERN.fullmatch(text):
+                entry.fail(key, f"{text!r} is not an AWS name (letters, digits and _.-/:+=@ only)")
         _container_path(entry.items.get("mount", node), mount, "mount")
         if owner is not None and not OWNER_PATTERN.fullmatch(owner):
             entry.fail("owner", f"expected \"UID:GID\" (numbers, e.g. \"1000:1000\"), got {owner!r}")
@@ -318,8 +445,12 @@ def _secrets(section: Mapping | None, base_dir: Path) -> list[SecretSpec]:
             entry.fail("mode", f"{mode}: every user in the container could use the secret; end the mode in 0 "
                                "and name the `owner` that reads it")
         path = (base_dir / Path(file_value).expanduser()) if file_value else None
-        _secret_source(entry, path, env, generate)
-        result.append(SecretSpec(name, mount, path, env, generate, node, owner=owner, mode=mode))
+        if path is not None:
+            _secret_file(entry, path, generate)
+        if env is not None:
+            _secret_env(entry, env)
+        result.append(SecretSpec(name, mount, path, env, generate, node, owner=owner, mode=mode, command=command,
+                                 timeout=timeout, ssm=ssm, secretsmanager=secretsmanager, region=region))
     return result
 
 
@@ -339,6 +470,38 @@ def _healthcheck(section: Mapping | None) -> HealthcheckSpec | None:
     )
     section.done()
     return spec
+
+
+def _logging(section: Mapping | None) -> LoggingSpec:
+    """`logging: {driver: json-file, options: {max-size: 50m}}`. With json-file or local, the default bound
+    (DEFAULT_LOG_OPTIONS) fills in max-size and max-file the service does not name; another driver takes only the
+    options written."""
+    if section is None:
+        return LoggingSpec()
+    driver = section.string("driver", DEFAULT_LOG_DRIVER)
+    if driver not in LOG_DRIVERS:
+        section.fail("driver", f"expected one of {', '.join(LOG_DRIVERS)}, got {driver!r}")
+    options = section.string_map("options")
+    section.done()
+    for key, value in options.items():
+        node = section.items["options"].value[key]
+        if not LOG_OPTION_PATTERN.fullmatch(key):
+            node.fail(f"{key!r} is not a log option name (lower-case letters, digits, '-' and '.')")
+        _no_secret(node, value, "logging.options")
+        if not value or any(ord(char) < 32 for char in value):
+            node.fail("a log option's value is one line of text")
+        if key == "max-size" and not LOG_SIZE_PATTERN.fullmatch(value):
+            node.fail(f"expected a size like 10m, 500k or 1g, got {value!r}")
+        if key == "max-file" and not (value.isdigit() and 1 <= int(value) <= 1000):
+            node.fail(f"expected a number of files from 1 to 1000, got {value!r}")
+    if driver == "none" and options:
+        section.fail("options", "the `none` driver takes no options")
+    if driver not in BOUNDED_LOG_DRIVERS and ("max-size" in options or "max-file" in options):
+        key = "max-size" if "max-size" in options else "max-file"
+        section.items["options"].value[key].fail(f"{key} is an option of the json-file and local drivers only")
+    if driver in BOUNDED_LOG_DRIVERS:
+        options = {**DEFAULT_LOG_OPTIONS, **options}
+    return LoggingSpec(driver, tuple(sorted(options.items())))
 
 
 def _environment(section: Mapping) -> dict[str, str]:
@@ -417,6 +580,7 @@ def parse_service(name: str, node: Node, fleet: Fleet, base_dir: Path | None = N
         stop_order=section.integer("stop_order", 50, minimum=STOP_ORDER_RANGE[0], maximum=STOP_ORDER_RANGE[1]),
         node=node,
         rollout=parse_rollout(section.mapping("rollout"), fleet.rollout),
+        logging=_logging(section.mapping("logging")),
     )
     if not spec.groups and not spec.hosts:
         node.fail("a service needs `groups` or `hosts` to run on")

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import json
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import jinja2
@@ -66,32 +66,91 @@ class DesiredContainer:
         return previous_container_name(self.service)
 
 
+class SecretValues:
+    """Each service's secret values, read once per run: at load those read at load (a file, an environment
+    variable); the others (a program, AWS) on the first demand, when a command needs them to render a container.
+    A `generate:` secret still to be generated is given by archfleet.services.fleet_secrets (a sync, after it
+    read the hosts) or is an error that says how to get it (SecretSpec.read)."""
+
+    def __init__(self, services: dict[str, ServiceSpec]):
+        self.services = services
+        self.values: dict[tuple[str, str], str] = {}  # (service, secret) -> value
+        for spec in services.values():
+            for secret in spec.secrets:
+                if secret.read_at_load:
+                    self.values[(spec.name, secret.name)] = secret.read()
+
+    def get(self, service: str, default: dict[str, str] | None = None) -> dict[str, str]:
+        """Every secret of ``service`` by name, read now where it was not yet (as a dict's ``get``)."""
+        spec = self.services.get(service)
+        if spec is None:
+            return default if default is not None else {}
+        for secret in spec.secrets:
+            if (service, secret.name) not in self.values:
+                self.values[(service, secret.name)] = secret.read()
+        return {secret.name: self.values[(service, secret.name)] for secret in spec.secrets}
+
+    def at_load(self, service: str) -> dict[str, str]:
+        """What a template sees at load: the values read at load, a stand-in for the others (nothing is run)."""
+        spec = self.services.get(service)
+        if spec is None:
+            return {}
+        return {secret.name: self.values.get((service, secret.name), f"(secret {secret.name}: {secret.source})")
+                for secret in spec.secrets}
+
+    def provide(self, service: str, name: str, value: str) -> None:
+        """A value found by the sync (a generated one)."""
+        self.values[(service, name)] = value
+
+
 @dataclass(frozen=True)
 class FleetContext:
     """What every host's containers are rendered from, worked out once per fleet file: template variables about
-    the whole fleet and each service's secret values (read once from their files or environment variables)."""
+    the whole fleet and each service's secret values (SecretValues)."""
 
     hosts: dict[str, dict[str, str]]  # host -> {"address": ...}
     service_hosts: dict[str, list[str]]  # service -> host names
-    secrets: dict[str, dict[str, str]] = field(repr=False)  # service -> secret name -> value
-    version_key: bytes = field(repr=False)  # the fleet's secret version key (file_version); b"": no files
+    # service -> secret name -> value (a plain mapping: every value known already)
+    secrets: SecretValues | dict[str, dict[str, str]] = field(repr=False)
+    version_key: bytes = field(repr=False)  # the fleet's secret version key (file_version); b"": not read yet
 
     def variables(self) -> dict[str, object]:
         return {"hosts": self.hosts, "service_hosts": self.service_hosts}
 
+    def secrets_at_load(self, service: str) -> dict[str, str]:
+        if isinstance(self.secrets, SecretValues):
+            return self.secrets.at_load(service)
+        return self.secrets.get(service, {})
 
-def fleet_context(fleet: Fleet) -> FleetContext:
-    """The fleet's context (computed at load time by check_renders; computed here for a fleet without one)."""
+
+def needs_version_key(fleet: Fleet) -> bool:
+    """Whether the fleet puts files on hosts (secrets or templates), which are named with the version key."""
+    return any(spec.secrets or spec.files for spec in fleet.services.values())
+
+
+def load_context(fleet: Fleet) -> FleetContext:
+    """The context as the load makes it: nothing written, nothing run (no version key yet, the secrets that are
+    not read at load left for later)."""
     if fleet.context is None:
         placement = fleet.placement
         fleet.context = FleetContext(
             hosts={name: {"address": address} for name, address in host_addresses(fleet.hosts).items()}
             if fleet.hosts is not None else {},
             service_hosts=placement.service_hosts() if placement else {},
-            secrets={name: {s.name: s.read() for s in spec.secrets} for name, spec in fleet.services.items()},
-            version_key=secret_version_key() if any(s.secrets or s.files for s in fleet.services.values()) else b"",
+            secrets=SecretValues(fleet.services),
+            version_key=b"",
         )
     return fleet.context  # type: ignore[no-any-return]
+
+
+def fleet_context(fleet: Fleet) -> FleetContext:
+    """The fleet's context for rendering containers: the load's, with the fleet's secret version key (read, or
+    generated when there is none: archfleet.credentials.secret_version_key; a sync decides first, in
+    archfleet.services.fleet_secrets)."""
+    context = load_context(fleet)
+    if not context.version_key and needs_version_key(fleet):
+        context = fleet.context = replace(context, version_key=secret_version_key())
+    return context
 
 
 def sha256_hex(data: bytes) -> str:
@@ -219,7 +278,9 @@ def desired_container(
         files.append(managed_file(spec.name, posixpath.basename(file_spec.mount), file_spec.mount, content, False,
                                   context.version_key))
 
-    args = ["--network", spec.network, "--restart", spec.restart]
+    args = ["--network", spec.network, "--restart", spec.restart, "--log-driver", spec.logging.driver]
+    for key, value in spec.logging.options:
+        args += ["--log-opt", f"{key}={value}"]
     if spec.network == "bridge":
         for port in spec.ports:
             args += ["--publish", f"{port.host_port}:{port.container_port}/{port.protocol}"]
@@ -267,7 +328,7 @@ def check_renders(fleet: Fleet) -> None:
     """At load time: every service renders (templates, environment values) for each host it is placed on, with
     undefined names refused. The host's platform is not known before it is contacted: it renders as
     ``unknown/unknown`` here."""
-    context = fleet_context(fleet)
+    context = load_context(fleet)
     placement = fleet.placement
     if placement is None:
         return
@@ -284,7 +345,7 @@ def check_renders(fleet: Fleet) -> None:
                 continue
             plain = template_variables(spec, host, RENDER_CHECK_PLATFORM, context)
             if spec.files:
-                with_secrets = {**plain, "secrets": context.secrets.get(spec.name, {})}
+                with_secrets = {**plain, "secrets": context.secrets_at_load(spec.name)}
                 for index in range(len(spec.files)):
                     render_template(spec, index, with_secrets)
             for key, value in values:
