@@ -7,7 +7,8 @@ script's text. A failing script prints its reason as a last stderr line ``archfl
 - ``pull_images``: each image by digest, each under ``timeout``.
 - ``switch_container``: stop the running container and keep it as ``<name>-previous``, create and start the new
   one, wait until it is healthy (or, without a health check, still running and not restarted after 3 s); on any
-  failure print the new container's last log lines, remove it and put the previous one back. A previous container
+  failure print the new container's last log lines, remove it and put the previous one back (a failed stop or
+  rename starts the old one where it is; a put-back that fails is part of the reason). A previous container
   left by an interrupted rollout is put back first, so the script repairs what it finds. The wait runs the
   declared health check itself while Docker's first one is still to come (see ``wait_ready``).
 - ``rollback_container``: the new container is removed and the previous one runs again under its name.
@@ -33,6 +34,7 @@ from archfleet.services.desired import DesiredContainer
 LOG_LINES = 20
 FAILURE_PREFIX = "archfleet-failure: "
 SETTLE_SECONDS = 3
+STOP_SECONDS = 10  # `docker stop -t`: the old container's grace before it is killed
 POLLS_PER_SECOND = 2
 
 # Shell functions every step script starts with.
@@ -54,7 +56,7 @@ POLLS_PER_SECOND = 2
 # check can outlast, so before each one the wait reads the clock and gives the check what is left of SECONDS (at
 # most its declared timeout); when nothing is left, the wait has run out.
 PRELUDE = r"""
-fail() { echo "archfleet-failure: $*" >&2; }
+fail() { failure=$*; echo "archfleet-failure: $*" >&2; }
 exists() { [ "$(container_state "$1")" != "missing missing 0 0" ]; }
 container_state() {
   # (for a missing container, docker inspect prints an empty line and fails: four words or none)
@@ -114,36 +116,76 @@ for image in "$@"; do
 done
 """
 
+# The switch. Once the old container has been stopped, every failure ends with it running again under its name and
+# says so (``put_back``: kept as NAME-previous, it is renamed back and the new one removed; still under its name,
+# because its stop or its rename failed, it is started where it is). When the put-back fails too, the reason line
+# says that as well: ``REASON; put-back failed: WHY``. Every docker command that changes a container runs under a
+# time bound (``bounded``). SIGPIPE is ignored: a put-back runs to its end even when nobody reads the script's output
+# any more (the rollout's connection gone). A leftover NAME-previous that cannot be removed stops the switch before
+# anything is stopped.
 _SWITCH = PRELUDE + r"""
 name=$1 previous=$2 wait=$3 check=$4 check_seconds=$5 start_seconds=$6; shift 6
+trap '' PIPE
+old=none  # the old container: none, stopped (under its name) or kept (as $previous)
+created=no  # the new one
+newline='
+'
+status_of() { set -- $(container_state "$1"); echo "$1"; }
+# `bounded SECONDS COMMAND...`: COMMAND under `timeout`; when it fails, $error says why in one line.
+bounded() {
+  bounded_seconds=$1; shift
+  error=$(timeout "$bounded_seconds" "$@" 2>&1 >/dev/null)
+  bounded_code=$?
+  [ "$bounded_code" = 0 ] && return 0
+  error=${error%%"$newline"*}
+  [ "$bounded_code" != 124 ] || error="timed out after $bounded_seconds s"
+  [ -n "$error" ] || error="exit code $bounded_code"
+  return 1
+}
+put_back() {
+  if [ "$old" = none ]; then
+    [ "$created" = no ] || docker rm -f "$name" >/dev/null 2>&1
+    exit 1
+  fi
+  if [ "$old" = kept ]; then
+    docker rm -f "$name" >/dev/null 2>&1
+    tries=1
+    # (a `docker create` its time bound cut short may hold the name a moment longer)
+    until bounded "$start_seconds" docker rename "$previous" "$name"; do
+      [ "$tries" -lt 3 ] || { fail "$failure; put-back failed: could not rename $previous to $name: $error"; exit 1; }
+      tries=$((tries + 1)); sleep 1; docker rm -f "$name" >/dev/null 2>&1
+    done
+  fi
+  bounded "$start_seconds" docker start "$name" \
+    || { fail "$failure; put-back failed: could not start $name again: $error"; exit 1; }
+  status=$(status_of "$name")
+  [ "$status" = running ] || { fail "$failure; put-back failed: $name is $status after its start"; exit 1; }
+  if [ "$old" = kept ]; then echo "put the previous $name back" >&2; else echo "the old $name runs again" >&2; fi
+  exit 1
+}
 if exists "$previous"; then
-  if [ "$(docker inspect --format '{{.State.Running}}' "$name" 2>/dev/null)" = true ]; then
-    docker rm -f "$previous" >/dev/null
+  if [ "$(status_of "$name")" = running ]; then
+    bounded "$start_seconds" docker rm -f "$previous" \
+      || { fail "could not remove the leftover $previous: $error"; exit 1; }
   else
     docker rm -f "$name" >/dev/null 2>&1
-    docker rename "$previous" "$name" || { fail "could not put back $previous"; exit 1; }
+    bounded "$start_seconds" docker rename "$previous" "$name" \
+      || { fail "could not put back $previous: $error"; exit 1; }
   fi
 fi
 if exists "$name"; then
-  docker stop -t 10 "$name" >/dev/null 2>&1
-  docker rename "$name" "$previous" || { fail "could not keep $name as $previous"; exit 1; }
+  old=stopped
+  bounded $((start_seconds + STOP_SECONDS)) docker stop -t STOP_SECONDS "$name" \
+    || { fail "could not stop $name: $error"; put_back; }
+  bounded "$start_seconds" docker rename "$name" "$previous" \
+    || { fail "could not keep $name as $previous: $error"; put_back; }
+  old=kept
 fi
-put_back() {
-  docker rm -f "$name" >/dev/null 2>&1
-  if exists "$previous"; then
-    docker rename "$previous" "$name" && docker start "$name" >/dev/null && echo "put the previous $name back" >&2
-  fi
-}
-if ! error=$(timeout "$start_seconds" "$@" 2>&1 >/dev/null); then
-  fail "could not create the container: $(echo "$error" | head -n 1)"; put_back; exit 1
-fi
-if ! error=$(timeout "$start_seconds" docker start "$name" 2>&1 >/dev/null); then
-  show_logs "$name"; fail "could not start: $(echo "$error" | head -n 1)"; put_back; exit 1
-fi
-if ! wait_ready "$name" "$wait" "$check" "$check_seconds"; then
-  show_logs "$name"; put_back; exit 1
-fi
-"""
+bounded "$start_seconds" "$@" || { fail "could not create the container: $error"; put_back; }
+created=yes
+bounded "$start_seconds" docker start "$name" || { show_logs "$name"; fail "could not start: $error"; put_back; }
+wait_ready "$name" "$wait" "$check" "$check_seconds" || { show_logs "$name"; put_back; }
+""".replace("STOP_SECONDS", str(STOP_SECONDS))
 
 _ROLLBACK = PRELUDE + r"""
 name=$1 previous=$2

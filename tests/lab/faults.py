@@ -5,7 +5,8 @@
   again and again while a sync runs, so "the service answered throughout" is measured, not assumed;
 - `SyncRun`: `archfleet sync` in the background, its progress lines timestamped, so a test can act (stop the
   registry, kill or pause a host) at a given point of a rollout;
-- the faults: a blob deleted from the registry's storage, the registry stopped, a lab host killed or paused;
+- the faults: a blob deleted from the registry's storage, the registry stopped, a lab host killed or paused, a
+  docker client that refuses some commands on a host (`docker_refusing`);
 - test images built FROM an image already in the registry with no RUN step (no emulation for arm64).
 
 Everything here talks to this machine and the lab's own containers only.
@@ -54,10 +55,12 @@ class Container:
     digest: str  # the image digest archfleet pinned (its label)
 
 
-def in_lab_host(host: LabHost, *command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run a command inside a lab host (docker exec into its container; no SSH, so no part of what is tested)."""
-    return subprocess.run(["docker", "exec", host.container, *command], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+def in_lab_host(host: LabHost, *command: str, timeout: float = 60,
+                input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a command inside a lab host (docker exec into its container; no SSH, so no part of what is tested);
+    ``input_text``: its stdin."""
+    return subprocess.run(["docker", "exec", *(["-i"] if input_text is not None else []), host.container, *command],
+                          capture_output=True, text=True, input=input_text, timeout=timeout, check=False)
 
 
 def host_containers(host: LabHost) -> dict[str, Container] | None:
@@ -485,3 +488,39 @@ def wait_until(what: str, check: Callable[[], object], timeout: float, interval:
             return
         time.sleep(interval)
     raise AssertionError(f"not within {timeout:.0f} s: {what}")
+
+
+# A docker client that refuses: the real client's place on a lab host's PATH is /usr/bin (Debian's docker.io), and
+# /usr/local/bin comes before it for a login over SSH and under sudo alike (and for `docker exec` into the host).
+REAL_DOCKER = "/usr/bin/docker"
+REFUSING_DOCKER = "/usr/local/bin/docker"
+REFUSAL = "Error response from daemon: refused by the fault matrix"
+
+
+def refusing_docker_script(subcommands: tuple[str, ...]) -> str:
+    """A `docker` that fails ``docker SUBCOMMAND`` (one line on stderr, exit 1, as the engine's refusals look) for
+    each of ``subcommands`` and runs the real client for everything else."""
+    return (f"#!/bin/sh\ncase \"$1\" in\n  {'|'.join(subcommands)})\n"
+            f"    echo \"{REFUSAL} (docker $1)\" >&2; exit 1 ;;\nesac\nexec {REAL_DOCKER} \"$@\"\n")
+
+
+@contextmanager
+def docker_refusing(hosts: list[LabHost], *subcommands: str) -> Iterator[None]:
+    """On every host, `docker SUBCOMMAND` fails for each of ``subcommands`` (a client earlier on PATH than the real
+    one, which runs every other command), until the block ends."""
+    script = refusing_docker_script(subcommands)
+    try:
+        for host in hosts:
+            placed = in_lab_host(host, "sh", "-c", f"test -x {REAL_DOCKER} && test ! -e {REFUSING_DOCKER} && "
+                                 f"cat > {REFUSING_DOCKER} && chmod 0755 {REFUSING_DOCKER} && "
+                                 f"docker {subcommands[0]} 2>&1 | grep -qF '{REFUSAL}'", input_text=script)
+            assert placed.returncode == 0, f"{host.name}: the refusing docker client is not in place: {placed}"
+        yield
+    finally:
+        remove_refusing_docker(hosts)
+
+
+def remove_refusing_docker(hosts: list[LabHost]) -> None:
+    for host in hosts:
+        subprocess.run(["docker", "exec", host.container, "rm", "-f", REFUSING_DOCKER], capture_output=True,
+                       check=False)

@@ -32,6 +32,7 @@ from archfleet.lab.images import base_image
 from archfleet.lab.state import LabHost, LabState
 from archfleet.lab.system import ensure_packages
 from tests.lab.faults import (
+    REFUSAL,
     Container,
     MidSwitch,
     ProxyWatch,
@@ -40,6 +41,7 @@ from tests.lab.faults import (
     SyncRun,
     container_events,
     delete_layer_from_registry,
+    docker_refusing,
     fleet_containers,
     in_lab_host,
     kill_host,
@@ -338,7 +340,7 @@ def record(rig: Rig, case: str, result: SyncResult, before: dict[str, dict[str, 
     ))
 
 
-def canary_failure(rig: Rig, case: str, reason_words: tuple[str, ...], **changes: object) -> None:
+def canary_failure(rig: Rig, case: str, reason_words: tuple[str, ...], **changes: object) -> SyncResult:
     """A release that fails on the canary: exactly one host touched and put back, the rest not reached."""
     before = rig.snapshot()
     rig.write(**changes)
@@ -369,6 +371,7 @@ def canary_failure(rig: Rig, case: str, reason_words: tuple[str, ...], **changes
     rig.canary = canary
     rig.canary_times.append(f"- {case}: {canary_time(rig, result, canary)}")
     record(rig, case, result, before, after, answered)
+    return result
 
 
 def canary_time(rig: Rig, result: SyncResult, canary: str) -> str:
@@ -855,3 +858,83 @@ def test_15_without_rollback_the_hosts_moved_keep_the_new_release(rig: Rig) -> N
     repair = sync(rig.path)
     assert repair.returncode == 0, repair
     assert hosts_with(kinds_of(repair, rig), "no changes") == [canary], repair
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Failures after the stop: the docker client on every host refuses a command the switch needs (the canary meets it
+# first); the old container runs again under its name, or the host says the put-back failed.
+
+
+def test_16_a_rename_refused_after_the_stop_starts_the_old_container_again(rig: Rig) -> None:
+    """`docker rename` fails once the old container is stopped (the name taken, the engine restarting): the switch
+    starts the old container where it is, by id, and the canary's reason says what failed."""
+    rig.publish("good", "rename-refused")
+    with docker_refusing(rig.hosts, "rename"):
+        result = canary_failure(rig, "16 rename refused after the stop", ("could not keep",), tag="rename-refused")
+    assert result.statuses[rig.canary or ""] == (
+        f"FAILED: v2ray: could not keep {V2RAY} as {V2RAY}-previous: {REFUSAL} (docker rename)"), result
+    assert f"[{rig.canary}] the old {V2RAY} runs again" in result.stderr, result
+    assert "rolling back" not in result.stderr, result  # nothing moved before the canary
+
+
+def test_17_a_put_back_that_fails_too_is_reported_as_such(rig: Rig) -> None:
+    """`docker rename` and `docker start` both fail: the old container, stopped, cannot be started again. The canary
+    is FAILED with both reasons (not rolled back), its old container is still there by id, stopped, with no
+    `-previous` beside it; every other host keeps its containers by id. Once the client works again, the next sync
+    starts that same container (no new one) and the one after changes nothing."""
+    rig.publish("good", "put-back-refused")
+    with docker_refusing(rig.hosts, "rename", "start"):
+        before, result, after = synced_with(rig, tag="put-back-refused")
+    kinds = kinds_of(result, rig)
+    assert result.returncode == 1, result
+    failed = hosts_with(kinds, "FAILED")
+    assert len(failed) == 1 and hosts_with(kinds, "not reached") == sorted(set(rig.host_names) - set(failed)), result
+    canary = failed[0]
+    assert result.statuses[canary] == (
+        f"FAILED: v2ray: could not keep {V2RAY} as {V2RAY}-previous: {REFUSAL} (docker rename); put-back failed: "
+        f"could not start {V2RAY} again: {REFUSAL} (docker start)"), result
+    assert "rolling back" not in result.stderr and f"{V2RAY} runs again" not in result.stderr, result
+    check_total(result, len(rig.hosts))
+    old, new = running_ids(before, V2RAY), running_ids(after, V2RAY)
+    stopped = (after[canary] or {}).get(V2RAY)
+    assert stopped is not None and stopped.id == old[canary] and stopped.state == "exited", (canary, after[canary])
+    assert {h: i for h, i in new.items() if h != canary} == {h: i for h, i in old.items() if h != canary}, (old, new)
+    assert leftover_previous(after) == [], leftover_previous(after)
+    kept(rig, before, after, SPARE)
+    touched = rig.touched(wall(result.started), wall(result.finished))
+    assert {h: e for h, e in touched.items() if h != canary and e} == {}, "only the canary is touched"
+    rig.write()
+    repair = sync(rig.path)
+    assert repair.returncode == 0, repair
+    assert {h: s for h, s in repair.statuses.items() if s != "no changes"} == {canary: "updated: v2ray (start)"}, (
+        repair)
+    repaired = rig.snapshot()
+    kept(rig, before, repaired, V2RAY)
+    again = sync(rig.path)
+    assert again.returncode == 0 and set(again.kinds().values()) == {"no changes"}, again
+    rig.canary = canary
+    record(rig, "17 rename and start refused (put-back fails)", result, before, after,
+           rig.answered(result, rig.host_names), f"{canary}: FAILED, put-back failed; the next sync starts the same "
+           "container")
+
+
+def test_18_a_stop_that_fails_leaves_the_old_container_running(rig: Rig) -> None:
+    """`docker stop` fails: the switch goes no further, the old container runs on (it is started, a no-op for a
+    running container), by id, on every host; no container event anywhere."""
+    rig.publish("good", "stop-refused")
+    with docker_refusing(rig.hosts, "stop"):
+        before, result, after = synced_with(rig, tag="stop-refused")
+    kinds = kinds_of(result, rig)
+    assert result.returncode == 1, result
+    failed = hosts_with(kinds, "FAILED")
+    assert len(failed) == 1 and hosts_with(kinds, "not reached") == sorted(set(rig.host_names) - set(failed)), result
+    assert result.statuses[failed[0]] == f"FAILED: v2ray: could not stop {V2RAY}: {REFUSAL} (docker stop)", result
+    assert f"[{failed[0]}] the old {V2RAY} runs again" in result.stderr, result
+    check_total(result, len(rig.hosts))
+    kept(rig, before, after, V2RAY)
+    kept(rig, before, after, SPARE)
+    assert leftover_previous(after) == [], leftover_previous(after)
+    touched = rig.touched(wall(result.started), wall(result.finished))
+    assert {h: e for h, e in touched.items() if e} == {}, touched
+    record(rig, "18 stop refused", result, before, after, rig.answered(result, rig.host_names),
+           f"failed at {failed[0]}; nothing stopped")
