@@ -13,8 +13,10 @@
           - template: services/v2ray/config.json.j2
             mount: /etc/v2ray/config.json
         vars: {port: 10086}          # template variables (plus `secrets`, `host` and `service`)
-        secrets:                     # read locally, never written in this file; mounted read-only at mount
+        secrets:                     # never written in this file; mounted read-only at mount (docs/secrets.md)
           vmess_id: {file: ~/.config/archfleet/v2ray-vmess-id, generate: uuid, mount: /run/secrets/vmess_id}
+          api_key: {command: [op, read, "op://infra/api/key"], timeout: 30}   # or ssm: / secretsmanager:
+        logging: {driver: json-file, options: {max-size: 10m, max-file: "3"}}   # the default
         # defaults: interval 2, timeout 5, retries 15, start_period 0 (how a rollout uses it: fleet.yaml)
         healthcheck: {command: "bash -c 'echo > /dev/tcp/127.0.0.1/10086'", interval: 2, retries: 10}
         restart: unless-stopped
@@ -22,10 +24,12 @@
         rollout: {canary: 1, batch: "50%"}   # unset keys come from the fleet's `rollout:`
 
 Checked at load, offline: names, ports, numbers in range, templates (files and `{{ }}` in environment values)
-compile, secret keys are identifiers and their sources exist (a file, or `generate:`; an environment variable
-that is set), a secret file readable by every user is refused, and a secret cannot be rendered into
-`environment`, `command` or `entrypoint` (it would show in `docker inspect` and in argv): the container reads
-the mounted file instead (the `*_FILE` convention of Docker's official images).
+compile, secret keys are identifiers with exactly one source, which exists where it can be told offline (a file,
+or `generate:`: then it is "to be generated", never written at load; an environment variable that is set; a
+command, SSM or Secrets Manager is read only when a command needs the value), a secret file readable by every
+user is refused, and a secret cannot be rendered into `environment`, `command` or `entrypoint` (it would show in
+`docker inspect` and in argv): the container reads the mounted file instead (the `*_FILE` convention of Docker's
+official images). `logging:` names a driver Docker knows and valid max-size / max-file.
 """
 
 from __future__ import annotations
