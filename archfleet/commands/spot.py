@@ -58,11 +58,14 @@ def selected_in(fleet: Fleet, args: argparse.Namespace) -> list[SpotFleetSpec]:
 
 
 def run_up(args: argparse.Namespace) -> int:
+    from archfleet.operator import RunInfo
     from archfleet.spot import fleets
     from archfleet.spot.discovery import format_rows
     from archfleet.spot.joining import joining_host
+    from archfleet.spot.release import publish
 
     fleet = load_fleet(args.fleet)
+    run = RunInfo("spot up")
     checked_fleets = [fleets.check_fleet(spec, for_up=True) for spec in selected_in(fleet, args)]
     # Every fleet's user-data is rendered (the registry read once per tag) before anything is created.
     joining = {
@@ -75,9 +78,11 @@ def run_up(args: argparse.Namespace) -> int:
         hosts = joining.get(spec.name, [])
         for host in hosts:
             say(f"spot fleet {spec.name}: {host.arch} user-data starts {', '.join(host.services) or 'no services'}")
+        # The release first (its secrets, scripts, then the pointer): an instance the fleet launches reads it.
+        published = publish(checked.ec2, spec, hosts, run, dry=args.dry) if spec.user_data else []
         result = fleets.up(checked, wait_seconds=args.wait, dry=args.dry,
-                           user_data={host.arch: host.user_data for host in hosts},
-                           parameters={name: value for host in hosts for name, value in host.parameters.items()})
+                           user_data={host.arch: host.user_data for host in hosts})
+        result.changes[:0] = published
         instance_ids += [row.instance_id for row in result.instances]
         if args.dry:
             for change in result.changes:
@@ -129,9 +134,19 @@ def join_by_sync(args: argparse.Namespace, instance_ids: list[str]) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     from archfleet.spot import fleets
+    from archfleet.spot.connection import ssm_client
     from archfleet.spot.discovery import format_rows
+    from archfleet.spot.release import current_release
 
-    states = [fleets.status(checked) for checked in [fleets.check_fleet(spec) for spec in selected(args)]]
+    states = []
+    for checked in [fleets.check_fleet(spec) for spec in selected(args)]:
+        state = fleets.status(checked)
+        if checked.spec.user_data:
+            current = current_release(ssm_client(checked.ec2, f"spot fleet {checked.spec.name}: its release"),
+                                      checked.spec)
+            state.current_release = current.id if current else ""
+            state.release_summary = current.summary() if current else "no release published"
+        states.append(state)
     if args.json:
         print(json.dumps({"spot_fleets": [state.as_json() for state in states]}, indent=2))
         return 0
@@ -143,7 +158,9 @@ def run_status(args: argparse.Namespace) -> int:
             print(f"# {state.name} ({state.region}): fleet {fleet['FleetId']} {fleet['FleetState']} "
                   f"{fleet.get('Type')}, target {capacity.get('TotalTargetCapacity')}, "
                   f"{len(state.members.get(fleet['FleetId'], ()))} running in it")
-        for line in format_rows(state.instances):
+        if state.current_release is not None:
+            print(f"# {state.name}: current {state.release_summary}")
+        for line in format_rows(state.instances, current_release=state.current_release):
             print(line)
         for item in state.leftovers:
             print(f"leftover: {item}")

@@ -55,6 +55,10 @@ def run_verify(args: argparse.Namespace) -> int:
             rows.append(ProofRow(host, "?", "-", "-", "-", "-", "-", FAIL, f"unreachable: {proof.reason}"))
             continue
         rows.extend(judge(host, declared, proof))
+    if any(spec.user_data for spec in fleet.spot_fleets.values()):  # instances run their fleet's current release
+        from archfleet.spot.release import release_rows
+
+        rows.extend(release_rows(fleet, proofs))
     failed = [r for r in rows if r.verdict == FAIL]
     if args.json:
         print(json.dumps({"ok": not failed, "rows": [dataclasses.asdict(r) for r in rows]}, indent=2))

@@ -7,6 +7,7 @@ from typing import Any
 
 from archfleet.spot.connection import AwsClient, tag_filter
 from archfleet.spot.plan import EC2_ARCHITECTURES, FLEET_TAG, LIVE_STATES, tag_dict
+from archfleet.spot.user_data import RELEASE_TAG
 from archfleet.ssh import is_host_address
 from archfleet.table import format_table
 
@@ -71,12 +72,18 @@ def tagged_instances(ec2: AwsClient, fleet: str, states: tuple[str, ...] = LIVE_
     return sorted(rows, key=lambda r: r.instance_id)
 
 
-def format_rows(rows: list[InstanceRow], address: str = "auto") -> list[str]:
-    table = format_table(("INSTANCE", "TYPE", "ARCH", "AZ", "LIFECYCLE", "STATE", "ADDRESS"), [
-        (r.instance_id, r.instance_type, r.arch, r.availability_zone, r.lifecycle, r.state, r.address(address) or "-")
-        for r in rows
-    ])
-    return table.splitlines()
+def format_rows(rows: list[InstanceRow], address: str = "auto", current_release: str | None = None) -> list[str]:
+    """The instances as a table; with ``current_release`` (a fleet with user-data), the release each booted (its
+    ``archfleet:release`` tag) and whether that is the current one."""
+    headings = ("INSTANCE", "TYPE", "ARCH", "AZ", "LIFECYCLE", "STATE", "ADDRESS")
+    lines = [(r.instance_id, r.instance_type, r.arch, r.availability_zone, r.lifecycle, r.state,
+              r.address(address) or "-") for r in rows]
+    if current_release is None:
+        return format_table(headings, lines).splitlines()
+    booted = [r.tags.get(RELEASE_TAG) for r in rows]
+    marks = ["-" if b is None else "current" if b == current_release else "old" for b in booted]
+    return format_table((*headings, "BOOTED RELEASE", ""), [
+        (*line, b or "-", mark) for line, b, mark in zip(lines, booted, marks, strict=True)]).splitlines()
 
 
 # --- pyinfra inventory (inventories/ec2.py) ---------------------------------------------------------------------

@@ -15,6 +15,7 @@ from archfleet.spot import plan
 from archfleet.spot.connection import AwsClient, connect, ssm_client, tag_filter
 from archfleet.spot.discovery import InstanceRow, tagged_instances
 from archfleet.spot.instance_types import instance_type_architectures, require_amis
+from archfleet.spot.user_data import RELEASE_TAG
 
 POLL_SECONDS = 2.0
 SSM_STANDARD_LIMIT = 4096  # characters of a Standard-tier parameter value; longer ones are Advanced (8 KB)
@@ -182,10 +183,10 @@ def _ensure_template(
 
 
 def up(checked: CheckedFleet, wait_seconds: float = 600, dry: bool = False,
-       user_data: dict[str, str] | None = None, parameters: dict[str, str] | None = None) -> UpResult:
+       user_data: dict[str, str] | None = None) -> UpResult:
     """Create the fleet or bring it to the spec; then wait until its target capacity runs. ``user_data``: per
-    architecture, the UserData its launch template carries (archfleet.spot.joining); ``parameters``: the
-    SecureString parameters it reads at boot (name -> value), written first."""
+    architecture, the UserData its launch template carries (archfleet.spot.joining; the release it boots is
+    published first, by archfleet.spot.release)."""
     started = time.monotonic()
     spec, ec2, type_arch, images = checked.spec, checked.ec2, checked.type_arch, checked.images
     arches = sorted(images)
@@ -198,8 +199,6 @@ def up(checked: CheckedFleet, wait_seconds: float = 600, dry: bool = False,
     created = _Created()
     changes: list[str] = []
     user_data = user_data or {}
-    if parameters and not dry:
-        changes += [f"write SecureString {name}" for name in store_parameters(ec2, spec, parameters)]
     try:
         refs = {
             arch: _ensure_template(ec2, spec, arch, images[arch], existing_templates, created, changes, dry,
@@ -228,9 +227,6 @@ def up(checked: CheckedFleet, wait_seconds: float = 600, dry: bool = False,
                     ec2.client.modify_fleet(**change.modify_arguments(fleet_id))
         if dry:
             return UpResult(fleet_id, changes)
-        if spec.user_data and parameters is not None:  # the fleet now launches with this release's user-data
-            changes += [f"delete SecureString {name} (no release uses it)"
-                        for name in prune_parameters(ec2, spec, set(parameters))]
         instances = wait_for_capacity(ec2, spec, fleet_id, wait_seconds)
     except BaseException:
         if not dry:
@@ -281,7 +277,8 @@ def _roll_back(ec2: AwsClient, name: str, created: _Created) -> None:
 
 
 def store_parameters(ec2: AwsClient, spec: SpotFleetSpec, parameters: dict[str, str]) -> list[str]:
-    """Write the SecureString parameters whose value changed (one read each); the names of those written."""
+    """Write the SecureString parameters whose value changed (one read each); the names of those written. Pruned
+    by archfleet.spot.release once no kept release reads them."""
     ssm = ssm_client(ec2, f"spot fleet {spec.name}: SSM parameters")
     written = []
     for name, value in sorted(parameters.items()):
@@ -299,15 +296,6 @@ def store_parameters(ec2: AwsClient, spec: SpotFleetSpec, parameters: dict[str, 
             )
         written.append(name)
     return written
-
-
-def prune_parameters(ec2: AwsClient, spec: SpotFleetSpec, used: set[str]) -> list[str]:
-    """Delete the fleet's SecureString parameters (under its prefix) that the current release's user-data does not
-    read: a rotated secret's old value, a service or registry gone. Run once the fleet launches with the current
-    launch template versions, so the instance role keeps no way to an old secret. The names deleted."""
-    stale = [name for name in fleet_parameters(ec2, spec) if name not in used]
-    _delete_named_parameters(ec2, spec, stale, "no release uses")
-    return stale
 
 
 # --- status ----------------------------------------------------------------------------------------------------
@@ -338,6 +326,8 @@ class Status:
     members: dict[str, set[str]]  # fleet id -> ids of its live instances
     templates: list[dict[str, Any]]
     requests: list[dict[str, Any]]
+    current_release: str | None = None  # the release new instances boot (user-data fleets: archfleet.spot.release)
+    release_summary: str = ""  # who published it, when
 
     @property
     def fleet_instance_ids(self) -> set[str]:
@@ -375,6 +365,7 @@ class Status:
             "name": self.name,
             "region": self.region,
             "endpoint": self.endpoint,
+            "current_release": self.current_release or None,
             "fleets": [{
                 "id": f["FleetId"],
                 "state": f["FleetState"],
@@ -391,6 +382,7 @@ class Status:
                 "state": r.state,
                 "address": r.address(address),
                 "fleet": self.fleet_of(r.instance_id),
+                "release": r.tags.get(RELEASE_TAG),  # the release it booted (its own tag), None: not recorded
             } for r in self.instances],
             "leftovers": [item.as_json() for item in self.leftovers],
         }
@@ -498,7 +490,7 @@ def fleet_parameters(ec2: AwsClient, spec: SpotFleetSpec) -> list[str]:
     return sorted(names)
 
 
-def _delete_named_parameters(ec2: AwsClient, spec: SpotFleetSpec, names: list[str], which: str = "") -> None:
+def delete_named_parameters(ec2: AwsClient, spec: SpotFleetSpec, names: list[str], which: str = "") -> None:
     if not names:
         return
     ssm = ssm_client(ec2, f"spot fleet {spec.name}: SSM parameters")
@@ -512,7 +504,7 @@ def _delete_parameters(ec2: AwsClient, spec: SpotFleetSpec) -> list[str]:
     names = fleet_parameters(ec2, spec)
     if not names:
         return []
-    _delete_named_parameters(ec2, spec, names)
+    delete_named_parameters(ec2, spec, names)
     return [f"deleted {len(names)} SSM parameter(s) under {spec.parameter_prefix}"]
 
 

@@ -1,8 +1,9 @@
-"""What a spot fleet's new instance needs to join by itself, worked out once at ``spot up``: its services (the
-fleet file's services for the groups the instance will be in: its architecture, ``spot``, the fleet's role), pinned
-by digest (the registry read once), rendered exactly as the sync pipeline renders them for a fresh host; the
-registries it logs in to; and the secrets, which go to SSM Parameter Store as SecureStrings (never into the
-user-data). The pure builder of the script itself is ``archfleet.spot.user_data``.
+"""What a spot fleet's new instance needs to join by itself, worked out at ``spot up`` and after each sync that
+changes the fleet's hosts: its services (the fleet file's services for the groups the instance will be in: its
+architecture, ``spot``, the fleet's role), pinned by digest (the registry read once, or the sync's own reads),
+rendered exactly as the sync pipeline renders them for a fresh host; the registries it logs in to; and the secrets,
+which go to SSM Parameter Store as SecureStrings (never into the user-data or the release). The pure builders of
+the scripts are ``archfleet.spot.user_data``; ``archfleet.spot.release`` publishes the release.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import base64
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from archfleet.credentials import ECR_USER, credentials_for, ecr_settings, fleet_registry_login
 from archfleet.errors import InputError
@@ -21,8 +24,11 @@ from archfleet.references import parse
 from archfleet.services.desired import DesiredContainer, desired_container, fleet_context
 from archfleet.services.preflight import pin_services
 from archfleet.spot.connection import AwsClient, ssm_client
-from archfleet.spot.user_data import BootPlan, BootRegistry, boot_script, encoded
+from archfleet.spot.user_data import BootPlan, BootRegistry, ReleasePlan, boot_script, encoded, release_script
 from archfleet.tasks.spot_watcher import DEFAULT_METADATA_URL
+
+if TYPE_CHECKING:
+    from archfleet.images.verify import VerifyReport
 
 # The names a new instance renders with: it has no name before it boots. Rendering twice, with two names and
 # with a fleet context that holds one more host, shows whether a service's rendering depends on either.
@@ -32,12 +38,18 @@ PARAMETER_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 @dataclass(frozen=True)
 class JoiningHost:
-    """One architecture's user-data and the SecureString parameters it reads (name -> value, base64)."""
+    """One architecture's user-data, its release script and the SecureString parameters that reads (name -> value,
+    base64)."""
 
     arch: str
-    user_data: str  # the launch template's UserData (base64)
+    user_data: str  # the launch template's UserData (base64): the same for every release
+    release_script: str  # what the release runs on a new instance of this architecture
     parameters: dict[str, str]
-    services: tuple[str, ...]
+    containers: tuple[DesiredContainer, ...]
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        return tuple(c.service for c in self.containers)
 
 
 def instance_groups(spec: SpotFleetSpec, arch: str) -> list[str]:
@@ -57,14 +69,16 @@ def _host_independent(fleet: Fleet, spec_name: str, rendered: list[DesiredContai
                          "spot fleet's user-data: set `user_data: false` on the fleet and use `spot up --sync`")
 
 
-def desired_for_new_instance(fleet: Fleet, spec: SpotFleetSpec, arch: str) -> list[DesiredContainer]:
+def desired_for_new_instance(fleet: Fleet, spec: SpotFleetSpec, arch: str,
+                             reports: dict[str, VerifyReport] | None = None) -> list[DesiredContainer]:
     """The containers a new instance of ``arch`` runs, in start order: what plan_one_host would want on a fresh
-    host of the fleet (the registry is read once per tag)."""
+    host of the fleet (the registry is read once per tag; ``reports``: a sync's own reads of the tags)."""
     platform = f"linux/{arch}"
     services = services_in_groups(fleet.services, instance_groups(spec, arch))
     if not services:
         return []
-    pins = pin_services(fleet, {s.name: {platform: [f"a new {arch} instance of {spec.name}"]} for s in services})
+    pins = pin_services(fleet, {s.name: {platform: [f"a new {arch} instance of {spec.name}"]} for s in services},
+                        reports)
     context = fleet_context(fleet)
     grown = replace(
         context,
@@ -110,8 +124,13 @@ def boot_registries(fleet: Fleet, spec: SpotFleetSpec, containers: list[DesiredC
     return registries, parameters
 
 
-def joining_host(fleet: Fleet, spec: SpotFleetSpec, arch: str, ec2: AwsClient) -> JoiningHost:
-    containers = desired_for_new_instance(fleet, spec, arch)
+def joining_host(fleet: Fleet, spec: SpotFleetSpec, arch: str, ec2: AwsClient,
+                 reports: dict[str, VerifyReport] | None = None,
+                 deployed: Mapping[str, DesiredContainer] | None = None) -> JoiningHost:
+    """``deployed``: service -> the container a sync just rolled out on a host of this fleet and architecture
+    (what a rollback put back, say), used instead of the fleet file's rendering of that service."""
+    containers = [(deployed or {}).get(c.service, c)
+                  for c in desired_for_new_instance(fleet, spec, arch, reports)]
     registries, parameters = boot_registries(fleet, spec, containers)
     secret_files: dict[str, str] = {}
     for desired in containers:
@@ -125,13 +144,15 @@ def joining_host(fleet: Fleet, spec: SpotFleetSpec, arch: str, ec2: AwsClient) -
                 secret_files[managed.host_path] = name
     ssm = ssm_client(ec2, f"spot fleet {spec.name}: user-data")
     ecr_endpoint = ec2.session.client("ecr", region_name=ec2.region).meta.endpoint_url
-    plan = BootPlan(
-        fleet=spec.name, arch=arch, region=ec2.region,
-        # The same setting as inventories/ec2.py's (the watcher's metadata address; tests point it elsewhere).
-        metadata_url=os.environ.get("ARCHFLEET_EC2_METADATA_URL") or DEFAULT_METADATA_URL,
-        ssm_endpoint=ssm.endpoint, ecr_endpoint=str(ecr_endpoint),
+    # The same setting as inventories/ec2.py's (the watcher's metadata address; tests point it elsewhere).
+    metadata_url = os.environ.get("ARCHFLEET_EC2_METADATA_URL") or DEFAULT_METADATA_URL
+    boot = BootPlan(fleet=spec.name, arch=arch, region=ec2.region, metadata_url=metadata_url,
+                    ssm_endpoint=ssm.endpoint, ecr_endpoint=str(ecr_endpoint), ec2_endpoint=ec2.endpoint,
+                    parameter_prefix=spec.parameter_prefix)
+    release = ReleasePlan(
+        fleet=spec.name, arch=arch, metadata_url=metadata_url,
         registries=tuple(registries), containers=tuple(containers), secret_files=secret_files,
         stop_order=tuple(container_name(s.name) for s in stop_order(fleet.services[c.service] for c in containers)),
         timeouts=fleet.timeouts,
     )
-    return JoiningHost(arch, encoded(boot_script(plan)), parameters, tuple(c.service for c in containers))
+    return JoiningHost(arch, encoded(boot_script(boot)), release_script(release), parameters, tuple(containers))

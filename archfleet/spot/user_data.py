@@ -1,17 +1,23 @@
-"""The boot script a spot fleet's launch template carries, so that a new instance joins by itself: ONE pure builder.
+"""The boot script a spot fleet's launch template carries, so that a new instance joins by itself, and the release
+script it runs: pure builders.
 
-Cloud-init runs a user-data that starts with ``#!`` as-is at first boot. The script is made from the same pieces
-a host bootstrap and a sync use, so that the next ``archfleet hosts bootstrap`` and ``archfleet sync`` find
-nothing to change:
+Cloud-init runs a user-data that starts with ``#!`` as-is at first boot. The user-data (``boot_script``) is the
+same for every release: Docker from the distro (``tasks/distros.py``: chosen at boot from ``/etc/os-release``),
+started and enabled; then the fleet's **current release**, read from SSM Parameter Store (the pointer
+``PREFIX/release/current``, then the release's script for this architecture in base64 chunks of gzip, checked
+against its sha256), recorded on the instance (its tag ``archfleet:release`` and ``/var/lib/archfleet/spot/release``)
+and run. ``archfleet.spot.release`` publishes releases (``spot up``, and each sync that changes the fleet's hosts).
 
-1. Docker from the distro (``tasks/distros.py``: chosen at boot from ``/etc/os-release``), started and enabled;
-2. each registry's CA (``/etc/docker/certs.d/ADDRESS/ca.crt``) and login (the password in
+The release script (``release_script``) is made from the same pieces a host bootstrap and a sync use, so that
+the next ``archfleet hosts bootstrap`` and ``archfleet sync`` find nothing to change:
+
+1. each registry's CA (``/etc/docker/certs.d/ADDRESS/ca.crt``) and login (the password in
    ``/etc/archfleet/registry/ADDRESS.password``, root-only, fed to ``docker login`` on stdin): the password comes
    from an SSM Parameter Store SecureString, an ECR password from ECR with the instance role;
-3. the services' files (rendered templates inline; secret files, and every file of a service that has secrets,
+2. the services' files (rendered templates inline; secret files, and every file of a service that has secrets,
    from SSM), then the step scripts of ``tasks/service_commands.py`` (pull by digest, switch), with the very
    ``docker create`` argv, labels and spec hashes the sync pipeline computes for a fresh host of the fleet's role;
-4. the spot interruption watcher (``tasks/spot_watcher.py``'s files, systemd unit or init script chosen at boot).
+3. the spot interruption watcher (``tasks/spot_watcher.py``'s files, systemd unit or init script chosen at boot).
 
 No secret is in the text: user-data is readable through the metadata service by anything on the host. Secrets are
 read at boot with the instance role: an IMDSv2 token, the role's credentials, then SSM GetParameter
@@ -59,8 +65,7 @@ class BootRegistry:
 
 @dataclass(frozen=True)
 class BootPlan:
-    """Everything the boot script says, worked out by ``archfleet.spot.joining`` (which reads the registry and the
-    fleet file); nothing here is secret."""
+    """What the user-data says: where the instance reads its release (the same for every release)."""
 
     fleet: str
     arch: str
@@ -68,6 +73,18 @@ class BootPlan:
     metadata_url: str
     ssm_endpoint: str
     ecr_endpoint: str
+    ec2_endpoint: str
+    parameter_prefix: str  # the fleet's ssm_prefix: PREFIX/release/current, PREFIX/releases/ID/ARCH/...
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    """Everything one release's script says on one architecture, worked out by ``archfleet.spot.joining`` (which
+    reads the registry and the fleet file); nothing here is secret."""
+
+    fleet: str
+    arch: str
+    metadata_url: str
     registries: tuple[BootRegistry, ...]
     containers: tuple[DesiredContainer, ...]  # start order
     secret_files: dict[str, str] = field(default_factory=dict)  # host path -> SSM parameter holding its content
@@ -121,6 +138,27 @@ aws_call() {
   printf 'user = "%s:%s"\nheader = "x-amz-security-token: %s"\n' "$AWS_KEY" "$AWS_SECRET" "$AWS_TOKEN" |
     curl -sS -f --max-time 30 --config - --aws-sigv4 "aws:amz:$REGION:$1" -H "X-Amz-Target: $3" \
       -H 'Content-Type: application/x-amz-json-1.1' --data-binary "$4" "$2"
+}
+ssm_value() {
+  # NAME: a plain String parameter's value (ids, hex, base64: no quotes) on stdout.
+  answer=$(aws_call ssm "$SSM_ENDPOINT" AmazonSSM.GetParameter "{\"Name\":\"$1\"}") ||
+    die "cannot read SSM parameter $1 from $SSM_ENDPOINT"
+  value=$(printf '%s\n' "$answer" | json_field Value)
+  [ -n "$value" ] || die "SSM parameter $1 has no value"
+  printf '%s\n' "$value"
+}
+tag_instance() {
+  # KEY VALUE (URL-safe): a tag on this instance (EC2 CreateTags with the role), where `spot status` reads it.
+  token=$(curl -sf --max-time 10 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' \
+    "$METADATA_URL/latest/api/token") || return 1
+  instance=$(curl -sf --max-time 10 -H "X-aws-ec2-metadata-token: $token" \
+    "$METADATA_URL/latest/meta-data/instance-id") || return 1
+  case $instance in i-*) ;; *) return 1 ;; esac
+  case $instance in *[!a-z0-9-]*) return 1 ;; esac
+  printf 'user = "%s:%s"\nheader = "x-amz-security-token: %s"\n' "$AWS_KEY" "$AWS_SECRET" "$AWS_TOKEN" |
+    curl -sS -f --max-time 30 --config - --aws-sigv4 "aws:amz:$REGION:ec2" \
+      --data "Action=CreateTags&Version=2016-11-15&ResourceId.1=$instance&Tag.1.Key=$1&Tag.1.Value=$2" \
+      "$EC2_ENDPOINT" >/dev/null
 }
 ssm_get() {
   # NAME DEST: a SecureString parameter (base64 of the secret) decoded into a root-only file.
@@ -208,7 +246,7 @@ def _file_lines(files: Sequence[ManagedFile], secret_files: dict[str, str]) -> l
     return lines
 
 
-def _service_lines(plan: BootPlan) -> list[str]:
+def _service_lines(plan: ReleasePlan) -> list[str]:
     if not plan.containers:
         return []
     images = sorted({c.image for c in plan.containers})
@@ -221,7 +259,7 @@ def _service_lines(plan: BootPlan) -> list[str]:
     return lines
 
 
-def _watcher_lines(plan: BootPlan) -> list[str]:
+def _watcher_lines(plan: ReleasePlan) -> list[str]:
     config = spot_watcher.watcher_config(plan.metadata_url, plan.stop_order)
     lines = [_line("say", "the spot interruption watcher"), "if [ -d /run/systemd/system ]; then"]
     for init in ("systemd", "sysvinit"):
@@ -241,25 +279,84 @@ def _watcher_lines(plan: BootPlan) -> list[str]:
     return lines
 
 
+SPOT_DIR = "/var/lib/archfleet/spot"  # on the instance: the release it booted (file ``release``) and its script
+RELEASE_TAG = "archfleet:release"  # the instance's tag naming the release it booted
+
+
+def release_pointer(prefix: str) -> str:
+    """The String parameter naming the fleet's current release."""
+    return f"{prefix.rstrip('/')}/release/current"
+
+
+def releases_path(prefix: str) -> str:
+    """Under it, one folder per published release: ``ID/manifest``, ``ID/ARCH/head`` and ``ID/ARCH/0..N-1``."""
+    return f"{prefix.rstrip('/')}/releases"
+
+
+RELEASE_LINES = r"""say "reading the current release from SSM ($SSM_ENDPOINT)"
+role_credentials
+RELEASE=$(ssm_value "$RELEASE_POINTER") || exit 1
+case $RELEASE in ''|*[!A-Za-z0-9_.-]*) die "SSM parameter $RELEASE_POINTER does not name a release" ;; esac
+head=$(ssm_value "$RELEASES/$RELEASE/$ARCH/head") || exit 1
+sum=${head%% *}
+parts=${head#* }
+case $parts in ''|*[!0-9]*) die "SSM parameter $RELEASES/$RELEASE/$ARCH/head is not 'SHA256 PARTS'" ;; esac
+install -d -m 0700 "$SPOT_DIR" && rm -f "$SPOT_DIR/release.b64" || die "cannot write $SPOT_DIR"
+i=0
+while [ "$i" -lt "$parts" ]; do
+  ssm_value "$RELEASES/$RELEASE/$ARCH/$i" >>"$SPOT_DIR/release.b64"
+  i=$((i + 1))
+done
+base64 -d "$SPOT_DIR/release.b64" | gzip -dc >"$SPOT_DIR/release.sh" ||
+  die "release $RELEASE ($ARCH) cannot be unpacked"
+printf '%s  %s\n' "$sum" "$SPOT_DIR/release.sh" | sha256sum -c - >/dev/null 2>&1 ||
+  die "release $RELEASE ($ARCH) does not match its sha256 $sum"
+tag_instance "$RELEASE_TAG_KEY" "$RELEASE" ||
+  say "could not tag this instance with its release (the role needs ec2:CreateTags on its instance)"
+say "release $RELEASE"
+. "$SPOT_DIR/release.sh"
+printf '%s\n' "$RELEASE" >"$SPOT_DIR/release" && chmod 0644 "$SPOT_DIR/release"
+"""
+
+
 def boot_script(plan: BootPlan) -> str:
-    """The ``#!/bin/sh`` user-data of one architecture's launch template (text; see ``encoded``)."""
-    files = [f for c in plan.containers for f in c.files]
+    """The ``#!/bin/sh`` user-data of one architecture's launch template (text; see ``encoded``): the engine, then
+    the fleet's current release from SSM, recorded and run. The same text for every release."""
+    prefix = plan.parameter_prefix
     lines = [
         "#!/bin/sh",
         f"# archfleet: spot fleet {plan.fleet} ({plan.arch}): joins at first boot (archfleet/spot/user_data.py).",
-        "# No secrets in here: they are read from SSM Parameter Store with the instance role.",
+        "# No secrets in here: they are read from SSM Parameter Store with the instance role. The services come",
+        "# from the fleet's current release (SSM), which `spot up` and `archfleet sync` publish.",
         BOOT_FUNCTIONS.rstrip("\n"),
         _assign("METADATA_URL", plan.metadata_url.rstrip("/")),
         _assign("REGION", plan.region),
+        _assign("ARCH", plan.arch),
         _assign("SSM_ENDPOINT", plan.ssm_endpoint),
         _assign("ECR_ENDPOINT", plan.ecr_endpoint),
+        _assign("EC2_ENDPOINT", plan.ec2_endpoint),
+        _assign("RELEASE_POINTER", release_pointer(prefix)),
+        _assign("RELEASES", releases_path(prefix)),
+        _assign("RELEASE_TAG_KEY", RELEASE_TAG.replace(":", "%3A")),
+        _assign("SPOT_DIR", SPOT_DIR),
         "say start",
         *_engine_lines(),
+        RELEASE_LINES.rstrip("\n"),
+        "say joined",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def release_script(plan: ReleasePlan) -> str:
+    """What one release runs on an instance of ``plan.arch``, sourced by the boot script (its functions ``say``,
+    ``die``, ``ssm_get`` and ``ecr_password`` are there): registries, files, services, the watcher."""
+    files = [f for c in plan.containers for f in c.files]
+    lines = [
+        f"# archfleet: spot fleet {plan.fleet} ({plan.arch}): a release's services (archfleet/spot/user_data.py).",
         *(line for registry in plan.registries for line in _registry_lines(registry)),
         *_file_lines(files, plan.secret_files),
         *_service_lines(plan),
         *_watcher_lines(plan),
-        "say joined",
     ]
     return "\n".join(lines) + "\n"
 

@@ -132,6 +132,9 @@ def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say,
             remaining = max(1.0, timeouts.run - (time.monotonic() - started))
             with gevent.Timeout(remaining, StepFailed(f"the whole sync timed out after {timeouts.run:g} s")):
                 Rollout(fleet, session, plans, report, say).run()
+            from archfleet.spot.release import publish_after_sync  # what a spot fleet's replacements boot
+
+            publish_after_sync(fleet, plans, report, tags, run, say)
     except StepFailed as error:
         for entry in report.hosts.values():
             if entry.status not in (FAILED, UNCHANGED):

@@ -21,7 +21,6 @@ import json
 import shutil
 import subprocess
 import time
-import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,14 +31,13 @@ from archfleet.lab.hosts import ssh_argv
 from archfleet.lab.state import LabHost, LabPaths, LabState, load, state_dir
 from archfleet.placement import container_name
 from archfleet.table import format_table
-from tests.lab.ec2_lab_address_map import ADDRESS_MODE, map_fleet_to_lab
+from tests.lab.ec2_lab_address_map import map_fleet_to_lab
 from tests.lab.github_runner_fleet import github_standin, runner_image, runner_service
 from tests.lab.support import PROJECT, PROJECT_IMAGES, archfleet, on_host, stop_times
 from tests.spot.conftest import Endpoint, endpoint  # noqa: F401  (endpoint: the moto fixture)
 from tests.spot.test_fleet_on_moto import X86_FILTER
-from tests.standins.cloud_init import Relay, RoleMetadataStandIn, first_boot, launch_template_user_data
+from tests.standins.cloud_init import RoleMetadataStandIn, first_boot, instance_services, launch_template_user_data
 from tests.standins.github_api import GitHubStandin, Runner
-from tests.standins.instance_metadata import serve
 
 pytestmark = pytest.mark.lab
 
@@ -142,26 +140,16 @@ def joining(lab: LabState, endpoint: Endpoint,  # noqa: F811
     path = folder / "fleet.yaml"
     with github_standin(lab.gateway, folder) as (standin, github_token):
         path.write_text(fleet_text(endpoint, folder / "known_hosts", secret, standin, github_token))
-        metadata = RoleMetadataStandIn()
-        server = serve(metadata, lab.gateway)
-        moto_port = urllib.parse.urlsplit(endpoint.url).port
-        assert moto_port is not None
-        relay = Relay(lab.gateway, ("127.0.0.1", moto_port))
-        env = {**endpoint.env, "AWS_ENDPOINT_URL": f"http://{relay.address}", "ARCHFLEET_EC2_FLEET": NAME,
-               "ARCHFLEET_EC2_ADDRESS": ADDRESS_MODE, "PYTHONUNBUFFERED": "1",
-               "ARCHFLEET_EC2_METADATA_URL": f"http://{lab.gateway}:{server.server_address[1]}"}
-        fleet = Joining(path, folder / "known_hosts", env, host, metadata, endpoint.ec2, standin)
-        fleet.refresh_known_hosts()
-        try:
-            built = fleet.archfleet("images", "build")  # the runner image only when the lab registry lacks it
-            assert built.returncode == 0, built.stderr[-3000:]
-            yield fleet
-        finally:
-            clear_host(host)
-            fleet.archfleet("spot", "down", NAME)
-            relay.close()
-            server.shutdown()
-            server.server_close()
+        with instance_services(lab.gateway, endpoint.url, endpoint.env, NAME) as (metadata, env):
+            fleet = Joining(path, folder / "known_hosts", env, host, metadata, endpoint.ec2, standin)
+            fleet.refresh_known_hosts()
+            try:
+                built = fleet.archfleet("images", "build")  # the runner image only when the lab registry lacks it
+                assert built.returncode == 0, built.stderr[-3000:]
+                yield fleet
+            finally:
+                clear_host(host)
+                fleet.archfleet("spot", "down", NAME)
 
 
 def boot_instance(fleet: Joining) -> float:

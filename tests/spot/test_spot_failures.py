@@ -99,6 +99,7 @@ def test_down_goes_on_past_failed_calls_and_a_second_down_finishes(tmp_path: Pat
             "lifecycle": "spot" if ec2_view.get("InstanceLifecycle") == "spot" else "on_demand",
             "state": "running", "address": ec2_view.get("PublicIpAddress") or ec2_view["PrivateIpAddress"],
             "fleet": None if instance["id"] == stray else fleet_id,
+            "release": None,  # no instance booted a release: nothing runs on the test server's instances
         }
 
     second = failing.archfleet("spot", "down", "-f", str(fleet), name)

@@ -20,9 +20,11 @@ from archfleet.spot.user_data import (
     USER_DATA_LIMIT,
     BootPlan,
     BootRegistry,
+    ReleasePlan,
     boot_script,
     decoded,
     encoded,
+    release_script,
 )
 from tests.spot.conftest import REGION, Endpoint
 from tests.standins.cloud_init import RoleMetadataStandIn
@@ -41,12 +43,17 @@ def container(name: str, files: list[object]) -> DesiredContainer:
     )
 
 
-def plan(**changes: object) -> BootPlan:
+BOOT = BootPlan(fleet="ci", arch="arm64", region=REGION, metadata_url="http://169.254.169.254",
+                ssm_endpoint="https://ssm.eu-west-1.amazonaws.com",
+                ecr_endpoint="https://api.ecr.eu-west-1.amazonaws.com", ec2_endpoint="https://ec2.eu-west-1.amazonaws.com",
+                parameter_prefix="/archfleet/ci")
+
+
+def plan(**changes: object) -> ReleasePlan:
     secret = managed_file("web", "token", "/run/secrets/token", SECRET.encode(), True, KEY)
     config = managed_file("web", "config.json", "/etc/web/config.json", b'{"port": 80}\n', False, KEY)
     values: dict[str, object] = dict(
-        fleet="ci", arch="arm64", region=REGION, metadata_url="http://169.254.169.254",
-        ssm_endpoint="https://ssm.eu-west-1.amazonaws.com", ecr_endpoint="https://api.ecr.eu-west-1.amazonaws.com",
+        fleet="ci", arch="arm64", metadata_url="http://169.254.169.254",
         registries=(BootRegistry("reg.test:5000", b"-----BEGIN CERTIFICATE-----\n", "archfleet",
                                  "/archfleet/ci/registry/reg.test_5000"),),
         containers=(container("web", [secret, config]),),
@@ -54,11 +61,16 @@ def plan(**changes: object) -> BootPlan:
         stop_order=("archfleet-web",),
     )
     values.update(changes)
-    return BootPlan(**values)  # type: ignore[arg-type]
+    return ReleasePlan(**values)  # type: ignore[arg-type]
 
 
-def test_the_script_is_valid_sh_holds_no_secret_and_reads_it_from_ssm() -> None:
-    script = boot_script(plan())
+def test_the_scripts_are_valid_sh_hold_no_secret_and_read_it_from_ssm() -> None:
+    boot = boot_script(BOOT)
+    checked = subprocess.run(["sh", "-n"], input=boot, capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+    assert "RELEASE_POINTER=/archfleet/ci/release/current" in boot and "RELEASES=/archfleet/ci/releases" in boot
+    assert "web" not in boot and "docker create" not in boot  # the services are the release's
+    script = release_script(plan())
     checked = subprocess.run(["sh", "-n"], input=script, capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stderr
     assert SECRET not in script and base64.b64encode(SECRET.encode()).decode() not in script
@@ -71,17 +83,18 @@ def test_the_script_is_valid_sh_holds_no_secret_and_reads_it_from_ssm() -> None:
 
 def test_a_secret_file_without_a_parameter_is_refused() -> None:
     with pytest.raises(InputError, match="has no SSM parameter"):
-        boot_script(plan(secret_files={}))
+        release_script(plan(secret_files={}))
 
 
 def test_a_long_script_is_gzipped_the_same_way_every_time() -> None:
     many = tuple(container(f"svc{i}", []) for i in range(12))
-    script = boot_script(plan(containers=many, secret_files={}))
+    script = boot_script(BOOT) + release_script(plan(containers=many, secret_files={}))
     assert len(script.encode()) > USER_DATA_LIMIT
     first, second = encoded(script), encoded(script)
     assert first == second and base64.b64decode(first)[:2] == b"\x1f\x8b"
     assert decoded(first) == script
-    assert len(base64.b64decode(first)) < USER_DATA_LIMIT / 2  # twelve services fit with room to spare
+    assert len(base64.b64decode(first)) < USER_DATA_LIMIT
+    assert len(boot_script(BOOT).encode()) < USER_DATA_LIMIT / 2  # the user-data alone: the services are in SSM
     short = "#!/bin/sh\necho short\n"  # under the limit: as written
     assert base64.b64decode(encoded(short)).decode() == short
 
@@ -202,7 +215,8 @@ def test_up_deletes_the_fleets_parameters_no_release_uses_and_keeps_the_rest(end
         for parameter in stale:
             assert f"delete SecureString {parameter} (no release uses it)" in up.stderr, up.stderr
         names = [p["Name"] for p in ssm.get_parameters_by_path(Path=prefix, Recursive=True)["Parameters"]]
-        assert names == [current], names
+        assert [n for n in names if not n.startswith(f"{prefix}/releases/")] == [current, f"{prefix}/release/current"]
+        assert len({n.split("/")[4] for n in names if n.startswith(f"{prefix}/releases/")}) == 1, names
         assert ssm.get_parameter(Name=elsewhere)["Parameter"]["Name"] == elsewhere
         again = endpoint.archfleet("spot", "up", "-f", str(fleet), name, "--wait", "60")
         assert again.returncode == 0 and "delete SecureString" not in again.stderr, again.stderr

@@ -5,6 +5,8 @@ the registry password is a SecureString parameter, never in the user-data. Up ag
 from __future__ import annotations
 
 import base64
+import gzip
+import re
 from pathlib import Path
 
 import boto3
@@ -59,8 +61,16 @@ def test_launch_templates_carry_imdsv2_the_profile_and_a_boot_script_without_sec
             script = decoded(str(data["UserData"]))
             assert script.startswith("#!/bin/sh\n")
             assert password not in script and base64.b64encode(password.encode()).decode() not in script
-            assert parameter in script  # read at boot with the instance role
-            assert "ssm_get" in script and "docker login" in script
+            assert "RELEASE_POINTER=/archfleet/test-joins/release/current" in script  # the services: the release's
+        release = ssm.get_parameter(Name="/archfleet/test-joins/release/current")["Parameter"]["Value"]
+        for arch in ("amd64", "arm64"):
+            parts = int(ssm.get_parameter(Name=f"/archfleet/test-joins/releases/{release}/{arch}/head")[
+                "Parameter"]["Value"].split()[1])
+            packed = "".join(ssm.get_parameter(Name=f"/archfleet/test-joins/releases/{release}/{arch}/{i}")[
+                "Parameter"]["Value"] for i in range(parts))
+            script = gzip.decompress(base64.b64decode(packed)).decode()
+            assert password not in script and base64.b64encode(password.encode()).decode() not in script
+            assert f"ssm_get {parameter} " in script and "docker login" in script  # read with the instance role
         # The same spec: no new template version, no parameter rewritten.
         again = endpoint.archfleet("spot", "up", "-f", str(fleet), NAME, "--wait", "60")
         assert again.returncode == 0, again.stderr
@@ -68,5 +78,5 @@ def test_launch_templates_carry_imdsv2_the_profile_and_a_boot_script_without_sec
     finally:
         down = endpoint.archfleet("spot", "down", "-f", str(fleet), NAME)
         assert down.returncode == 0, down.stderr
-    assert "deleted 1 SSM parameter(s) under /archfleet/test-joins" in down.stderr, down.stderr
+    assert re.search(r"deleted \d+ SSM parameter\(s\) under /archfleet/test-joins", down.stderr), down.stderr
     assert ssm.get_parameters_by_path(Path="/archfleet/test-joins", Recursive=True)["Parameters"] == []

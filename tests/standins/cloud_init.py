@@ -21,6 +21,8 @@ import json
 import socket
 import threading
 import time
+import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,9 +44,15 @@ class RoleMetadataStandIn(MetadataStandIn):
     session_token: str = "standin-session-token"
     credential_reads: int = 0
     credential_paths: list[str] = field(default_factory=list)
+    instance_id: str = ""  # meta-data/instance-id, set by the test to the instance a lab host plays (404 unset)
 
     def answer(self, method: str, path: str, headers: Any) -> tuple[int, str]:
         base = "/latest/meta-data/iam/security-credentials/"
+        if method == "GET" and path == "/latest/meta-data/instance-id" and self.instance_id:
+            if headers.get("X-aws-ec2-metadata-token") not in self.tokens:
+                self.unauthorized_reads += 1
+                return 401, "Unauthorized"
+            return 200, self.instance_id
         if method == "GET" and path.startswith(base):
             if headers.get("X-aws-ec2-metadata-token") not in self.tokens:
                 self.unauthorized_reads += 1
@@ -141,3 +149,27 @@ def first_boot(host: LabHost, script: str, timeout: float = 900) -> FirstBoot:
                f"{USER_DATA_PATH} > {OUTPUT_LOG} 2>&1; code=$?; cat {OUTPUT_LOG}; exit $code")
     result = on_host(host, command, timeout=timeout)
     return FirstBoot(result.returncode, result.stdout + result.stderr, time.monotonic() - started)
+
+
+@contextlib.contextmanager
+def instance_services(gateway: str, endpoint_url: str, env: dict[str, str], fleet: str
+                      ) -> Iterator[tuple[RoleMetadataStandIn, dict[str, str]]]:
+    """For lab hosts playing a spot fleet's instances: the metadata stand-in (with the role's credentials) and a
+    relay to the EC2/SSM test server, both on the lab gateway; yields the stand-in and the environment archfleet
+    runs with (``env``, the test server's, with the relay as endpoint and the EC2 inventory's settings)."""
+    from tests.lab.ec2_lab_address_map import ADDRESS_MODE
+    from tests.standins.instance_metadata import serve
+
+    metadata = RoleMetadataStandIn()
+    server = serve(metadata, gateway)
+    port = urllib.parse.urlsplit(endpoint_url).port
+    assert port is not None
+    relay = Relay(gateway, ("127.0.0.1", port))
+    try:
+        yield metadata, {**env, "AWS_ENDPOINT_URL": f"http://{relay.address}", "ARCHFLEET_EC2_FLEET": fleet,
+                         "ARCHFLEET_EC2_ADDRESS": ADDRESS_MODE, "PYTHONUNBUFFERED": "1",
+                         "ARCHFLEET_EC2_METADATA_URL": f"http://{gateway}:{server.server_address[1]}"}
+    finally:
+        relay.close()
+        server.shutdown()
+        server.server_close()

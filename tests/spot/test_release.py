@@ -1,0 +1,126 @@
+"""A spot fleet's release in SSM (archfleet/spot/release.py) on the EC2/SSM test server (moto): published once per
+change, the pointer last; the same scripts publish nothing; old releases pruned unless current, the one replaced,
+or booted by a live instance (its tag); and the boot script's release lines, run here with sh against the test
+server and the metadata stand-in: they fetch the chunks, check the sha256, tag the instance and run the release,
+and refuse a release whose chunks do not match."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from archfleet.fleet.spot import SpotFleetSpec
+from archfleet.operator import RunInfo
+from archfleet.spot.connection import AwsClient, connect, ssm_client
+from archfleet.spot.joining import JoiningHost
+from archfleet.spot.release import current_release, publish
+from archfleet.spot.user_data import BOOT_FUNCTIONS, RELEASE_LINES, RELEASE_TAG
+from tests.spot.conftest import REGION, Endpoint
+from tests.standins.cloud_init import RoleMetadataStandIn
+from tests.standins.instance_metadata import serve
+
+NAME = "releases"
+PREFIX = "/archfleet/test-releases"
+SPEC = SpotFleetSpec(NAME, 1, ("t3.small",), {}, user_data=True, ssm_prefix=PREFIX)
+
+
+def host(arch: str, script: str) -> JoiningHost:
+    return JoiningHost(arch, "", script, {}, ())
+
+
+def big(word: str) -> str:
+    """A script over one chunk even gzipped: random-looking text (a CA, say) does not shrink."""
+    return f"say {word}\n: " + os.urandom(6000).hex() + "\n"
+
+
+@pytest.fixture
+def ec2(endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsClient]:
+    for key, value in endpoint.env.items():
+        if key.startswith("AWS_"):
+            monkeypatch.setenv(key, value)
+    client = connect(REGION)
+    yield client
+    ssm = ssm_client(client, "cleanup").client
+    names = [p["Name"] for page in ssm.get_paginator("get_parameters_by_path").paginate(Path=PREFIX, Recursive=True)
+             for p in page["Parameters"]]
+    for start in range(0, len(names), 10):
+        ssm.delete_parameters(Names=names[start:start + 10])
+
+
+def release_ids(ec2: AwsClient) -> set[str]:
+    ssm = ssm_client(ec2, "test").client
+    names = [p["Name"] for page in ssm.get_paginator("get_parameters_by_path").paginate(
+        Path=f"{PREFIX}/releases", Recursive=True) for p in page["Parameters"]]
+    return {name.split("/")[4] for name in names}
+
+
+def test_a_release_is_published_once_per_change_and_old_ones_are_pruned(ec2: AwsClient,
+                                                                        endpoint: Endpoint) -> None:
+    first, same, second, third = (RunInfo("sync") for _ in range(4))
+    lines = publish(ec2, SPEC, [host("amd64", "say one\n"), host("arm64", big("one"))], first)
+    assert lines[-1].startswith(f"publish release {first.id} (amd64: -; arm64: -)"), lines
+    current = current_release(ssm_client(ec2, "test"), SPEC)
+    assert current is not None and current.id == first.id and sorted(current.arches) == ["amd64", "arm64"]
+    assert current.arches["arm64"]["parts"] > 1 and current.document["command"] == "sync"
+
+    lines = publish(ec2, SPEC, [host("amd64", "say one\n"), host("arm64", "x")], same)  # arm64 changed
+    assert lines[-1].startswith(f"publish release {same.id} (amd64: -; arm64: -), replacing {first.id}"), lines
+    again = publish(ec2, SPEC, [host("amd64", "say one\n"), host("arm64", "x")], RunInfo("sync"))
+    assert again == [], again  # the same scripts: nothing published
+    assert release_ids(ec2) == {first.id, same.id}  # the one replaced is kept
+
+    # An instance of the fleet that booted the first release keeps it; the rest go.
+    image = endpoint.ec2.describe_images()["Images"][0]["ImageId"]
+    instance = endpoint.ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, TagSpecifications=[{
+        "ResourceType": "instance", "Tags": [{"Key": "archfleet:fleet", "Value": NAME},
+                                             {"Key": RELEASE_TAG, "Value": first.id}]}])["Instances"][0]["InstanceId"]
+    try:
+        publish(ec2, SPEC, [host("amd64", "say two\n")], second)
+        lines = publish(ec2, SPEC, [host("amd64", "say three\n")], third)
+        assert f"delete release {same.id} (no instance booted it, not current)" in lines, lines
+        assert release_ids(ec2) == {first.id, second.id, third.id}
+    finally:
+        endpoint.ec2.terminate_instances(InstanceIds=[instance])
+    assert current_release(ssm_client(ec2, "test"), SPEC).id == third.id  # type: ignore[union-attr]
+
+
+def boot(endpoint: Endpoint, metadata_url: str, spot_dir: Path) -> subprocess.CompletedProcess[str]:
+    text = "\n".join([BOOT_FUNCTIONS, f"METADATA_URL={metadata_url}", f"REGION={REGION}", "ARCH=amd64",
+                      f"SSM_ENDPOINT={endpoint.url}", f"EC2_ENDPOINT={endpoint.url}",
+                      f"RELEASE_POINTER={PREFIX}/release/current", f"RELEASES={PREFIX}/releases",
+                      "RELEASE_TAG_KEY=archfleet%3Arelease", f"SPOT_DIR={spot_dir}", RELEASE_LINES])
+    env = {"PATH": os.environ["PATH"]}  # no AWS settings: only the instance role's credentials
+    return subprocess.run(["sh", "-c", text], capture_output=True, text=True, check=False, timeout=60, env=env)
+
+
+def test_the_boot_script_runs_the_current_release_and_tags_its_instance(ec2: AwsClient, endpoint: Endpoint,
+                                                                        tmp_path: Path) -> None:
+    run = RunInfo("spot up")
+    publish(ec2, SPEC, [host("amd64", big("from-the-release"))], run)
+    image = endpoint.ec2.describe_images()["Images"][0]["ImageId"]
+    instance = endpoint.ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    metadata = RoleMetadataStandIn(instance_id=instance)
+    server = serve(metadata, "127.0.0.1")
+    try:
+        booted = boot(endpoint, f"http://127.0.0.1:{server.server_address[1]}", tmp_path / "spot")
+        assert booted.returncode == 0, booted.stdout + booted.stderr
+        assert f"archfleet-boot: release {run.id}\narchfleet-boot: from-the-release\n" in booted.stdout
+        assert (tmp_path / "spot" / "release").read_text() == f"{run.id}\n"
+        tags = endpoint.ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [instance]}])["Tags"]
+        assert {t["Key"]: t["Value"] for t in tags}[RELEASE_TAG] == run.id
+
+        ssm = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                    region_name=REGION).client("ssm", endpoint_url=endpoint.url)
+        ssm.put_parameter(Name=f"{PREFIX}/releases/{run.id}/amd64/1", Value="AAAA", Type="String", Overwrite=True)
+        tampered = boot(endpoint, f"http://127.0.0.1:{server.server_address[1]}", tmp_path / "again")
+        assert tampered.returncode == 1, tampered.stdout + tampered.stderr
+        assert "archfleet-failure: release" in tampered.stderr and "from-the-release" not in tampered.stdout
+    finally:
+        endpoint.ec2.terminate_instances(InstanceIds=[instance])
+        server.shutdown()
+        server.server_close()
