@@ -9,7 +9,9 @@ moving a tag. A build whose name starts with `bad` fails its health check on a h
 /etc/archfleet-faults/fail (mounted at /faults): the test picks where a release fails. A host is killed or paused
 once it is seen in the middle of its switch (the old container kept, the new one waiting for health). Case 9
 removes the spare service (amd64 hosts) and declares it again, so that "spare left alone" stays a check of a running
-container by id in the cases after it.
+container by id in the cases after it. Cases 16 to 18 fail the switch after the stop: a docker client that refuses
+some commands (rename, start, stop) comes first on the hosts' PATH. Case 19 drops the SSH session of a switch that
+is waiting for health: the script ends its switch alone.
 
 The matrix is printed at the end (pytest -s) and written to fault-matrix.md in pytest's base temp directory.
 """
@@ -43,6 +45,7 @@ from tests.lab.faults import (
     delete_layer_from_registry,
     docker_refusing,
     fleet_containers,
+    host_containers,
     in_lab_host,
     kill_host,
     lab_paths,
@@ -938,3 +941,59 @@ def test_18_a_stop_that_fails_leaves_the_old_container_running(rig: Rig) -> None
     assert {h: e for h, e in touched.items() if e} == {}, touched
     record(rig, "18 stop refused", result, before, after, rig.answered(result, rig.host_names),
            f"failed at {failed[0]}; nothing stopped")
+
+
+# On a host: the SSH session that runs the switch script (its nearest `sshd:` ancestor) is killed, so the connection
+# drops as a network failure drops it and nobody reads the script's output any more. Prints the killed pid.
+DROP_SWITCH_CONNECTION = r"""
+pid=$(ps -eo pid=,args= | awk '/[a]rchfleet-switch/ {print $1; exit}')
+[ -n "$pid" ] || { echo "no switch script runs" >&2; exit 3; }
+while [ "$pid" -gt 1 ]; do
+  pid=$(ps -o ppid= -p "$pid" | tr -d ' ')
+  case "$(ps -o args= -p "$pid")" in sshd:*) kill -9 "$pid" && echo "$pid"; exit ;; esac
+done
+echo "no sshd session above the switch script" >&2; exit 4
+"""
+
+
+def runs_alone(host: LabHost, container_id: str) -> bool:
+    """The host runs the v2ray container ``container_id`` and has no `-previous` beside it."""
+    found = host_containers(host) or {}
+    current = found.get(V2RAY)
+    return (current is not None and current.id == container_id and current.state == "running"
+            and f"{V2RAY}-previous" not in found)
+
+
+def test_19_a_connection_lost_mid_switch_leaves_the_host_to_put_its_old_container_back(rig: Rig) -> None:
+    """The SSH session of a host's switch is killed while the switch waits for the new container's health (a bad
+    build: it never gets healthy there). The sync fails that host; the script, whose output nobody reads any more,
+    still ends its switch: the old container runs again by id, with no `-previous` beside it, and the next sync
+    changes nothing anywhere."""
+    host = rig.host(rig.canary or rig.host_names[0])
+    try:
+        published, before, run, mid = bad_switch_seen(rig, "connection-lost", host)
+        try:
+            dropped = in_lab_host(host, "sh", "-c", DROP_SWITCH_CONNECTION)
+            assert dropped.returncode == 0, dropped
+            result = run.finish()
+        except BaseException:
+            run.abandon()
+            raise
+        wait_until(f"{host.name} runs its old {V2RAY} again, alone", lambda: runs_alone(host, mid.previous.id),
+                   timeout=120)
+    finally:
+        rig.write()
+        rig.markers(on=[])
+    after = rig.snapshot()
+    kinds = kinds_of(result, rig)
+    assert result.returncode == 1 and kinds[host.name] == "FAILED", result
+    assert "health" not in result.statuses[host.name].lower(), result  # it failed by its connection, not its check
+    assert set(kinds.values()) <= {"FAILED", "rolled back", "not reached"}, result
+    kept(rig, before, after, V2RAY)
+    kept(rig, before, after, SPARE)
+    assert leftover_previous(after) == [], leftover_previous(after)
+    again = sync(rig.path)
+    assert again.returncode == 0 and set(again.kinds().values()) == {"no changes"}, again
+    record(rig, "19 connection lost mid-switch", result, before, after, rig.answered(result, rig.host_names),
+           f"{host.name}: {result.statuses[host.name]}; its old container back by itself "
+           f"{time.monotonic() - result.finished:.1f} s after the sync ended; {published.tag.rsplit(':', 1)[1]}")
