@@ -13,6 +13,8 @@ script's text. A failing script prints its reason as a last stderr line ``archfl
   declared health check itself while Docker's first one is still to come (see ``wait_ready``).
 - ``rollback_container``: the new container is removed and the previous one runs again under its name.
 - ``finalize_container``: the previous container and file versions the service no longer mounts are removed.
+- ``record_release``: a release's record and keep list, its history line, and retention: older records, the
+  file versions and images only they used are removed (``RELEASES_READ`` reads them back).
 - ``start_container``, ``remove_service``.
 """
 
@@ -105,6 +107,8 @@ wait_ready() {
 _PULL = PRELUDE + r"""
 seconds=$1; shift
 for image in "$@"; do
+  # by digest: an image already on the host is the same image (and a rollback needs no registry for it)
+  docker image inspect "$image" >/dev/null 2>&1 && continue
   timeout "$seconds" docker pull -q "$image" >/dev/null 2>/tmp/archfleet-pull.$$
   code=$?
   if [ "$code" = 124 ]; then rm -f /tmp/archfleet-pull.$$; fail "pull timed out after $seconds s ($image)"; exit 1; fi
@@ -217,6 +221,75 @@ docker start "$name" >/dev/null || { fail "could not start $name"; exit 1; }
 if ! wait_ready "$name" "$wait" "$check" "$check_seconds"; then show_logs "$name"; exit 1; fi
 """
 
+# A release's record and retention (archfleet.sync.releases). ID empty: no record, only the tidying. RETAIN empty:
+# no record is removed. Each argument after the six values is "previous NAME" (a container removed first), a keep
+# line of this release ("dir PATH", "image REPO@DIGEST") or "service NAME" (a service whose file versions are
+# tidied). Records older than the newest RETAIN go, with their keep lists; then every file version of the named
+# services that no retained keep list and no container's mount names is removed, and every image a removed release
+# named that nothing retained names (`docker image rm` without -f: never an image a container uses).
+_RELEASE = PRELUDE + r"""
+root=$1 retain=$2 id=$3 record=$4 summary=$5 files_root=$6; shift 6
+umask 077; export LC_ALL=C
+mkdir -p "$root" && chmod 0700 "$root" || { fail "could not create $root"; exit 1; }
+work=$(mktemp -d) || { fail "could not create a temporary directory"; exit 1; }
+trap 'rm -rf "$work"' EXIT
+: >"$work/keep"; : >"$work/dropped"; services=""
+for line in "$@"; do
+  case "$line" in
+    "service "*) services="$services ${line#service }" ;;
+    "previous "*) docker rm -f "${line#previous }" >/dev/null 2>&1 ;;
+    *) printf '%s\n' "$line" >>"$work/keep" ;;
+  esac
+done
+if [ -n "$id" ]; then
+  { printf '%s\n' "$record" >"$root/$id.json.new" && cp "$work/keep" "$root/$id.keep.new" \
+    && mv "$root/$id.keep.new" "$root/$id.keep" && mv "$root/$id.json.new" "$root/$id.json" \
+    && printf '%s\n' "$summary" >>"$root/history.jsonl" && chmod 0600 "$root/history.jsonl"; } \
+    || { fail "could not record release $id in $root"; exit 1; }
+fi
+if [ -n "$retain" ]; then
+  count=$(ls "$root" | grep -c '\.json$')
+  for name in $(ls "$root" | grep '\.json$'); do
+    [ "$count" -gt "$retain" ] || break
+    cat "$root/${name%.json}.keep" >>"$work/dropped" 2>/dev/null
+    rm -f "$root/$name" "$root/${name%.json}.keep"
+    count=$((count - 1))
+  done
+fi
+for name in $(ls "$root" | grep '\.keep$'); do cat "$root/$name" >>"$work/keep"; done
+containers=$(docker ps -aq)
+if [ -n "$containers" ]; then
+  docker inspect --format '{{range .Mounts}}{{println .Source}}{{end}}' $containers 2>/dev/null \
+    | sed -n 's|^\(.*\)/[^/]*$|dir \1|p' >>"$work/keep"
+fi
+for service in $services; do
+  for version in "$files_root/$service"/*/; do
+    [ -d "$version" ] || continue
+    grep -qxF "dir ${version%/}" "$work/keep" || rm -rf "$version"
+  done
+done
+sort -u "$work/dropped" | while read -r kind reference; do
+  [ "$kind" = image ] || continue
+  grep -qxF "image $reference" "$work/keep" || docker image rm "$reference" >/dev/null 2>&1 || true
+done
+true
+"""
+
+# What `archfleet releases` and `archfleet rollback` read on a host (archfleet.sync.releases.parse_releases_read):
+# every retained record (one JSON line each), the history, archfleet's containers with their labels, the images
+# the engine holds by digest and the file versions under FILES_ROOT.
+RELEASES_READ = (
+    "d=/var/lib/archfleet/releases; "
+    "for name in $(ls \"$d\" 2>/dev/null | grep '\\.json$'); do printf 'record='; tr -d '\\n' <\"$d/$name\"; echo; "
+    "done; "
+    "[ -f \"$d/history.jsonl\" ] && tail -n 1000 \"$d/history.jsonl\" | sed 's/^/history=/'; "
+    f"docker ps -a --filter label={SERVICE_LABEL} --format 'running={{{{.Names}}}} {{{{.State}}}} "
+    f"{{{{.Label \"{SERVICE_LABEL}\"}}}} {{{{.Label \"{DIGEST_LABEL}\"}}}} {{{{.Label \"{SPEC_LABEL}\"}}}}' "
+    "2>/dev/null; "
+    "docker image ls --digests --format 'image={{.Repository}}@{{.Digest}}' 2>/dev/null; "
+    f"find {FILES_ROOT} -mindepth 2 -maxdepth 2 -type d -printf 'dir=%p\\n' 2>/dev/null; true"
+)
+
 
 def _script(text: str, label: str, args: Sequence[str]) -> StringCommand:
     return StringCommand("sh", "-c", QuoteString(text), label, *(QuoteString(a) for a in args))
@@ -268,6 +341,18 @@ def finalize_container(desired: DesiredContainer) -> StringCommand:
 def start_container(desired: DesiredContainer, health_timeout: int) -> StringCommand:
     return _script(_START, "archfleet-start",
                    [desired.name, str(min(desired.wait_seconds, health_timeout)), *_check_args(desired)])
+
+
+def record_release(root: str, retain: int | None, release_id: str, record: str, summary: str,
+                   keep: Sequence[str], services: Sequence[str], previous: Sequence[str] = ()) -> StringCommand:
+    """Write a release's record (``release_id`` empty: none) and keep list, append its summary to the history,
+    then tidy: records older than the newest ``retain`` (None: none removed), file versions of ``services`` and
+    images nothing retained uses (``_RELEASE``). ``keep``: this release's keep lines; ``previous``: containers
+    removed first (those a rollout kept)."""
+    return _script(_RELEASE, "archfleet-release", [
+        root, "" if retain is None else str(retain), release_id, record, summary, FILES_ROOT,
+        *(f"previous {name}" for name in previous), *keep, *(f"service {name}" for name in services),
+    ])
 
 
 def remove_service(container: str, service: str) -> StringCommand:

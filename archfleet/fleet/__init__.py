@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from archfleet.fleet.registry import RegistrySpec, parse_registry
-from archfleet.fleet.rollout import RolloutSpec, TimeoutsSpec, parse_rollout, parse_timeouts
+from archfleet.fleet.rollout import RolloutSpec, TimeoutsSpec, parse_releases, parse_rollout, parse_timeouts
 from archfleet.fleet.ssh import SshSpec, apply_ssh, check_inventory, parse_ssh
 from archfleet.placement import Placement, place
 from archfleet.references import parse
@@ -63,6 +63,7 @@ class Fleet:
     registries: dict[str, RegistryEntry] = field(default_factory=dict)  # `registries:`
     rollout: RolloutSpec = field(default_factory=RolloutSpec)  # the fleet-wide default (`rollout:`)
     timeouts: TimeoutsSpec = field(default_factory=TimeoutsSpec)  # `timeouts:`
+    releases_retain: int = 3  # `releases: {retain: N}`: releases each host keeps (archfleet.sync.releases)
     parallel: int | None = None  # `parallel:` hosts at once (None: fit the open-file limit, archfleet.sync.scope)
     ssh: SshSpec = field(default_factory=SshSpec)  # `ssh:` (applied to `hosts` at load time)
     builders: dict[Platform, BuilderChoice] = field(default_factory=dict)  # `builders:` (archfleet.fleet.builders)
@@ -94,6 +95,7 @@ def load_fleet(path: Path | None = None) -> Fleet:
     fleet.inventory = top.string("inventory", None)
     fleet.rollout = parse_rollout(top.mapping("rollout"))
     fleet.timeouts = parse_timeouts(top.mapping("timeouts"))
+    fleet.releases_retain = parse_releases(top.mapping("releases"))
     fleet.parallel = top.integer("parallel", None, minimum=1)
 
     # Each section's parser lives in its own module; they are imported here so that a file that uses

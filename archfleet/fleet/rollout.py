@@ -14,6 +14,8 @@
       build: 3600         # one platform's local image build
       push: 1800          # pushing an image
       run: 7200           # the whole run on one host
+    releases:
+      retain: 3           # releases each host keeps, with their images and file versions (archfleet rollback)
 """
 
 from __future__ import annotations
@@ -100,3 +102,15 @@ def parse_timeouts(section: Mapping | None) -> TimeoutsSpec:
               for f in fields(TimeoutsSpec)}
     section.done()
     return TimeoutsSpec(**values)
+
+
+DEFAULT_RETAIN = 3
+
+
+def parse_releases(section: Mapping | None) -> int:
+    """``releases: {retain: N}``: how many releases each host keeps (their images and file versions)."""
+    if section is None:
+        return DEFAULT_RETAIN
+    retain = section.integer("retain", DEFAULT_RETAIN, minimum=1)
+    section.done()
+    return int(retain)

@@ -122,8 +122,10 @@ def plan_service(desired: DesiredContainer, state: ServicesStateValue) -> Servic
     return ServiceStep(desired.service, decision.action, decision.reason, desired, uploads, tidy=tidy)
 
 
-def plan_host(host: str, state: ServicesStateValue, desired: list[DesiredContainer], prune: bool) -> HostPlan:
-    """``desired``: the host's containers in start order. ``prune``: remove containers of undeclared services."""
+def plan_host(host: str, state: ServicesStateValue, desired: list[DesiredContainer], prune: bool,
+              ignore: frozenset[str] = frozenset()) -> HostPlan:
+    """``desired``: the host's containers in start order. ``prune``: remove containers of undeclared services.
+    ``ignore``: services this plan leaves alone (a rollback of another service): neither planned nor orphans."""
     steps: list[ServiceStep] = []
     unchanged: list[ServiceStep] = []
     for container in desired:
@@ -132,7 +134,7 @@ def plan_host(host: str, state: ServicesStateValue, desired: list[DesiredContain
     wanted = {container_name(d.service) for d in desired} | {d.previous_name for d in desired}
     orphaned: dict[str, list[str]] = {}
     for name, current in sorted(state["containers"].items()):
-        if name not in wanted:
+        if name not in wanted and (current.get("service") or service_of(name) or name) not in ignore:
             orphaned.setdefault(current.get("service") or service_of(name) or name, []).append(name)
     orphans = []
     for service, names in sorted(orphaned.items()):

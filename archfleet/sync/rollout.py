@@ -16,8 +16,9 @@ this module, with pyinfra and gevent, only then).
    that pulled first wait for their health checks while the last ones still pull; once a host of the batch has
    failed, no host starts its switch. A service of several batches waits for every pull first (who pulled decides
    who is in which batch).
-5. **Finalize**: on every host whose changes stand, previous containers and unused file versions are removed
-   (and, with ``--prune``, containers of services no longer declared). One command per host.
+5. **Finalize**: on every host whose changes stand, previous containers are removed (and, with ``--prune``,
+   containers of services no longer declared), the release is recorded, and file versions and images no retained
+   release uses are removed (archfleet.sync.releases). One command per host.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from archfleet.placement import start_order
 from archfleet.sync.hosts import SKIPPED, HostSession
 from archfleet.sync.outcome import Outcome
 from archfleet.sync.plan import HostPlan, ServiceStep, service_batches
+from archfleet.sync.releases import ReleaseContext
 from archfleet.sync.report import FAILED, NOT_REACHED, ROLLED_BACK, UNCHANGED, UPDATED, SyncReport
 from archfleet.sync.scope import placement_of, timeouts_of
 from archfleet.sync.steps import finalize_command, step_command, undo_command
@@ -43,8 +45,9 @@ Say = Callable[[str], None]
 
 class Rollout:
     def __init__(self, fleet: Fleet, session: HostSession, plans: dict[str, HostPlan], report: SyncReport,
-                 say: Say):
+                 say: Say, release: ReleaseContext | None = None):
         self.fleet = fleet
+        self.release = release  # what finalize records on each host it changed
         self.session = session
         self.plans = plans
         self.report = report
@@ -189,7 +192,7 @@ class Rollout:
         for host, plan in self.plans.items():
             if host in self.failed or (hosts is not None and host not in hosts):
                 continue
-            command = finalize_command(plan, self.moved.get(host, []))
+            command = finalize_command(plan, self.moved.get(host, []), self.release)
             if command is not None:
                 commands[host] = command
 

@@ -9,6 +9,7 @@ from pyinfra.api import QuoteString, StringCommand
 
 from archfleet.fleet.rollout import TimeoutsSpec
 from archfleet.sync.plan import HostPlan, ServiceStep
+from archfleet.sync.releases import RELEASES_DIR, ReleaseContext, keep_lines, record_arguments
 from archfleet.tasks import service_commands
 
 
@@ -37,17 +38,27 @@ def undo_command(step: ServiceStep) -> StringCommand | None:
     return None
 
 
-def finalize_command(plan: HostPlan, moved: list[ServiceStep]) -> StringCommand | None:
-    """One command for everything left to tidy on a host whose changes stand."""
+def finalize_command(plan: HostPlan, moved: list[ServiceStep],
+                     release: ReleaseContext | None = None) -> StringCommand | None:
+    """One command for everything left to tidy on a host whose changes stand: previous containers, containers
+    pruned, then (tasks/service_commands.record_release) the release's record when ``release`` is given, and
+    retention: file versions and images that neither a retained release nor a container uses. Without a
+    ``release`` (the plain deploy) no record is written and none removed; a host with nothing to tidy gets no
+    command then."""
     parts: list[Any] = []
-    for step in moved + [s for s in plan.steps if s.action == "cleanup"]:
-        if step.desired is not None and step.tidy:
-            parts.append(service_commands.finalize_container(step.desired))
+    done = moved + [s for s in plan.steps if s.action == "cleanup"]
+    previous = [s.desired.previous_name for s in done if s.desired is not None and s.tidy]
     for step in plan.steps:
         if step.action == "remove":
             for container in step.containers:
                 parts.append(service_commands.remove_container(container))
             parts.append(service_commands.remove_service_files(step.service))
+    standing = [s.desired for s in [*done, *plan.unchanged] if s.desired is not None]
+    if previous or (release is not None and (done or parts)):
+        parts.append(service_commands.record_release(
+            RELEASES_DIR, keep=keep_lines(standing), services=sorted({d.service for d in standing}),
+            previous=previous,
+            **record_arguments(release, plan.host, plan.platform, standing)))
     if not parts:
         return None
     joined: list[Any] = []
