@@ -24,12 +24,14 @@ from archfleet.services.fleet_secrets import settle_fleet_secrets
 from archfleet.spot.host_keys import prove_new_host_keys
 from archfleet.sync.outcome import Outcome, StepFailed
 from archfleet.sync.read import start_reading
+from archfleet.sync.releases import ReleaseContext, fleet_sha256
 from archfleet.sync.report import FAILED, UNCHANGED, UPDATED, WOULD_CHANGE, ServiceResult, SyncReport
 from archfleet.sync.scope import hosts_in_scope, parallel_of, placement_of, timeouts_of
 
 if TYPE_CHECKING:
     from archfleet.images.verify import VerifyReport
     from archfleet.sync.hosts import HostSession
+    from archfleet.sync.pipeline import Override
 
 Say = Callable[[str], None]
 
@@ -84,10 +86,12 @@ def read_tags(fleet: Fleet, services: list[str]) -> dict[str, VerifyReport]:
 
 
 def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say,
-         run: RunInfo | None = None, parallel: int | None = None) -> SyncReport:
+         run: RunInfo | None = None, parallel: int | None = None, override: Override | None = None,
+         only: frozenset[str] | None = None) -> SyncReport:
     """The whole sync; the report says per host what happened. Raises PreflightFailed (nothing changed). ``run``:
     who runs it and why (the fleet lock's holder, the release's record). ``parallel``: ``--parallel``, hosts at
-    once (archfleet.sync.scope.parallel_of)."""
+    once (archfleet.sync.scope.parallel_of). ``override`` and ``only``: a rollback's containers and service
+    (archfleet.sync.pipeline.plan_fleet; the release recorded is the run's all the same)."""
     run = run or RunInfo("sync")
     if fleet.hosts is None:
         raise InputError(f"{fleet.path}: no `inventory:`: nothing to sync")
@@ -101,13 +105,17 @@ def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say,
         placed = sorted({spec.name for host in names for spec in placement_of(fleet).services_on(host)})
         deadline = started + timeouts.run
         finish_reading = start_reading_states(names, fleet, say, parallel, deadline)  # the hosts' ssh runs from here
-        tags = read_tags(fleet, placed)  # while the hosts answer
-        from archfleet.sync.pipeline import plan_fleet
+        from archfleet.sync.pipeline import files_gone, plan_fleet, tags_to_read
+
+        tags = read_tags(fleet, tags_to_read(fleet, names, placed, override, only))  # while the hosts answer
         from archfleet.sync.plan import rollout_batches
 
         states = readable_states(finish_reading(), fleet, report)
+        for host, reason in files_gone(states, override).items():
+            report.host(host).status, report.host(host).reason = FAILED, reason
+            del states[host]
         settle_fleet_secrets(fleet, names, states, dry=dry, say=say)  # a missing generated secret: pull or generate
-        plans = plan_fleet(fleet, states, prune, tags)
+        plans = plan_fleet(fleet, states, prune, tags, override, only)
         for host, plan in plans.items():
             entry = report.host(host)
             for step in plan.steps:
@@ -133,7 +141,8 @@ def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say,
             session = HostSession(fleet.hosts, int(timeouts.connect), parallel)
             remaining = max(1.0, timeouts.run - (time.monotonic() - started))
             with gevent.Timeout(remaining, StepFailed(f"the whole sync timed out after {timeouts.run:g} s")):
-                Rollout(fleet, session, plans, report, say).run()
+                Rollout(fleet, session, plans, report, say,
+                        ReleaseContext(run, fleet_sha256(fleet.path), fleet.releases_retain)).run()
             from archfleet.spot.release import publish_after_sync  # what a spot fleet's replacements boot
 
             publish_after_sync(fleet, plans, report, tags, run, say)
