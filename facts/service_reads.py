@@ -149,7 +149,12 @@ def api_containers(text: str) -> dict[str, ContainerState] | None:
 
 SERVICE_PROOF_COMMAND = (
     "echo \"platform=$(uname -s) $(uname -m)\"; "
-    "docker version >/dev/null 2>&1 || { echo 'engine=down'; exit 0; }; "
+    # The filesystem of Docker's data root, from the same `docker info` that proves the engine answers (an engine
+    # that does not answer: its default root, since a full disk is a reason an engine stops).
+    "disk() { echo \"docker_root=$1\"; echo \"disk=$(df -Pk \"$1\" 2>/dev/null | tail -n 1)\"; }; "
+    "root=$(docker info --format '{{.DockerRootDir}}' 2>/dev/null) "
+    "|| { disk /var/lib/docker; echo 'engine=down'; exit 0; }; "
+    "disk \"$root\"; "
     f"for c in $(docker ps -a --filter label={SERVICE_LABEL} --format '{{{{.Names}}}}'); do "
     f"set -- $(docker inspect --format '{{{{index .Config.Labels \"{SERVICE_LABEL}\"}}}} {{{{.State.Status}}}} "
     f"{{{{index .Config.Labels \"{DIGEST_LABEL}\"}}}} {{{{.Image}}}}' \"$c\"); "
@@ -170,21 +175,43 @@ class ContainerProof(TypedDict):
     repo_digests: list[str]  # the image's REPO@DIGEST names: the pinned digest must be among them
 
 
+class DiskSpace(TypedDict):
+    path: str  # Docker's data root (its default, /var/lib/docker, when the engine did not answer)
+    filesystem: str  # df's first column: the device
+    mount: str  # where that filesystem is mounted
+    size_kib: int
+    available_kib: int  # what an unprivileged writer may still use (df's "Available")
+
+
 class ServiceProofValue(TypedDict):
     platform: str | None  # the host's OCI platform
     machine: str | None  # the host's uname -m
     engine_running: bool
     containers: dict[str, ContainerProof]
+    disk: DiskSpace | None  # None: df gave no answer (no such folder, no df)
+
+
+# One line of `df -Pk`: filesystem (may hold spaces), 1024-blocks, used, available, capacity, mount point.
+DF_LINE = re.compile(r"^(?P<filesystem>.*\S)\s+(?P<size>\d+)\s+\d+\s+(?P<available>\d+)\s+\S+\s+(?P<mount>/.*)$")
 
 
 def parse_service_proof(output: list[str]) -> ServiceProofValue:
-    value: ServiceProofValue = {"platform": None, "machine": None, "engine_running": True, "containers": {}}
+    value: ServiceProofValue = {"platform": None, "machine": None, "engine_running": True, "containers": {},
+                                "disk": None}
+    root = ""
     for line in output:
         key, _, rest = line.strip().partition("=")
         if key == "platform":
             value["platform"], value["machine"] = oci_platform(rest)
         elif key == "engine":
             value["engine_running"] = False
+        elif key == "docker_root":
+            root = rest
+        elif key == "disk":
+            df = DF_LINE.match(rest)
+            if df and root:
+                value["disk"] = {"path": root, "filesystem": df["filesystem"], "mount": df["mount"],
+                                 "size_kib": int(df["size"]), "available_kib": int(df["available"])}
         elif key == "container":
             words = rest.split(" ")
             words += [""] * (7 - len(words))

@@ -34,7 +34,8 @@ class ServicesState(FactBase[ServicesStateValue]):
 class ServiceProof(FactBase[ServiceProofValue]):
     """
     Proof of what each archfleet container really runs: its image's platform as the engine records it, the
-    image's repository digests, and what `uname -m` says inside the container. Read-only.
+    image's repository digests, and what `uname -m` says inside the container; and the free space of the
+    filesystem that holds Docker's data root (``df``). Read-only.
     """
 
     def command(self) -> str:

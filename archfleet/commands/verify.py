@@ -8,17 +8,20 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from archfleet.commands.limit import add_limit_argument, add_parallel_argument, limit_text
 from archfleet.commands.sync import add_fleet_argument, load_fleet_for_services
 from archfleet.facts.service_reads import SERVICE_PROOF_COMMAND, parse_service_proof
+from archfleet.fleet.disk import DiskSpec, free_percent
 from archfleet.run import say
 from archfleet.services.proof import FAIL, ProofRow, judge, table
 from archfleet.spot.host_keys import prove_new_host_keys
 from archfleet.sync.outcome import Outcome
 from archfleet.sync.read import read_everywhere
 from archfleet.sync.scope import hosts_in_scope, parallel_of, timeouts_of
+from archfleet.table import format_table
 
 
 def register(subparsers: Any) -> None:
@@ -60,13 +63,43 @@ def run_verify(args: argparse.Namespace) -> int:
 
         rows.extend(release_rows(fleet, proofs))
     failed = [r for r in rows if r.verdict == FAIL]
+    disks = disk_rows(fleet.disk, proofs)
     if args.json:
-        print(json.dumps({"ok": not failed, "rows": [dataclasses.asdict(r) for r in rows]}, indent=2))
+        print(json.dumps({"ok": not failed, "rows": [dataclasses.asdict(r) for r in rows], "disks": disks},
+                         indent=2))
     else:
         print(table(rows))
+        print(disk_table(disks))
+    for host, disk in disks.items():  # a warning, not a failure: what runs is proven all the same
+        if disk["warning"]:
+            print(f"verify: warning: {host}: the disk of {disk['path']} is filling: {disk['warning']}",
+                  file=sys.stderr)
     if failed:
         print(f"verify: {len(failed)} problem(s) on {len({r.host for r in failed})} host(s)", file=sys.stderr)
         return 1
     if not args.json:
         print(f"verify: {len(rows)} service instance(s) on {len({r.host for r in rows})} host(s) proven")
     return 0
+
+
+def disk_rows(spec: DiskSpec, proofs: Mapping[str, object]) -> dict[str, dict[str, Any]]:
+    """Each host's free disk (the filesystem of Docker's data root) and its warning ("" when there is room;
+    the fleet file's ``disk:``), for every host that answered."""
+    rows: dict[str, dict[str, Any]] = {}
+    for host, proof in sorted(proofs.items()):
+        disk = proof.get("disk") if isinstance(proof, dict) else None
+        if disk is None:
+            continue
+        rows[host] = {"path": disk["path"], "mount": disk["mount"], "size_bytes": disk["size_kib"] * 1024,
+                      "available_bytes": disk["available_kib"] * 1024,
+                      "free_percent": round(free_percent(disk), 1), "warning": spec.warning(disk)}
+    return rows
+
+
+def disk_table(disks: dict[str, dict[str, Any]]) -> str:
+    def gib(size: int) -> str:
+        return f"{size / 1024 ** 3:.1f} GiB"
+
+    return format_table(("HOST", "DOCKER ROOT", "SIZE", "FREE", "FREE %", "DISK"), [
+        (host, d["path"], gib(d["size_bytes"]), gib(d["available_bytes"]), f"{d['free_percent']:.1f}%",
+         f"WARNING: {d['warning']}" if d["warning"] else "ok") for host, d in disks.items()])

@@ -14,6 +14,7 @@ Sections (each parsed by its own module in this package):
 - ``laptop``      -> archfleet.fleet.laptop.LaptopProfile
 - ``ssh``         -> archfleet.fleet.ssh.SshSpec (SSH user, sudo, port, key and archfleet's known_hosts per host)
 - ``builders``    -> archfleet.fleet.builders.BuilderChoice per platform (which engine builds it)
+- ``disk``        -> archfleet.fleet.disk.DiskSpec (when ``verify`` warns that a host's disk is filling)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from archfleet.fleet.disk import DiskSpec, parse_disk
 from archfleet.fleet.registry import RegistrySpec, parse_registry
 from archfleet.fleet.rollout import RolloutSpec, TimeoutsSpec, parse_releases, parse_rollout, parse_timeouts
 from archfleet.fleet.ssh import SshSpec, apply_ssh, check_inventory, parse_ssh
@@ -65,6 +67,7 @@ class Fleet:
     timeouts: TimeoutsSpec = field(default_factory=TimeoutsSpec)  # `timeouts:`
     releases_retain: int = 3  # `releases: {retain: N}`: releases each host keeps (archfleet.sync.releases)
     parallel: int | None = None  # `parallel:` hosts at once (None: fit the open-file limit, archfleet.sync.scope)
+    disk: DiskSpec = field(default_factory=DiskSpec)  # `disk:` when verify warns of a filling disk
     ssh: SshSpec = field(default_factory=SshSpec)  # `ssh:` (applied to `hosts` at load time)
     builders: dict[Platform, BuilderChoice] = field(default_factory=dict)  # `builders:` (archfleet.fleet.builders)
     # Worked out once at load time, from the inventory the file names (None without `inventory:`):
@@ -97,6 +100,7 @@ def load_fleet(path: Path | None = None) -> Fleet:
     fleet.timeouts = parse_timeouts(top.mapping("timeouts"))
     fleet.releases_retain = parse_releases(top.mapping("releases"))
     fleet.parallel = top.integer("parallel", None, minimum=1)
+    fleet.disk = parse_disk(top.mapping("disk"))
 
     # Each section's parser lives in its own module; they are imported here so that a file that uses
     # only one section still has every key checked.

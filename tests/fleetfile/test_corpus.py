@@ -31,7 +31,7 @@ from tests.fleetfile.support import (
 COMMANDS = (["sync", "--dry"], ["images", "build", "--dry"], ["spot", "prices"])
 CASES = sorted(p.name for p in CORPUS.glob("*.yaml") if p.read_bytes().startswith(b"# expect: "))
 VALID = sorted(p.name for p in CORPUS.glob("*.yaml") if p.read_bytes().startswith(b"# valid: "))
-SECTIONS = ("yaml", "registry", "images", "services", "rollout", "timeouts", "spot", "laptop", "ssh")
+SECTIONS = ("yaml", "registry", "images", "services", "rollout", "timeouts", "spot", "laptop", "ssh", "disk")
 
 
 class CorpusRun:
