@@ -204,6 +204,9 @@ class _Plan(Protocol):
     def platform(self) -> str: ...
 
     @property
+    def changed(self) -> bool: ...
+
+    @property
     def steps(self) -> Sequence[_Step]: ...
 
     @property
@@ -237,15 +240,15 @@ def publish_after_sync(fleet: Fleet, plans: Mapping[str, _Plan], report: _Report
     run, unless anything failed or was rolled back (then nothing is published). A failed publication marks the
     fleet's changed hosts failed (a replacement would boot the old release)."""
     changed: dict[str, list[str]] = {}
-    for host, entry in report.hosts.items():
-        spec = fleet_of_host(fleet, host) if entry.status == UPDATED else None
+    for host, plan in sorted(plans.items()):
+        spec = fleet_of_host(fleet, host) if plan.changed else None
         if spec is not None:
             changed.setdefault(spec.name, []).append(host)
     if not changed:
         return
-    if not report.ok:
+    if not report.ok or any(report.hosts[host].status != UPDATED for hosts in changed.values() for host in hosts):
         for name in sorted(changed):
-            say(f"sync: spot fleet {name}: no release published (the sync did not stand everywhere)")
+            say(f"sync: spot fleet {name}: no release published (the sync failed or rolled back somewhere)")
         return
     for name, hosts in sorted(changed.items()):
         spec = fleet.spot_fleets[name]

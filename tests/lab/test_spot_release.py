@@ -53,7 +53,7 @@ pytestmark = pytest.mark.lab
 NAME = "release-lab"
 PREFIX = f"/archfleet/{NAME}"
 SERVICE = "spot-app"
-BUILDS = {"1": "spot-release-1", "2": "spot-release-2"}  # build -> tag of the mover image
+BUILDS = {"1": "spot-release-1", "2": "spot-release-2", "bad": "spot-release-bad"}  # build -> mover image tag
 CONTAINER = container_name(SERVICE)
 COMMAND = "trap 'exit 0' TERM; sleep infinity & wait"
 TOKEN = "release-secret-9f8e7d6c5b4a"
@@ -70,6 +70,7 @@ services:
     image: {registry}/{MOVER}:{BUILDS[build]}
     groups: [spot]
     command: [sh, -c, "{COMMAND}"]
+    healthcheck: {{command: "[ \\"$MOVER_BUILD\\" != spot-bad ]", interval: 1, retries: 3}}
     secrets:
       token: {{file: {secret}, mount: /run/secrets/token}}
 spot_fleets:
@@ -336,3 +337,13 @@ def test_replacements_boot_the_last_synced_release_and_the_rolled_back_one(relea
     assert fleet.published(synced) is None and f"release {fourth} stays current" in synced.stderr, synced.stderr
     code, rows = verify_rows(fleet)
     assert code == 0, rows
+
+    # A release whose health check fails is rolled back on the canary (the one instance): nothing is published.
+    fleet.write("bad")
+    failed = fleet.archfleet("sync")
+    assert failed.returncode == 1, failed.stdout + failed.stderr[-3000:]
+    assert fleet.published(failed) is None, failed.stderr
+    assert f"sync: spot fleet {NAME}: no release published (the sync failed or rolled back somewhere)" in (
+        failed.stderr), failed.stderr
+    assert fleet.parameters()[f"{PREFIX}/release/current"] == fourth
+    assert fleet.running_digest()[0] == fleet.digests["2"]  # the rollout put the release back
