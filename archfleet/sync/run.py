@@ -20,6 +20,7 @@ from archfleet.errors import InputError
 from archfleet.facts.service_reads import SERVICES_STATE_COMMAND, ServicesStateValue, parse_services_state
 from archfleet.fleet import Fleet
 from archfleet.operator import RunInfo
+from archfleet.services.fleet_secrets import settle_fleet_secrets
 from archfleet.spot.host_keys import prove_new_host_keys
 from archfleet.sync.outcome import Outcome, StepFailed
 from archfleet.sync.read import start_reading
@@ -113,6 +114,7 @@ def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say,
         for host, reason in files_gone(states, override).items():
             report.host(host).status, report.host(host).reason = FAILED, reason
             del states[host]
+        settle_fleet_secrets(fleet, names, states, dry=dry, say=say)  # a missing generated secret: pull or generate
         plans = plan_fleet(fleet, states, prune, tags, override, only)
         for host, plan in plans.items():
             entry = report.host(host)
