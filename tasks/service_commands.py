@@ -123,9 +123,9 @@ done
 # The switch. Once the old container has been stopped, every failure ends with it running again under its name and
 # says so (``put_back``: kept as NAME-previous, it is renamed back and the new one removed; still under its name,
 # because its stop or its rename failed, it is started where it is). When the put-back fails too, the reason line
-# says that as well: ``REASON; put-back failed: WHY``. Every docker command that changes a container runs under a
-# time bound (``bounded``). SIGPIPE is ignored: a put-back runs to its end even when nobody reads the script's output
-# any more (the rollout's connection gone). A leftover NAME-previous that cannot be removed stops the switch before
+# says that as well: ``REASON; put-back failed: WHY``. The stop, the renames, create, start and the removal of a
+# leftover run under a time bound (``bounded``). SIGPIPE is ignored: a put-back runs to its end even when nobody
+# reads the script's output any more (the rollout's connection gone). A leftover NAME-previous that cannot be removed stops the switch before
 # anything is stopped.
 _SWITCH = PRELUDE + r"""
 name=$1 previous=$2 wait=$3 check=$4 check_seconds=$5 start_seconds=$6; shift 6
