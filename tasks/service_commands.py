@@ -125,8 +125,8 @@ done
 # because its stop or its rename failed, it is started where it is). When the put-back fails too, the reason line
 # says that as well: ``REASON; put-back failed: WHY``. The stop, the renames, create, start and the removal of a
 # leftover run under a time bound (``bounded``). SIGPIPE is ignored: a put-back runs to its end even when nobody
-# reads the script's output any more (the rollout's connection gone). A leftover NAME-previous that cannot be removed stops the switch before
-# anything is stopped.
+# reads the script's output any more (the rollout's connection gone). A leftover NAME-previous that cannot be
+# removed stops the switch before anything is stopped.
 _SWITCH = PRELUDE + r"""
 name=$1 previous=$2 wait=$3 check=$4 check_seconds=$5 start_seconds=$6; shift 6
 trap '' PIPE
