@@ -2,18 +2,19 @@
 greenlets: the standard library is patched first, as pyinfra's own CLI does, before anything imports ssl or
 socket. (Tests call ``archfleet.cli.main`` directly, unpatched.)
 
-`archfleet sync` and `archfleet verify` are the exception: they read every host over plain OpenSSH processes,
-and sync imports pyinfra only when a host must change; pyinfra's steps then run through archfleet's OpenSSH
-connector, whose ssh processes are gevent's own (cooperative without patching). Patching at the start would cost
-every such command the import of gevent (about 0.1 s) and make each ssh a full fork instead of the standard
-library's vfork. When a host in their scope is one only pyinfra reaches (paramiko, a password, ``@local``), they
-patch the process themselves before reading it (archfleet.sync.read.cooperative_process)."""
+`archfleet sync`, `verify`, `logs` and `exec` are the exception: they reach every host over plain OpenSSH
+processes (`logs` and `exec` refuse a host only pyinfra reaches), and sync imports pyinfra only when a host must
+change; pyinfra's steps then run through archfleet's OpenSSH connector, whose ssh processes are gevent's own
+(cooperative without patching). Patching at the start would cost every such command the import of gevent (about
+0.1 s) and make each ssh a full fork instead of the standard library's vfork. When a host in their scope is one only
+pyinfra reaches (paramiko, a password, ``@local``), they patch the process themselves before reading it
+(archfleet.sync.read.cooperative_process)."""
 
 from __future__ import annotations
 
 import sys
 
-UNPATCHED_COMMANDS = ("sync", "verify")
+UNPATCHED_COMMANDS = ("sync", "verify", "logs", "exec")
 
 
 def main() -> int:
