@@ -23,13 +23,15 @@ def timeouts_of(fleet: Fleet) -> TimeoutsSpec:
     return fleet.timeouts
 
 
-# Open files of this process that one host in flight costs at most, whatever the phase (measured by
-# tests/benchmarks/wide_fleet.py): a read's ssh process holds 2 (its stdout and stderr pipes), a pyinfra step over
-# OpenSSH 3 (stdin, stdout, stderr; the master connection holds none of ours), a paramiko connection 1 (its socket,
-# closed after each step when the scope is wider than the parallelism); plus one for headroom.
+# Open files of this process that one host in flight costs at most, whatever the phase (measured: the reads by
+# tests/benchmarks/wide_fleet.py, both by tests/test_parallel.py): a read's ssh process holds 2 (its stdout and
+# stderr pipes), a pyinfra step over OpenSSH 4 (gevent's pipes to the ssh's stdin, stdout and stderr, and one more
+# of gevent's; the master connection holds none of ours), a paramiko connection 1 (its socket, closed after each
+# step when the scope is wider than the parallelism).
 FILES_PER_HOST = 4
-# What the process holds besides its hosts in flight: the interpreter and its imports, gevent's hub, the registry's
-# HTTPS connections, known_hosts files being read, the exec pipe of an ssh being started (measured: under 30).
+# What the process holds besides its hosts in flight, with room to spare: the interpreter and its imports, gevent's
+# hub, the registry's HTTPS connections, known_hosts files being read, the pipes of an ssh being started (measured:
+# about 10 with pyinfra imported, 20 with the registry's connections open).
 FILES_RESERVED = 64
 # The automatic parallelism's ceiling, however high the limit: beyond it a controller's CPU (each ssh's handshake)
 # is the bound, not the hosts' latency, and each ssh client is a process of its own.
