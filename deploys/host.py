@@ -30,6 +30,7 @@ from pyinfra import host
 
 from archfleet.credentials import RegistryLogin, host_logins, host_registry_login
 from archfleet.fleet import default_fleet_path, fleet_for_deploy
+from archfleet.sync.lock import lock_for_deploy
 from archfleet.tasks import docker_engine
 
 
@@ -45,6 +46,9 @@ def trusted_and_logged_in(login: RegistryLogin) -> None:
         refresh_after=login.refresh_after,
     )
 
+
+# The fleet lock (docs/lock.md): this host's, taken before the first operation, released after the last.
+lock_for_deploy("pyinfra deploys/host.py")
 
 docker_engine.engine_running(name="Docker engine installed, running and enabled at boot")
 

@@ -15,8 +15,12 @@ from pyinfra import host
 from archfleet.errors import ArchfleetError
 from archfleet.facts.services import ServicesState
 from archfleet.fleet import fleet_for_deploy
+from archfleet.sync.lock import lock_for_deploy
 from archfleet.sync.operation import services_converged
 from archfleet.sync.pipeline import plan_one_host
+
+# The fleet lock (docs/lock.md): this host's, taken before the first operation, released after the last.
+lock_for_deploy("pyinfra deploys/services.py")
 
 fleet = fleet_for_deploy(host.data.get("archfleet_fleet"))
 state = host.get_fact(ServicesState)

@@ -10,6 +10,7 @@ from typing import Any
 from pyinfra.api import StringCommand
 
 from archfleet.commands.limit import add_limit_argument, add_parallel_argument, limit_text
+from archfleet.commands.lock import add_lock_arguments, run_info
 from archfleet.commands.sync import add_fleet_argument
 from archfleet.errors import InputError
 from archfleet.fleet import Fleet, default_fleet_path, load_fleet
@@ -18,6 +19,7 @@ from archfleet.pyinfra_run import HostResult, print_summary, run_deploy
 from archfleet.run import say
 from archfleet.shipped import deploy_file, inventory_file
 from archfleet.sync.hosts import HostSession
+from archfleet.sync.lock import DEPLOY_MESSAGE_ENV, DEPLOY_TOKEN_ENV
 from archfleet.sync.outcome import Outcome
 from archfleet.sync.scope import hosts_in_scope, parallel_of, timeouts_of
 
@@ -32,6 +34,7 @@ def register(subparsers: Any) -> None:
     add_limit_argument(bootstrap)
     add_parallel_argument(bootstrap)
     bootstrap.add_argument("--dry", action="store_true", help="print what would change and change nothing")
+    add_lock_arguments(bootstrap)
     bootstrap.set_defaults(handler=run_bootstrap)
     forget_parser = actions.add_parser("forget", help="remove hosts' keys from archfleet's known_hosts (after a "
                                                       "host was rebuilt with a new key)")
@@ -76,10 +79,27 @@ def run_bootstrap(args: argparse.Namespace) -> int:
     parallel = parallel_of(fleet, getattr(args, "parallel", None))  # spot up --sync's Namespace has none
     failed = first_contact(fleet, names, parallel)
     reachable = [name for name in names if name not in failed]
-    result = run_deploy(
-        inventory_file("fleet.py"), deploy_file("host.py"), dry=args.dry, limit=reachable,
-        env={"ARCHFLEET_FLEET": str(fleet.path.resolve())}, extra_args=["--parallel", str(parallel)],
-    ) if reachable else None
+    run = run_info(args, "hosts bootstrap")
+    held, session = None, None
+    try:
+        if reachable and not args.dry:  # the deploy runs under this run's locks (its own take finds them ours)
+            from archfleet.sync.lock import EXPIRY_MARGIN_SECONDS, take_locks
+
+            session = HostSession(fleet.hosts, int(fleet.timeouts.connect), parallel)
+            held = take_locks(session, reachable, run, expires_after=fleet.timeouts.run + EXPIRY_MARGIN_SECONDS,
+                              say=say)
+            failed.update({name: f"fleet lock: {reason}" for name, reason in held.failed.items()})
+            reachable = [name for name in reachable if name in held.hosts]
+        result = run_deploy(
+            inventory_file("fleet.py"), deploy_file("host.py"), dry=args.dry, limit=reachable,
+            env={"ARCHFLEET_FLEET": str(fleet.path.resolve()), DEPLOY_TOKEN_ENV: run.id,
+                 DEPLOY_MESSAGE_ENV: run.message or ""}, extra_args=["--parallel", str(parallel)],
+        ) if reachable else None
+    finally:
+        if held is not None:
+            held.release()
+        if session is not None:
+            session.disconnect()
     if result is None:
         from archfleet.pyinfra_run import DeployResult
 

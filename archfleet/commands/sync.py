@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from archfleet.commands.limit import add_limit_argument, add_parallel_argument, limit_text
+from archfleet.commands.lock import add_lock_arguments, run_info
 from archfleet.fleet import Fleet, default_fleet_path, load_fleet
 from archfleet.run import say
 from archfleet.sync.report import sync_title
@@ -41,6 +42,7 @@ def register(subparsers: Any) -> None:
     add_limit_argument(parser)
     add_parallel_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the plan and results as one JSON document")
+    add_lock_arguments(parser)
     parser.set_defaults(handler=run_sync)
 
 
@@ -48,7 +50,8 @@ def run_sync(args: argparse.Namespace) -> int:
     fleet = load_fleet_for_services(args, "sync")
     say(sync_title(len(fleet.services), str(fleet.path), str(fleet.inventory), args.dry))
     report = sync(fleet, dry=args.dry, prune=args.prune, limit=limit_text(args.limit), say=say,
-                  parallel=getattr(args, "parallel", None))  # spot up --sync's Namespace has none
+                  parallel=getattr(args, "parallel", None),  # spot up --sync's Namespace has none
+                  run=run_info(args, "sync"))
     if args.json:
         print(report.as_json())
     else:

@@ -7,7 +7,9 @@ out safely with archfleet.sync.rollout. The steps:
    when a host must change, so a no-op sync is one SSH command per host.
 2. **Plan** (archfleet.sync.pipeline): the pre-flight pins every tag once; a tag without a verified image for a
    host's platform stops everything here, before any host is touched. ``--dry`` stops here too.
-3. **Roll out** (archfleet.sync.rollout): pull, switch behind a canary and in batches, roll back, finalize.
+3. **Lock** (archfleet.sync.lock, docs/lock.md): the hosts that must change, all or nothing, each lock's command
+   reading the host's state again; a host changed since the first read is planned again. Released at the end.
+4. **Roll out** (archfleet.sync.rollout): pull, switch behind a canary and in batches, roll back, finalize.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from archfleet.sync.scope import hosts_in_scope, parallel_of, placement_of, time
 if TYPE_CHECKING:
     from archfleet.images.verify import VerifyReport
     from archfleet.sync.hosts import HostSession
+    from archfleet.sync.lock import HeldLocks
     from archfleet.sync.pipeline import Override
+    from archfleet.sync.plan import HostPlan
 
 Say = Callable[[str], None]
 
@@ -85,6 +89,44 @@ def read_tags(fleet: Fleet, services: list[str]) -> dict[str, VerifyReport]:
     return prefetch_reports(fleet, services)
 
 
+def record_plan(report: SyncReport, plan: HostPlan, dry: bool, say: Say) -> None:
+    """A host's plan in the report (what it will do, what stays, what is kept undeclared), each step said."""
+    entry, host = report.host(plan.host), plan.host
+    entry.services, entry.orphans = {}, []
+    for step in plan.steps:
+        entry.services[step.service] = ServiceResult(step.action, step.reason, "planned")
+        say(f"[{host}] {step.describe()}")
+    for step in plan.unchanged:
+        entry.services[step.service] = ServiceResult("none", step.reason, UNCHANGED)
+    for step in plan.orphans:
+        entry.orphans.append(step.service)
+        say(f"[{host}] {step.service}: kept ({step.reason})")
+    entry.status = (WOULD_CHANGE if dry else UPDATED) if plan.changed else UNCHANGED
+
+
+def plans_under_lock(fleet: Fleet, plans: dict[str, HostPlan], states: dict[str, ServicesStateValue],
+                     held: HeldLocks, report: SyncReport, say: Say,
+                     plan: Callable[[dict[str, ServicesStateValue]], dict[str, HostPlan]]) -> dict[str, HostPlan]:
+    """The plans to roll out once the changing hosts are locked (archfleet.sync.lock): each locked host's state was
+    read again in the lock's own command, and a host that changed since the first read (another run finished
+    there meanwhile) is planned again from it. A host whose lock could not be taken fails and is not changed."""
+    for host, reason in held.failed.items():
+        report.host(host).status, report.host(host).reason = FAILED, f"fleet lock: {reason}"
+    again = readable_states({host: parse_services_state(lines) for host, lines in held.reads.items()}, fleet, report)
+
+    def comparable(state: ServicesStateValue) -> dict[str, object]:
+        return {key: value for key, value in state.items() if key != "login_ages"}
+
+    changed = {host: state for host, state in again.items() if comparable(state) != comparable(states[host])}
+    for host in sorted(changed):
+        say(f"[{host}] changed since the first read (another run?): planned again from its state under the lock")
+    replanned = plan(changed) if changed else {}
+    for new_plan in replanned.values():
+        record_plan(report, new_plan, False, say)
+    return {host: replanned.get(host, host_plan) for host, host_plan in plans.items()
+            if not host_plan.changed or host in again}
+
+
 def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say,
          run: RunInfo | None = None, parallel: int | None = None, override: Override | None = None,
          only: frozenset[str] | None = None) -> SyncReport:
@@ -101,6 +143,7 @@ def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say,
     started = time.monotonic()
     parallel = parallel_of(fleet, parallel)
     session: HostSession | None = None
+    held: HeldLocks | None = None
     try:
         placed = sorted({spec.name for host in names for spec in placement_of(fleet).services_on(host)})
         deadline = started + timeouts.run
@@ -116,17 +159,8 @@ def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say,
             del states[host]
         settle_fleet_secrets(fleet, names, states, dry=dry, say=say)  # a missing generated secret: pull or generate
         plans = plan_fleet(fleet, states, prune, tags, override, only)
-        for host, plan in plans.items():
-            entry = report.host(host)
-            for step in plan.steps:
-                entry.services[step.service] = ServiceResult(step.action, step.reason, "planned")
-                say(f"[{host}] {step.describe()}")
-            for step in plan.unchanged:
-                entry.services[step.service] = ServiceResult("none", step.reason, UNCHANGED)
-            for step in plan.orphans:
-                entry.orphans.append(step.service)
-                say(f"[{host}] {step.service}: kept ({step.reason})")
-            entry.status = (WOULD_CHANGE if dry else UPDATED) if plan.changed else UNCHANGED
+        for plan in plans.values():
+            record_plan(report, plan, dry, say)
         if dry:
             for spec, groups in rollout_batches(placement_of(fleet), plans, set()):
                 for label, batch in groups:
@@ -136,9 +170,14 @@ def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say,
             import gevent
 
             from archfleet.sync.hosts import HostSession
+            from archfleet.sync.lock import EXPIRY_MARGIN_SECONDS, take_locks
             from archfleet.sync.rollout import Rollout
 
             session = HostSession(fleet.hosts, int(timeouts.connect), parallel)
+            held = take_locks(session, [host for host, plan in plans.items() if plan.changed], run,
+                              expires_after=timeouts.run + EXPIRY_MARGIN_SECONDS, say=say, then=SERVICES_STATE_COMMAND)
+            plans = plans_under_lock(fleet, plans, states, held, report, say,
+                                     lambda again: plan_fleet(fleet, again, prune, tags, override, only))
             remaining = max(1.0, timeouts.run - (time.monotonic() - started))
             with gevent.Timeout(remaining, StepFailed(f"the whole sync timed out after {timeouts.run:g} s")):
                 Rollout(fleet, session, plans, report, say,
@@ -151,6 +190,8 @@ def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say,
             if entry.status not in (FAILED, UNCHANGED):
                 entry.status, entry.reason = FAILED, error.reason
     finally:
+        if held is not None:
+            held.release()
         if session is not None:
             session.disconnect()
     return report
