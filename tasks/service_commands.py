@@ -12,7 +12,6 @@ script's text. A failing script prints its reason as a last stderr line ``archfl
   left by an interrupted rollout is put back first, so the script repairs what it finds. The wait runs the
   declared health check itself while Docker's first one is still to come (see ``wait_ready``).
 - ``rollback_container``: the new container is removed and the previous one runs again under its name.
-- ``finalize_container``: the previous container and file versions the service no longer mounts are removed.
 - ``record_release``: a release's record and keep list, its history line, and retention: older records, the
   file versions and images only they used are removed (``RELEASES_READ`` reads them back).
 - ``start_container``, ``remove_service``.
@@ -203,18 +202,6 @@ else
 fi
 """
 
-_FINALIZE = r"""
-previous=$1 directory=$2; shift 2
-docker rm -f "$previous" >/dev/null 2>&1
-for version in "$directory"/*/; do
-  [ -d "$version" ] || continue
-  keep=0
-  for wanted in "$@"; do [ "${version%/}" = "$directory/$wanted" ] && keep=1; done
-  [ "$keep" = 1 ] || rm -rf "$version"
-done
-true
-"""
-
 _START = PRELUDE + r"""
 name=$1 wait=$2 check=$3 check_seconds=$4
 docker start "$name" >/dev/null || { fail "could not start $name"; exit 1; }
@@ -330,12 +317,6 @@ def _check_args(desired: DesiredContainer) -> list[str]:
 
 def rollback_container(name: str, previous: str) -> StringCommand:
     return _script(_ROLLBACK, "archfleet-rollback", [name, previous])
-
-
-def finalize_container(desired: DesiredContainer) -> StringCommand:
-    versions = sorted({f.host_path.rsplit("/", 2)[-2] for f in desired.files})
-    return _script(_FINALIZE, "archfleet-finalize",
-                   [desired.previous_name, f"{FILES_ROOT}/{desired.service}", *versions])
 
 
 def start_container(desired: DesiredContainer, health_timeout: int) -> StringCommand:

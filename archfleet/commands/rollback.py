@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from archfleet.commands.limit import add_limit_argument
+from archfleet.commands.lock import add_lock_arguments, run_info
 from archfleet.commands.releases import scope
 from archfleet.commands.sync import add_fleet_argument
 from archfleet.errors import InputError
@@ -26,14 +27,11 @@ def register(subparsers: Any) -> None:
     add_limit_argument(parser)
     parser.add_argument("--dry", action="store_true", help="print the plan and change nothing")
     parser.add_argument("--json", action="store_true", help="print the plan and results as one JSON document")
-    parser.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS",
-                        help="wait this long for a held fleet lock (default: refuse at once)")
-    parser.add_argument("--message", metavar="TEXT", help="why: recorded with the release and the lock")
+    add_lock_arguments(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from archfleet.operator import RunInfo
     from archfleet.services.desired import short
     from archfleet.sync.outcome import Outcome
     from archfleet.sync.releases import Target, desired_from_entry, read_releases, rollback_target
@@ -74,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if targets:
         override = {host: {service: desired_from_entry(service, t.entry)} for host, t in targets.items()}
         report = sync(fleet, dry=args.dry, prune=False, limit=",".join(sorted(targets)), say=say,
-                      run=RunInfo(command, args.message, args.lock_wait), override=override,
+                      run=run_info(args, command), override=override,
                       only=frozenset({service}))
     for host, reason in failed.items():
         entry = report.host(host)

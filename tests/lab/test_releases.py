@@ -235,6 +235,7 @@ def test_retention_keeps_the_newest_releases_images_and_files_and_removes_the_ol
     publish_mover(fleet.lab, "5")
     fleet.write("five", retain=2)
     Seen.releases["five"] = sync_changes(fleet)
+    Seen.digests["five"] = {h: d for h, (_, d) in running(fleet).items()}
     publish_mover(fleet.lab, "6")
     fleet.write("six", retain=2)
     Seen.releases["six"] = sync_changes(fleet)
@@ -256,3 +257,22 @@ def test_retention_keeps_the_newest_releases_images_and_files_and_removes_the_ol
     assert rows[Seen.releases["one"]]["retained"] == [], "history still lists a release no longer retained"
     pruned = fleet.run("rollback", "keeper", "--to", Seen.releases["back2"])
     assert pruned.returncode == 2 and "no longer retained" in pruned.stderr, pruned.stderr
+
+
+def test_a_host_whose_release_files_are_gone_fails_alone_and_unchanged(fleet: Fleet) -> None:
+    """The release before is `five`; on the arm64 host its file version is removed: that host fails before any
+    switch, naming the folder, its container untouched (same id); the amd64 host rolls back."""
+    arm64, amd64 = fleet.lab.hosts_of("arm64")[0], fleet.lab.hosts_of("amd64")[0]
+    entry = records(arm64)[Seen.releases["five"]]["services"]["keeper"]
+    folder = entry["files"][0]["host_path"].rsplit("/", 1)[0]
+    assert on_host(arm64, f"rm -rf {folder}").returncode == 0
+    before = running(fleet)
+    result = fleet.run("rollback", "keeper")
+    assert result.returncode == 1, result.stdout + result.stderr[-3000:]
+    lines = {line.split("\t")[1]: line.split("\t")[2] for line in result.stdout.splitlines()
+             if line.startswith("rollback\t")}
+    assert lines[arm64.name].startswith("FAILED: ") and folder in lines[arm64.name], lines
+    assert lines[amd64.name] == "updated: keeper (recreate)", lines
+    after = running(fleet)
+    assert after[arm64.name] == before[arm64.name], "nothing changed on the host that failed"
+    assert after[amd64.name][1] == Seen.digests["five"][amd64.name]
