@@ -8,9 +8,11 @@ from __future__ import annotations
 import datetime
 import io
 import subprocess
+from pathlib import Path
 
 import pytest
 
+from archfleet.cli import main
 from archfleet.commands.exec import summary
 from archfleet.errors import InputError
 from archfleet.sync.remote import HostEnd, PrefixedLines
@@ -76,3 +78,21 @@ def test_live_lines_are_printed_as_they_come_and_stderr_when_the_host_ends() -> 
 def test_the_summary_groups_hosts_by_result_in_their_order() -> None:
     ends = [HostEnd("a", 0), HostEnd("b", 3), HostEnd("c", None, "no container x"), HostEnd("d", 0)]
     assert summary(ends) == "exit 0 on a, d; exit 3 on b; not run on c"
+
+
+def test_a_host_only_pyinfra_reaches_is_refused_in_one_line_naming_it(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "hosts.py").write_text('servers = [("web-1", {}), ("web-2", {"ssh_password": "not-used"})]\n')
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text("registry: {address: registry.invalid}\ninventory: hosts.py\n"
+                     "services:\n  web: {image: 'redis:7', groups: [servers]}\n")
+    for command in (["logs", "web", "-f", str(fleet)], ["exec", "web", "-f", str(fleet), "--", "true"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.splitlines() == [f"archfleet: error: {command[0]}: web-2 is reached only through pyinfra (a "
+                                    f"connector, a password or paramiko in its data): {command[0]} reaches hosts "
+                                    "with plain OpenSSH"], err
+    assert main(["logs", "web", "-f", str(fleet), "--limit", "web-1", "--since", "tomorrow"]) == 2
+    assert main(["logs", "db", "-f", str(fleet)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"archfleet: error: logs: {fleet} declares no service 'db' (services: web)")
