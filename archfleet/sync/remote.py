@@ -179,12 +179,17 @@ def run_everywhere(hosts: list[Any], command_of: Callable[[Any], str], output: P
         else:
             host.stderr_lines.append(text)
 
+    def closed(name: str, host: RunningHost, descriptor: int) -> None:
+        """The end of one of the host's pipes: its last line, if it had no newline, is a line too."""
+        selector.unregister(descriptor)
+        host.open.discard(descriptor)
+        if host.partial[descriptor]:
+            deliver(name, host, descriptor, host.partial[descriptor])
+            host.partial[descriptor] = b""
+
     def close(name: str, host: RunningHost, timed_out: bool) -> None:
         for descriptor in list(host.open):
-            selector.unregister(descriptor)
-            if host.partial[descriptor]:
-                deliver(name, host, descriptor, host.partial[descriptor])
-        host.open.clear()
+            closed(name, host, descriptor)
         process = host.process
         if timed_out:
             process.kill()
@@ -221,8 +226,7 @@ def run_everywhere(hosts: list[Any], command_of: Callable[[Any], str], output: P
                 if chunk:
                     take(name, host, key.fd, chunk)
                 else:
-                    selector.unregister(key.fd)
-                    host.open.discard(key.fd)
+                    closed(name, host, key.fd)
             now = time.monotonic()
             for name, host in list(running.items()):
                 if not host.open:

@@ -209,10 +209,12 @@ def test_exec_runs_on_each_host_with_the_words_as_given(talker: Talker) -> None:
         assert lines_of(result.stdout, host) == [MACHINE[host.arch]], result.stdout
     assert f"exec: exit 0 on {talker.amd64.name}, {talker.arm64.name}" in result.stderr
     words = ["a  b", "$HOME", "*", "; touch /tmp/injected", "'"]
-    quoted = talker.run("exec", "--", "sh", "-c", "printf '<%s>\\n' \"$@\"", "sh", *words)
+    quoted = talker.run("exec", "--", "sh", "-c", "printf '<%s>\\n' \"$@\"; printf 'no newline at the end'", "sh",
+                        *words)
     assert quoted.returncode == 0, quoted.stdout + quoted.stderr
     for host in talker.hosts:
-        assert lines_of(quoted.stdout, host) == [f"<{word}>" for word in words], quoted.stdout
+        assert lines_of(quoted.stdout, host) == [*(f"<{word}>" for word in words), "no newline at the end"], \
+            quoted.stdout
         injected = in_lab_host(host, "sh", "-c", f"docker exec {CONTAINER} ls /tmp/injected; ls /tmp/injected")
         assert injected.returncode != 0, "a word was read by a shell"
 
