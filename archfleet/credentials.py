@@ -279,6 +279,8 @@ def host_registry_login(host_data: Any, host_name: str, fleet: Fleet | None) -> 
 # beside the fleet's generated secrets (~/.config/archfleet/); ARCHFLEET_SECRET_VERSION_KEY_FILE names another file
 # (one key per fleet). Another controller of the same fleet needs a copy: with a key of its own it would name every
 # file anew, and its syncs would recreate the containers that mount them (and the next sync from here back again).
+# So the load never makes it: a sync does (archfleet.services.fleet_secrets), only when no host holds a file named
+# with a key, and refuses while one does; the other commands that render files make it when it is missing.
 
 SECRET_VERSION_KEY_ENV = "ARCHFLEET_SECRET_VERSION_KEY_FILE"
 SECRET_VERSION_KEY_BYTES = 32
