@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -124,3 +126,67 @@ def test_the_boot_script_runs_the_current_release_and_tags_its_instance(ec2: Aws
         endpoint.ec2.terminate_instances(InstanceIds=[instance])
         server.shutdown()
         server.server_close()
+
+
+@dataclass(frozen=True)
+class Plan:
+    platform: str
+    changed: bool
+    steps: tuple[Any, ...] = ()
+    unchanged: tuple[Any, ...] = ()
+
+
+@dataclass
+class Entry:
+    status: str
+    reason: str = ""
+
+
+@dataclass
+class Report:
+    hosts: dict[str, Entry]
+
+    @property
+    def ok(self) -> bool:
+        return all(entry.status in ("updated", "unchanged") for entry in self.hosts.values())
+
+
+@pytest.mark.parametrize(("statuses", "said"), [
+    # The spot host was rolled back (the canary failed): nothing is published, and the sync says so.
+    ({"i-0a": "rolled_back", "lab-1": "unchanged"}, ["sync: spot fleet ci-arm: no release published (the sync "
+                                                    "failed or rolled back somewhere)"]),
+    # It stood, but another host failed: the services it runs may not be the ones that stood there.
+    ({"i-0a": "updated", "lab-1": "failed"}, ["sync: spot fleet ci-arm: no release published (the sync failed or "
+                                              "rolled back somewhere)"]),
+])
+def test_a_sync_that_did_not_stand_publishes_nothing(tmp_path: Path, statuses: dict[str, str],
+                                                     said: list[str]) -> None:
+    """Offline: no AWS call is made (none is configured; one would fail and say so)."""
+    from archfleet.spot.release import publish_after_sync
+    from tests.spot.test_spec import GOOD, load
+
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text('globals().update({"spot": [("i-0a", {"ec2_fleet": "ci-arm"}), ("i-0b", '
+                         '{"ec2_fleet": "x86"})], "lab": ["lab-1"]})\n')
+    fleet = load(tmp_path, GOOD.replace("    role: ci-runner\n", "    role: ci-runner\n    user_data: true\n")
+                 + f"inventory: {inventory}\n")
+    plans = {"i-0a": Plan("linux/arm64", True), "i-0b": Plan("linux/amd64", True), "lab-1": Plan("linux/amd64", True)}
+    lines: list[str] = []
+    publish_after_sync(fleet, plans, Report({h: Entry(s) for h, s in statuses.items()}), None, RunInfo("sync"),
+                       lines.append)
+    assert lines == said  # i-0b's fleet has no user-data: nothing to publish for it
+
+
+def test_a_sync_that_changed_no_host_of_a_user_data_fleet_publishes_nothing(tmp_path: Path) -> None:
+    from archfleet.spot.release import publish_after_sync
+    from tests.spot.test_spec import GOOD, load
+
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text('globals().update({"spot": [("i-0a", {"ec2_fleet": "ci-arm"})], "lab": ["lab-1"]})\n')
+    fleet = load(tmp_path, GOOD.replace("    role: ci-runner\n", "    role: ci-runner\n    user_data: true\n")
+                 + f"inventory: {inventory}\n")
+    lines: list[str] = []
+    publish_after_sync(fleet, {"i-0a": Plan("linux/arm64", False), "lab-1": Plan("linux/amd64", True)},
+                       Report({"i-0a": Entry("unchanged"), "lab-1": Entry("updated")}), None, RunInfo("sync"),
+                       lines.append)
+    assert lines == []
