@@ -53,10 +53,10 @@ class Talker:
     def hosts(self) -> tuple[LabHost, LabHost]:
         return self.amd64, self.arm64
 
-    def fleet(self, extra: str = "") -> Path:
+    def fleet(self, extra: str = "", inventory: str = LAB_INVENTORY) -> Path:
         """The fleet file (``extra``: more top-level settings)."""
         path = self.directory / "fleet.yaml"
-        path.write_text(f"registry: {{lab: true}}\ninventory: {LAB_INVENTORY}\n{TIMEOUTS}{extra}services:\n"
+        path.write_text(f"registry: {{lab: true}}\ninventory: {inventory}\n{TIMEOUTS}{extra}services:\n"
                         f"  {SERVICE}:\n    image: {self.image}\n    groups: [amd64, arm64]\n"
                         f"    command: {COMMAND}\n")
         return path
@@ -281,6 +281,38 @@ def test_a_host_without_the_container_says_so_and_the_others_still_print(talker:
     assert lines_of(done.stdout, talker.amd64) == ["x86_64"], done.stdout
     assert f"exec: {arm64_without_talker.name}: no container {CONTAINER}" in done.stderr.splitlines(), done.stderr
     assert f"exec: exit 0 on {talker.amd64.name}; not run on {arm64_without_talker.name}" in done.stderr
+
+
+# The lab's inventory and one host more, `ghost-1` in the arm64 group: the amd64 host's address on a port where
+# nothing listens, so its ssh is refused at once (and never leaves this machine).
+GHOST_INVENTORY = """\
+from archfleet.lab.inventory import lab_groups
+
+_groups = lab_groups()
+amd64 = _groups["amd64"]
+arm64 = _groups["arm64"] + [("ghost-1", {**_groups["amd64"][0][1], "ssh_port": 1})]
+"""
+
+
+def test_an_unreachable_host_says_so_and_the_others_still_print(talker: Talker) -> None:
+    inventory = talker.directory / "with_ghost.py"
+    inventory.write_text(GHOST_INVENTORY)
+    fleet = str(talker.fleet(inventory=str(inventory)))
+    try:
+        limit = f"{talker.limit},ghost-1"
+        logs = archfleet("logs", SERVICE, "-f", fleet, "--limit", limit, timeout=600)
+        done = archfleet("exec", SERVICE, "-f", fleet, "--limit", limit, "--", "uname", "-m", timeout=600)
+    finally:
+        talker.fleet()
+    assert logs.returncode == 1, logs.stdout + logs.stderr
+    for host in talker.hosts:
+        assert f"talker-up on {MACHINE[host.arch]}" in lines_of(logs.stdout, host), logs.stdout
+    assert "logs: ghost-1: connection refused" in logs.stderr.splitlines(), logs.stderr
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert {h.name: lines_of(done.stdout, h) for h in talker.hosts} == {
+        h.name: [MACHINE[h.arch]] for h in talker.hosts}, done.stdout
+    assert "exec: ghost-1: connection refused" in done.stderr.splitlines(), done.stderr
+    assert f"exec: exit 0 on {talker.amd64.name}, {talker.arm64.name}; not run on ghost-1" in done.stderr
 
 
 def df(host: LabHost) -> tuple[int, int]:
