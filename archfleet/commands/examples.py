@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 
 # What a user does first comes first: write a fleet, check it, bootstrap hosts, build images, sync, verify, use.
-COMMAND_ORDER = ("init", "check", "hosts", "images", "sync", "verify", "service", "spot", "laptop", "completion",
-                 "lab", "demo")
+COMMAND_ORDER = ("init", "check", "hosts", "images", "sync", "verify", "service", "logs", "exec", "releases",
+                 "rollback", "lock", "secrets", "spot", "laptop", "completion", "lab", "demo")
 
 EXAMPLES: dict[str, str] = {
     "": "your own hosts, from nothing to a verified proxy:\n"
@@ -27,6 +27,15 @@ EXAMPLES: dict[str, str] = {
     "verify": "archfleet verify --limit web-1,web-2 --json",
     "service": "archfleet service info v2ray --limit web-1",
     "service info": "archfleet service info v2ray --limit web-1,web-2   # v2ray: client config and vmess:// link",
+    "logs": "archfleet logs v2ray --limit arm64 --since 10m --lines 50   # or --follow",
+    "exec": "archfleet exec v2ray -- uname -m    # on each host; one host, interactive: --limit arm64-1 -it -- sh",
+    "releases": "archfleet releases v2ray --last 5 --limit arm64",
+    "rollback": "archfleet rollback v2ray           # the release before; or --to 20261208T023512Z-3fa9",
+    "lock": "archfleet lock status",
+    "lock status": "archfleet lock status --json",
+    "lock release": "archfleet lock release --limit arm64-1   # after it says what it breaks",
+    "secrets": "archfleet secrets pull vmess_id",
+    "secrets pull": "archfleet secrets pull vmess_id     # a new laptop: copy the value the hosts run into its file",
     "spot": "archfleet spot prices && archfleet spot up --sync",
     "spot up": "archfleet spot up builders --dry",
     "spot status": "archfleet spot status --json",
