@@ -129,6 +129,13 @@ def finish(process: subprocess.Popen[str], earlier: str = "") -> subprocess.Comp
     return subprocess.CompletedProcess(process.args, process.returncode, out, earlier + err)
 
 
+def current_release(rig: Rig) -> str:
+    """The one release every host runs now."""
+    current = {found[0][2] for found in rig.movers().values() if found}
+    assert len(current) == 1, rig.movers()
+    return current.pop()
+
+
 def others(rig: Rig) -> list[str]:
     """The two releases the hosts do not run now (every test leaves them on one release)."""
     current = {found[0][2] for found in rig.movers().values() if found}
@@ -274,6 +281,20 @@ def test_a_live_lock_is_broken_only_with_force(rig: Rig) -> None:
     assert re.search(r"amd64-1\tbreaking the lock of erin@lab \(rollback mover, \d+ s ago\) \(live: --force\)\n"
                      r"amd64-1\tbroken\n", forced.stdout), forced.stdout
     assert rig.status()["amd64-1"] == "free"
+
+
+def test_a_failed_sync_releases_its_locks(rig: Rig) -> None:
+    """A release whose health check never passes: the canary fails and is rolled back, the sync exits 1, and its
+    locks are gone with it (released in the same run, on failure too); the hosts run what they ran."""
+    before = rig.running(current_release(rig))
+    failing = rig.directory / "failing.yaml"
+    failing.write_text(rig.fleet(others(rig)[0]).read_text().replace(
+        'healthcheck: {command: "[ -f /tmp/ready ]", interval: 1, retries: 30}',
+        'healthcheck: {command: "false", interval: 1, retries: 2}'))
+    failed = archfleet("sync", "-f", str(failing), "--message", "never healthy")
+    assert failed.returncode == 1 and "FAILED" in statuses(failed.stdout)["amd64-1"], failed  # the canary
+    assert rig.status() == dict.fromkeys(HOSTS, "free")
+    assert settle(rig) and rig.running(current_release(rig)) == before
 
 
 def test_two_operators_on_disjoint_hosts_do_not_wait_on_each_other(rig: Rig) -> None:
