@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from archfleet.credentials import ECR_USER, credentials_for, ecr_settings, fleet_registry_login
-from archfleet.errors import InputError
+from archfleet.errors import InputError, OperationFailed
 from archfleet.fleet import Fleet, service_reference
 from archfleet.fleet.spot import SpotFleetSpec
 from archfleet.placement import container_name, services_in_groups, stop_order
@@ -124,12 +124,29 @@ def boot_registries(fleet: Fleet, spec: SpotFleetSpec, containers: list[DesiredC
     return registries, parameters
 
 
+def with_file_contents(deployed: DesiredContainer, rendered: DesiredContainer) -> DesiredContainer:
+    """A container a sync deployed whose files came without their content (a rollback's, from a host's release
+    record) takes them from the fleet file's rendering of the same versions (a version's folder is named by its
+    content); a version only the hosts hold cannot go into a release."""
+    known = {f.host_path: f for f in rendered.files}
+    files = []
+    for managed in deployed.files:
+        if managed.host_path in known:
+            files.append(known[managed.host_path])
+        elif managed.content:
+            files.append(managed)
+        else:
+            raise OperationFailed(f"{deployed.service} mounts {managed.host_path}, whose content only the hosts "
+                                  "hold (the fleet file renders another version): no release can carry it")
+    return replace(deployed, files=files)
+
+
 def joining_host(fleet: Fleet, spec: SpotFleetSpec, arch: str, ec2: AwsClient,
                  reports: dict[str, VerifyReport] | None = None,
                  deployed: Mapping[str, DesiredContainer] | None = None) -> JoiningHost:
     """``deployed``: service -> the container a sync just rolled out on a host of this fleet and architecture
     (what a rollback put back, say), used instead of the fleet file's rendering of that service."""
-    containers = [(deployed or {}).get(c.service, c)
+    containers = [with_file_contents((deployed or {})[c.service], c) if c.service in (deployed or {}) else c
                   for c in desired_for_new_instance(fleet, spec, arch, reports)]
     registries, parameters = boot_registries(fleet, spec, containers)
     secret_files: dict[str, str] = {}
@@ -148,7 +165,7 @@ def joining_host(fleet: Fleet, spec: SpotFleetSpec, arch: str, ec2: AwsClient,
     metadata_url = os.environ.get("ARCHFLEET_EC2_METADATA_URL") or DEFAULT_METADATA_URL
     boot = BootPlan(fleet=spec.name, arch=arch, region=ec2.region, metadata_url=metadata_url,
                     ssm_endpoint=ssm.endpoint, ecr_endpoint=str(ecr_endpoint), ec2_endpoint=ec2.endpoint,
-                    parameter_prefix=spec.parameter_prefix)
+                    parameter_prefix=spec.parameter_prefix, pull_interval=spec.pull_interval if spec.pulls else None)
     release = ReleasePlan(
         fleet=spec.name, arch=arch, metadata_url=metadata_url,
         registries=tuple(registries), containers=tuple(containers), secret_files=secret_files,

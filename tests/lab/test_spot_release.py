@@ -1,18 +1,16 @@
-"""End to end: a spot fleet's replacements boot the release of the last sync (issue 31), on the lab, with moto as
-EC2 and SSM.
-
-`archfleet spot up` (user_data: true) publishes release R1 (a service on image build 1) to SSM and puts the boot
-script, which holds no release, into the launch template; a reset lab host plays the instance and the cloud-init
-stand-in runs that user-data: it runs R1. The fleet file moves the service to build 2 and `archfleet sync` rolls it
-out and publishes R2 (a second sync changes nothing and publishes nothing). An interruption: a metadata notice, the
-watcher stops the service, EC2 (the test server's fleet upkeep) replaces the instance, and the replacement, booted
-by the stand-in from what EC2 hands it, runs R2: build 2's digest, read by `docker inspect` on it. Then the fleet
-goes back to build 1 (a sync back to the earlier image: `archfleet rollback` was not in the tree when this was
-written), which publishes R3, and the next replacement runs build 1 again. `spot status` shows the release each
-instance booted and the current one; `verify` flags an instance that runs another release than the current one
-(after `spot up` published a release its hosts do not run yet); R1's parameters are pruned once neither the current
-release, the one it replaced, nor a live instance names it. The interruption timeline after the release change is
-printed as a table.
+"""End to end: a spot fleet's replacements boot the release of the last sync (issue 31), on the lab, with moto as EC2
+and SSM. `archfleet spot up` (user_data: true) publishes release R1 (a service on image build 1) to SSM and puts the
+boot script, which holds no release, into the launch template; a reset lab host plays the instance and the
+cloud-init stand-in runs that user-data: it runs R1. The fleet file moves the service to build 2 and `archfleet
+sync` rolls it out and publishes R2 (a second sync changes nothing and publishes nothing). An interruption: a
+metadata notice, the watcher stops the service, EC2 (the test server's fleet upkeep) replaces the instance, and the
+replacement, booted by the stand-in from what EC2 hands it, runs R2: build 2's digest, read by `docker inspect` on
+it. Then the fleet goes back to build 1 by a sync (R3), forward to build 2 (R4), and `archfleet rollback` takes the
+service back to build 1 from the instance's release records (R5, the rollback's own run): the next replacement runs
+build 1 again. `spot status` shows the release each instance booted and the current one; `verify` flags an instance
+that runs another release than the current one (after `spot up` published a release its hosts do not run yet); R1's
+parameters are pruned once neither the current release, the one it replaced, nor a live instance names it. The
+interruption timeline after the release change is printed as a table.
 
 Stand-ins: tests/standins/cloud_init.py (cloud-init's first boot, the metadata service with the role's credentials
 and the instance id, a relay to the test server), `lab reset` for a fresh VM. Real: the boot script, curl's SigV4
@@ -314,27 +312,39 @@ def test_replacements_boot_the_last_synced_release_and_the_rolled_back_one(relea
     assert [n for n in names if n.startswith(f"{PREFIX}/releases/{second}/")], names  # the one it replaced
     assert names[f"{PREFIX}/release/current"] == third
 
+    # Forward to build 2 again (R4), then `archfleet rollback` (R5: build 1, from the host's release records);
+    # the next replacement runs the rolled-back release.
+    fleet.write("2")
+    forward = fleet.archfleet("sync")
+    assert forward.returncode == 0 and f"sync\t{fleet.instance_id}\tupdated" in forward.stdout, forward.stdout
+    assert fleet.published(forward) is not None, forward.stderr
+    rolled = fleet.archfleet("rollback", SERVICE)
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr[-3000:]
+    rolled_back = fleet.published(rolled)
+    assert rolled_back is not None, rolled.stderr
+    assert json.loads(fleet.parameters()[f"{PREFIX}/releases/{rolled_back}/manifest"])["command"] == (
+        f"rollback {SERVICE} to {third}")
+    assert_runs(fleet, "1", second, rolled_back)
     interrupt(fleet)
     boot_instance(fleet)
-    assert_runs(fleet, "1", third)
+    assert_runs(fleet, "1", rolled_back)
 
     # `spot up` publishes build 2 while the instance runs build 1: verify flags it, status says old; a sync
     # brings it to the current release, which it does not publish again.
-    fleet.write("2")
     up = fleet.archfleet("spot", "up", NAME, "--wait", "60")
     assert up.returncode == 0, up.stderr[-3000:]
-    fourth = fleet.published(up)
-    assert fourth is not None, up.stderr
+    by_spot_up = fleet.published(up)
+    assert by_spot_up is not None, up.stderr
     status = fleet.archfleet("spot", "status", NAME)
-    assert re.search(rf"{fleet.instance_id} .* {third}\s+old", status.stdout), status.stdout
-    assert f"# {NAME}: current release {fourth} (spot up by " in status.stdout, status.stdout
+    assert re.search(rf"{fleet.instance_id} .* {rolled_back}\s+old", status.stdout), status.stdout
+    assert f"# {NAME}: current release {by_spot_up} (spot up by " in status.stdout, status.stdout
     code, rows = verify_rows(fleet)
     flagged = [r for r in rows if r["service"] == "(release)"]
     assert code == 1 and [r["host"] for r in flagged] == [fleet.instance_id], rows
-    assert f"runs another release than spot fleet {NAME}'s current {fourth}" in flagged[0]["reason"], flagged
+    assert f"runs another release than spot fleet {NAME}'s current {by_spot_up}" in flagged[0]["reason"], flagged
     synced = fleet.archfleet("sync")
     assert synced.returncode == 0 and f"sync\t{fleet.instance_id}\tupdated" in synced.stdout, synced.stdout
-    assert fleet.published(synced) is None and f"release {fourth} stays current" in synced.stderr, synced.stderr
+    assert fleet.published(synced) is None and f"release {by_spot_up} stays current" in synced.stderr, synced.stderr
     code, rows = verify_rows(fleet)
     assert code == 0, rows
 
@@ -345,5 +355,5 @@ def test_replacements_boot_the_last_synced_release_and_the_rolled_back_one(relea
     assert fleet.published(failed) is None, failed.stderr
     assert f"sync: spot fleet {NAME}: no release published (the sync failed or rolled back somewhere)" in (
         failed.stderr), failed.stderr
-    assert fleet.parameters()[f"{PREFIX}/release/current"] == fourth
+    assert fleet.parameters()[f"{PREFIX}/release/current"] == by_spot_up
     assert fleet.running_digest()[0] == fleet.digests["2"]  # the rollout put the release back

@@ -190,3 +190,24 @@ def test_a_sync_that_changed_no_host_of_a_user_data_fleet_publishes_nothing(tmp_
                        Report({"i-0a": Entry("unchanged"), "lab-1": Entry("updated")}), None, RunInfo("sync"),
                        lines.append)
     assert lines == []
+
+
+def test_a_rolled_back_container_takes_its_files_content_from_the_same_version_or_is_refused() -> None:
+    """A rollback's container comes from a host's release record, without file contents: the fleet file's
+    rendering of the same version (same folder) gives them; a version only the hosts hold cannot be published."""
+    from dataclasses import replace
+
+    from archfleet.errors import OperationFailed
+    from archfleet.services.desired import managed_file
+    from archfleet.spot.joining import with_file_contents
+    from tests.spot.test_user_data import KEY, container
+
+    token = managed_file("web", "token", "/run/secrets/token", b"s3cret", True, KEY)
+    rendered = container("web", [token])
+    recorded = replace(rendered, digest="sha256:" + "b" * 64,
+                       files=[replace(token, content=b"", sha256="")])  # as desired_from_entry gives it
+    taken = with_file_contents(recorded, rendered)
+    assert taken.digest == "sha256:" + "b" * 64 and taken.files == [token]
+    older = managed_file("web", "token", "/run/secrets/token", b"old secret", True, KEY)
+    with pytest.raises(OperationFailed, match="whose content only the hosts hold"):
+        with_file_contents(replace(recorded, files=[replace(older, content=b"", sha256="")]), rendered)
