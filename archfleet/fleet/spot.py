@@ -18,6 +18,8 @@
         user_data: true                        # hosts join by themselves (archfleet/spot/user_data.py); default false
         instance_profile: archfleet-ci         # IAM instance profile the hosts get (reads the SSM prefix, ECR pulls)
         ssm_prefix: /archfleet/ci-arm          # where `spot up` keeps the hosts' secrets; default /archfleet/<name>
+        converge: pull                         # push (default): sync converges them over SSH; pull: they do
+        pull_interval: 60                      # pull: seconds between the hosts' reads of release/current
 
 Only the fleet file is read here, with the shapes of what it names checked offline (an instance type is
 FAMILY.SIZE, ids are ``ami-``/``sg-``/``subnet-`` + 8 or 17 hex digits, an AMI owner is a 12-digit account id
@@ -53,6 +55,8 @@ SSM_PARAMETER_PATTERN = re.compile(r"^/?[A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]+)*$"
 INSTANCE_PROFILE_PATTERN = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,128}$")
 KEY_PAIR_PATTERN = re.compile(r"^[\x20-\x7e]{1,255}$")
 MAX_TARGET_CAPACITY = 1000
+CONVERGE_MODES = ("push", "pull")  # push: `archfleet sync` converges the hosts over SSH; pull: their agent does
+DEFAULT_PULL_INTERVAL = 60
 TAG_PREFIX = "archfleet:"
 
 
@@ -90,8 +94,15 @@ class SpotFleetSpec:
     user_data: bool = False  # the launch templates carry the boot script that makes a host join by itself
     instance_profile: str | None = None  # IAM instance profile name (the boot script's SSM/ECR reads)
     ssm_prefix: str = ""  # SecureString parameters of the boot script's secrets; "" -> /archfleet/<name>
+    converge: str = "push"  # pull: the instances converge themselves to release/current (archfleet/spot/pull_mode.py)
+    pull_interval: int = DEFAULT_PULL_INTERVAL  # pull: seconds between the agent's reads of release/current
     where: str = ""  # file:line of the fleet's entry
     types_where: str = ""  # file:line of instance_types
+
+    @property
+    def pulls(self) -> bool:
+        """Its instances converge themselves (an agent on a timer), not over SSH from the controller."""
+        return self.converge == "pull"
 
     @property
     def parameter_prefix(self) -> str:
@@ -187,6 +198,14 @@ def parse_fleet(name: str, node: Node) -> SpotFleetSpec:
     ssm_prefix = entry.string("ssm_prefix", None)
     if ssm_prefix is not None and not (ssm_prefix.startswith("/") and SSM_PARAMETER_PATTERN.fullmatch(ssm_prefix)):
         entry.fail("ssm_prefix", f"{ssm_prefix!r} is not an SSM parameter path (/path/to/prefix)")
+    converge = entry.string("converge", "push")
+    if converge not in CONVERGE_MODES:
+        entry.fail("converge", f"expected push or pull, got {converge!r}")
+    if converge == "pull" and not user_data:
+        entry.fail("converge", "pull needs `user_data: true` (the boot script installs the agent)")
+    pull_interval = entry.integer("pull_interval", DEFAULT_PULL_INTERVAL, minimum=5, maximum=86400)
+    if "pull_interval" in entry.items and converge != "pull":
+        entry.fail("pull_interval", "only a fleet with `converge: pull` has an agent to time")
     entry.done()
     return SpotFleetSpec(
         name=name,
@@ -203,6 +222,8 @@ def parse_fleet(name: str, node: Node) -> SpotFleetSpec:
         user_data=user_data,
         instance_profile=instance_profile,
         ssm_prefix=(ssm_prefix or "").rstrip("/"),
+        converge=converge,
+        pull_interval=int(pull_interval),
         where=node.where,
         types_where=types_node.where,
     )

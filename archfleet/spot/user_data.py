@@ -43,7 +43,7 @@ from archfleet.facts.service_reads import CREDENTIALS_DIR, FILES_ROOT, password_
 from archfleet.facts.spot_watcher import INIT_SCRIPT_PATH, NAME, UNIT_PATH
 from archfleet.fleet.rollout import TimeoutsSpec
 from archfleet.services.desired import DesiredContainer, ManagedFile
-from archfleet.tasks import docker_commands, service_commands, spot_watcher
+from archfleet.tasks import docker_commands, pull_agent_commands, service_commands, spot_watcher
 from archfleet.tasks.distros import SUPPORTED
 
 USER_DATA_LIMIT = 16384  # EC2's limit on user data before base64; a longer script is gzipped (cloud-init unpacks it)
@@ -75,6 +75,7 @@ class BootPlan:
     ecr_endpoint: str
     ec2_endpoint: str
     parameter_prefix: str  # the fleet's ssm_prefix: PREFIX/release/current, PREFIX/releases/ID/ARCH/...
+    pull_interval: int | None = None  # converge: pull: the agent's interval in seconds (None: push, no agent)
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ ssm_value() {
   printf '%s\n' "$value"
 }
 tag_instance() {
-  # KEY VALUE (URL-safe): a tag on this instance (EC2 CreateTags with the role), where `spot status` reads it.
+  # KEY (URL-safe) VALUE: a tag on this instance (EC2 CreateTags with the role), where `spot status` reads it.
   token=$(curl -sf --max-time 10 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' \
     "$METADATA_URL/latest/api/token") || return 1
   instance=$(curl -sf --max-time 10 -H "X-aws-ec2-metadata-token: $token" \
@@ -157,8 +158,8 @@ tag_instance() {
   case $instance in *[!a-z0-9-]*) return 1 ;; esac
   printf 'user = "%s:%s"\nheader = "x-amz-security-token: %s"\n' "$AWS_KEY" "$AWS_SECRET" "$AWS_TOKEN" |
     curl -sS -f --max-time 30 --config - --aws-sigv4 "aws:amz:$REGION:ec2" \
-      --data "Action=CreateTags&Version=2016-11-15&ResourceId.1=$instance&Tag.1.Key=$1&Tag.1.Value=$2" \
-      "$EC2_ENDPOINT" >/dev/null
+      --data "Action=CreateTags&Version=2016-11-15&ResourceId.1=$instance&Tag.1.Key=$1" \
+      --data-urlencode "Tag.1.Value=$2" "$EC2_ENDPOINT" >/dev/null
 }
 ssm_get() {
   # NAME DEST: a SecureString parameter (base64 of the secret) decoded into a root-only file.
@@ -319,16 +320,10 @@ printf '%s\n' "$RELEASE" >"$SPOT_DIR/release" && chmod 0644 "$SPOT_DIR/release"
 """
 
 
-def boot_script(plan: BootPlan) -> str:
-    """The ``#!/bin/sh`` user-data of one architecture's launch template (text; see ``encoded``): the engine, then
-    the fleet's current release from SSM, recorded and run. The same text for every release."""
+def _boot_variables(plan: BootPlan) -> list[str]:
+    """The boot loader's settings (the pull agent has the same)."""
     prefix = plan.parameter_prefix
-    lines = [
-        "#!/bin/sh",
-        f"# archfleet: spot fleet {plan.fleet} ({plan.arch}): joins at first boot (archfleet/spot/user_data.py).",
-        "# No secrets in here: they are read from SSM Parameter Store with the instance role. The services come",
-        "# from the fleet's current release (SSM), which `spot up` and `archfleet sync` publish.",
-        BOOT_FUNCTIONS.rstrip("\n"),
+    return [
         _assign("METADATA_URL", plan.metadata_url.rstrip("/")),
         _assign("REGION", plan.region),
         _assign("ARCH", plan.arch),
@@ -339,9 +334,56 @@ def boot_script(plan: BootPlan) -> str:
         _assign("RELEASES", releases_path(prefix)),
         _assign("RELEASE_TAG_KEY", RELEASE_TAG.replace(":", "%3A")),
         _assign("SPOT_DIR", SPOT_DIR),
+    ]
+
+
+def pull_agent_script(plan: BootPlan, interval: int) -> str:
+    """The pull agent of a ``converge: pull`` fleet's instance (``tasks/pull_agent_commands.py``): the boot
+    loader's functions and settings, then one converge to ``release/current``. No secrets in it."""
+    return "\n".join([
+        "#!/bin/sh",
+        f"# archfleet: spot fleet {plan.fleet} ({plan.arch}): the pull agent (tasks/pull_agent_commands.py).",
+        BOOT_FUNCTIONS.rstrip("\n"),
+        *_boot_variables(plan),
+        _assign("PULL_INTERVAL", str(int(interval))),
+        _assign("CONVERGE_TAG_KEY", pull_agent_commands.CONVERGE_TAG.replace(":", "%3A")),
+        pull_agent_commands.AGENT_BODY.rstrip("\n"),
+    ]) + "\n"
+
+
+def _pull_agent_lines(plan: BootPlan, interval: int) -> list[str]:
+    """Install the pull agent and its runner (a systemd timer, else an init script looping with sleep), started
+    once the boot's release runs: its first tick finds that release applied."""
+    lines = [_line("say", QuoteString(f"the pull agent, every {int(interval)} s")),
+             _raw(docker_commands.public_directory(posixpath.dirname(pull_agent_commands.AGENT_PATH))),
+             *_write(pull_agent_commands.AGENT_PATH, pull_agent_script(plan, interval).encode(), "0755"),
+             "if [ -d /run/systemd/system ]; then"]
+    for init in ("systemd", "sysvinit"):
+        if init == "sysvinit":
+            lines.append("else")
+        for path, (content, mode) in pull_agent_commands.runner_files(init, interval).items():
+            lines.append("  " + _raw(docker_commands.public_directory(posixpath.dirname(path))))
+            lines += ["  " + line for line in _write(path, content.encode(), mode)]
+        lines.append("  " + " && ".join(pull_agent_commands.start_lines(init)))
+    lines.append("fi || die 'the pull agent did not start'")
+    return lines
+
+
+def boot_script(plan: BootPlan) -> str:
+    """The ``#!/bin/sh`` user-data of one architecture's launch template (text; see ``encoded``): the engine, then
+    the fleet's current release from SSM, recorded and run; in pull mode then the pull agent. The same text for
+    every release."""
+    lines = [
+        "#!/bin/sh",
+        f"# archfleet: spot fleet {plan.fleet} ({plan.arch}): joins at first boot (archfleet/spot/user_data.py).",
+        "# No secrets in here: they are read from SSM Parameter Store with the instance role. The services come",
+        "# from the fleet's current release (SSM), which `spot up` and `archfleet sync` publish.",
+        BOOT_FUNCTIONS.rstrip("\n"),
+        *_boot_variables(plan),
         "say start",
         *_engine_lines(),
         RELEASE_LINES.rstrip("\n"),
+        *(_pull_agent_lines(plan, plan.pull_interval) if plan.pull_interval else []),
         "say joined",
     ]
     return "\n".join(lines) + "\n"
