@@ -139,7 +139,8 @@ def run_status(args: argparse.Namespace) -> int:
     from archfleet.spot.release import current_release
 
     states = []
-    for checked in [fleets.check_fleet(spec) for spec in selected(args)]:
+    specs = selected(args)
+    for checked in [fleets.check_fleet(spec) for spec in specs]:
         state = fleets.status(checked)
         if checked.spec.user_data:
             current = current_release(ssm_client(checked.ec2, f"spot fleet {checked.spec.name}: its release"),
@@ -147,8 +148,17 @@ def run_status(args: argparse.Namespace) -> int:
             state.current_release = current.id if current else ""
             state.release_summary = current.summary() if current else "no release published"
         states.append(state)
+    from archfleet.tasks.pull_agent_commands import CONVERGE_TAG
+
+    pulling = {spec.name for spec in specs if spec.pulls}
     if args.json:
-        print(json.dumps({"spot_fleets": [state.as_json() for state in states]}, indent=2))
+        documents = [state.as_json() for state in states]
+        for document, state in zip(documents, states, strict=True):
+            if state.name in pulling:  # the agent's last converge: "ID TIME ok" or "ID TIME failed: REASON"
+                document["converge"] = "pull"
+                for instance, row in zip(document["instances"], state.instances, strict=True):
+                    instance["last_converge"] = row.tags.get(CONVERGE_TAG)
+        print(json.dumps({"spot_fleets": documents}, indent=2))
         return 0
     for state in states:
         if not state.fleets:
@@ -162,6 +172,9 @@ def run_status(args: argparse.Namespace) -> int:
             print(f"# {state.name}: current {state.release_summary}")
         for line in format_rows(state.instances, current_release=state.current_release):
             print(line)
+        if state.name in pulling:  # BOOTED RELEASE: the release it runs (booted, or applied by its agent since)
+            for row in state.instances:
+                print(f"# {row.instance_id}: pull mode, last converge: {row.tags.get(CONVERGE_TAG) or 'none yet'}")
         for item in state.leftovers:
             print(f"leftover: {item}")
     return 0

@@ -238,7 +238,10 @@ def publish_after_sync(fleet: Fleet, plans: Mapping[str, _Plan], report: _Report
                        reports: dict[str, VerifyReport] | None, run: RunInfo, say: Say) -> None:
     """After a sync's rollout: each user-data spot fleet whose hosts it changed gets the release those hosts now
     run, unless anything failed or was rolled back (then nothing is published). A failed publication marks the
-    fleet's changed hosts failed (a replacement would boot the old release)."""
+    fleet's changed hosts failed (a replacement would boot the old release). Pull-mode fleets: ``pull_mode``."""
+    from archfleet.spot.pull_mode import publish_pull_fleets
+
+    publish_pull_fleets(fleet, plans, report, reports, run, say)
     changed: dict[str, list[str]] = {}
     for host, plan in sorted(plans.items()):
         spec = fleet_of_host(fleet, host) if plan.changed else None

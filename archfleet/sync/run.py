@@ -138,6 +138,10 @@ def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say,
     if fleet.hosts is None:
         raise InputError(f"{fleet.path}: no `inventory:`: nothing to sync")
     names = hosts_in_scope(fleet, limit)
+    if any(spec.pulls for spec in fleet.spot_fleets.values()):  # their instances converge themselves
+        from archfleet.spot.pull_mode import hosts_the_sync_reaches
+
+        names = hosts_the_sync_reaches(fleet, names, say)
     timeouts = timeouts_of(fleet)
     report = SyncReport(dry)
     started = time.monotonic()
