@@ -47,13 +47,14 @@ def trusted_and_logged_in(login: RegistryLogin) -> None:
     )
 
 
+# The fleet file first: a file that does not load stops the deploy before any host is locked.
+fleet_file = host.data.get("archfleet_fleet") or default_fleet_path()
+fleet = fleet_for_deploy(fleet_file) if Path(fleet_file).is_file() else None
+
 # The fleet lock (docs/lock.md): this host's, taken before the first operation, released after the last.
 lock_for_deploy("pyinfra deploys/host.py")
 
 docker_engine.engine_running(name="Docker engine installed, running and enabled at boot")
-
-fleet_file = host.data.get("archfleet_fleet") or default_fleet_path()
-fleet = fleet_for_deploy(fleet_file) if Path(fleet_file).is_file() else None
 
 # The fleet's own registry: from host data (the lab's inventory), else the fleet file's `registry:` (EC2 hosts).
 own_registry = host_registry_login(host.data, host.name, fleet)

@@ -19,10 +19,13 @@ from archfleet.sync.lock import lock_for_deploy
 from archfleet.sync.operation import services_converged
 from archfleet.sync.pipeline import plan_one_host
 
-# The fleet lock (docs/lock.md): this host's, taken before the first operation, released after the last.
+# The fleet file first: a file that does not load (exit 2) stops the deploy before any host is locked.
+fleet = fleet_for_deploy(host.data.get("archfleet_fleet"))
+
+# The fleet lock (docs/lock.md): this host's, taken before the first operation, released after the last; the
+# services state below is read under it.
 lock_for_deploy("pyinfra deploys/services.py")
 
-fleet = fleet_for_deploy(host.data.get("archfleet_fleet"))
 state = host.get_fact(ServicesState)
 plan, failure = None, None
 if state is None:
