@@ -127,10 +127,6 @@ class HostLock:
     now: int | None  # the host's clock when it was read
     current_boot: str
 
-    @property
-    def held_by_other(self) -> bool:
-        return self.state in ("held", "not_held") and bool(self.record)
-
     def number(self, key: str) -> int | None:
         value = self.record.get(key, "")
         return int(value) if value.isdigit() else None
