@@ -90,3 +90,11 @@ def test_a_private_registry_defaults_to_the_archfleet_namespace(tmp_path: Path,
     assert main(["init", str(tmp_path), "--hosts", "a=127.0.0.1", "--registry", "reg.example:5000"]) == 0
     assert "repository: archfleet/v2ray" in (tmp_path / "fleet.yaml").read_text()
     assert "# username: archfleet" in (tmp_path / "fleet.yaml").read_text()
+
+
+def test_init_lab_prints_the_whole_lab_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The `next:` line is the README's lab path (day two, bug 4): hosts bootstrap and images build before sync."""
+    assert main(["init", "--lab", str(tmp_path)]) == 0
+    next_line = [line for line in capsys.readouterr().out.splitlines() if line.startswith("next: ")]
+    assert next_line == [f"next: archfleet lab up && cd {tmp_path} && archfleet hosts bootstrap && "
+                         "archfleet images build && archfleet sync && archfleet verify"], next_line

@@ -313,6 +313,7 @@ def run_init(args: argparse.Namespace) -> int:
     print(f"archfleet: init: wrote {fleet_file} and {len(files) - 1} more file(s) under {directory}")
     for destination in files:
         print(f"  {destination}")
-    print(f"next: archfleet lab up && archfleet sync --dry -f {fleet_file}" if args.lab else
+    print(f"next: archfleet lab up && cd {directory} && archfleet hosts bootstrap && archfleet images build && "
+          "archfleet sync && archfleet verify" if args.lab else
           f"next: cd {directory} && archfleet hosts bootstrap && archfleet images build && archfleet sync")
     return 0
