@@ -106,10 +106,14 @@ def record_plan(report: SyncReport, plan: HostPlan, dry: bool, say: Say) -> None
 
 def plans_under_lock(fleet: Fleet, plans: dict[str, HostPlan], states: dict[str, ServicesStateValue],
                      held: HeldLocks, report: SyncReport, say: Say,
-                     plan: Callable[[dict[str, ServicesStateValue]], dict[str, HostPlan]]) -> dict[str, HostPlan]:
+                     plan: Callable[[dict[str, ServicesStateValue]], dict[str, HostPlan]],
+                     override: Override | None = None) -> dict[str, HostPlan]:
     """The plans to roll out once the changing hosts are locked (archfleet.sync.lock): each locked host's state was
     read again in the lock's own command, and a host that changed since the first read (another run finished
-    there meanwhile) is planned again from it. A host whose lock could not be taken fails and is not changed."""
+    there meanwhile) is planned again from it. A host whose lock could not be taken fails and is not changed, and
+    so does a rollback's host whose release's files went meanwhile (another run's retention)."""
+    from archfleet.sync.pipeline import files_gone
+
     for host, reason in held.failed.items():
         report.host(host).status, report.host(host).reason = FAILED, f"fleet lock: {reason}"
     again = readable_states({host: parse_services_state(lines) for host, lines in held.reads.items()}, fleet, report)
@@ -118,13 +122,17 @@ def plans_under_lock(fleet: Fleet, plans: dict[str, HostPlan], states: dict[str,
         return {key: value for key, value in state.items() if key != "login_ages"}
 
     changed = {host: state for host, state in again.items() if comparable(state) != comparable(states[host])}
+    gone = files_gone(changed, override)
+    for host, reason in gone.items():
+        report.host(host).status, report.host(host).reason = FAILED, reason
+        del changed[host]
     for host in sorted(changed):
         say(f"[{host}] changed since the first read (another run?): planned again from its state under the lock")
     replanned = plan(changed) if changed else {}
     for new_plan in replanned.values():
         record_plan(report, new_plan, False, say)
     return {host: replanned.get(host, host_plan) for host, host_plan in plans.items()
-            if not host_plan.changed or host in again}
+            if (not host_plan.changed or host in again) and host not in gone}
 
 
 def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say,
@@ -181,7 +189,7 @@ def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say,
             held = take_locks(session, [host for host, plan in plans.items() if plan.changed], run,
                               expires_after=timeouts.run + EXPIRY_MARGIN_SECONDS, say=say, then=SERVICES_STATE_COMMAND)
             plans = plans_under_lock(fleet, plans, states, held, report, say,
-                                     lambda again: plan_fleet(fleet, again, prune, tags, override, only))
+                                     lambda again: plan_fleet(fleet, again, prune, tags, override, only), override)
             remaining = max(1.0, timeouts.run - (time.monotonic() - started))
             with gevent.Timeout(remaining, StepFailed(f"the whole sync timed out after {timeouts.run:g} s")):
                 Rollout(fleet, session, plans, report, say,
