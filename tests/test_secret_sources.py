@@ -109,12 +109,27 @@ def test_a_dry_sync_generates_in_memory_and_a_sync_writes_once_for_every_service
 
     real = fleet_of(tmp_path)
     lines, say = said()
-    settle_fleet_secrets(real, HOSTS, states, dry=False, say=say)  # type: ignore[arg-type]
+    generated = settle_fleet_secrets(real, HOSTS, states, dry=False, say=say)  # type: ignore[arg-type]
     token = tmp_path / "token"
+    assert not token.exists(), "written only once the hosts are locked and read again"
+    generated.write(states)  # type: ignore[arg-type]
     assert stat.S_IMODE(token.stat().st_mode) == 0o600 and stat.S_IMODE(key_file.stat().st_mode) == 0o600
     value = token.read_text().strip()
     context = fleet_context(real)
     assert context.secrets.get("web") == {"token": value} == context.secrets.get("worker")
+
+
+def test_a_host_that_took_a_version_before_the_lock_refuses_the_write(tmp_path: Path, key_file: Path) -> None:
+    """Another controller's run generated the secret and put it on a host between this run's first read and its
+    lock: the hosts' states read under the lock refuse the write, and nothing is written here."""
+    fleet = fleet_of(tmp_path)
+    states = {host: state() for host in HOSTS}
+    generated = settle_fleet_secrets(fleet, HOSTS, states, dry=False, say=print)  # type: ignore[arg-type]
+    under_lock = {**states, "amd64-2": state("/etc/archfleet/services/worker/fedcba9876543210/token")}
+    with pytest.raises(InputError, match=r"secret token \(services web, worker\): amd64-2 took a version of it "
+                                         r"since the first read .* nothing was changed"):
+        generated.write(under_lock)  # type: ignore[arg-type]
+    assert not (tmp_path / "token").exists()
 
 
 def test_a_missing_version_key_is_refused_while_hosts_hold_files(tmp_path: Path, key_file: Path) -> None:

@@ -8,8 +8,10 @@ lists (``/etc/archfleet/services/<service>/<version>/<name>``: no command of its
 - a host holds a version of it: exit 2 naming the secret, the hosts and the way out (``archfleet secrets pull``);
   nothing is written here or changed on any host;
 - a host of one of its services is left out by ``--limit``, or could not be read: nothing is generated (exit 2 / 1);
-- every host of its services was read and none holds it: a new value, written 0600 before the first change
-  (``--dry`` says it would, and writes nothing).
+- every host of its services was read and none holds it: a new value, in memory until the hosts to change are
+  locked and read again (``GeneratedSecrets.write``): still held by none, it is written here 0600 before the first
+  change; a host that took a version meanwhile (another controller's run) refuses the run with nothing written or
+  changed. ``--dry`` says it would, and writes nothing.
 
 The fleet's secret version key (archfleet.credentials.secret_version_key) is decided the same way: missing here
 while hosts hold files named with it, it is never made anew (every file would get a new name, and every container
@@ -92,14 +94,45 @@ def pull_hint(fleet: Fleet, secret: FleetSecret) -> str:
     return f"`archfleet secrets pull {secret.name}{service} -f {fleet.path}`"
 
 
+@dataclass
+class GeneratedSecrets:
+    """The secrets a sync generated, in memory until its hosts are locked: ``write`` checks the hosts' states read
+    under the lock (none may hold a version now) and only then writes each file here (0600)."""
+
+    pending: list[tuple[FleetSecret, str]]
+    say: Say
+
+    def write(self, states: dict[str, ServicesStateValue]) -> None:
+        """Raises InputError (a host took a version since the first read) or OperationFailed (the file was written
+        here meanwhile), each with nothing written."""
+        for secret, _ in self.pending:
+            holders = [host for host in sorted(states) if secret.held_on(states[host])]
+            if holders:
+                raise InputError(
+                    f"secret {secret.label}: {', '.join(holders)} took a version of it since the first read "
+                    f"(another run generated it): {secret.file} was not written; sync again to use the hosts' "
+                    f"value after copying it here: `archfleet secrets pull {secret.name}`; nothing was changed")
+        for secret, value in self.pending:
+            try:
+                secret.members[0][1].write_file(value)
+            except FileExistsError:
+                raise OperationFailed(f"secret {secret.label}: {secret.file} was written here meanwhile (another "
+                                      "run?): sync again to use it; nothing was changed") from None
+            self.say(f"sync: secret {secret.label}: generated a new value into {secret.file} (0600; no host of "
+                     f"{', '.join(secret.services)} held one)")
+        self.pending = []
+
+
 def settle_fleet_secrets(fleet: Fleet, in_scope: list[str], states: dict[str, ServicesStateValue], *, dry: bool,
-                         say: Say) -> None:
+                         say: Say) -> GeneratedSecrets:
     """Before a sync plans: every secret still to be generated is refused (a host holds it, or not every host of
-    its services was read) or generated (``dry``: in memory only); then the version key, the same way. Raises
-    InputError / OperationFailed with nothing written and nothing changed."""
+    its services was read) or generated in memory (written by the result's ``write`` under the lock; ``dry``:
+    never); then the version key, the same way. Raises InputError / OperationFailed with nothing written and
+    nothing changed."""
+    generated = GeneratedSecrets([], say)
     placement = fleet.placement
     if placement is None:
-        return
+        return generated
     scope = set(in_scope)
     context = load_context(fleet)
     for secret in fleet_secrets(fleet, lambda spec: spec.to_be_generated):
@@ -119,16 +152,12 @@ def settle_fleet_secrets(fleet: Fleet, in_scope: list[str], states: dict[str, Se
             say(f"sync: secret {secret.label}: would generate a new value into {secret.file} (no host of "
                 f"{', '.join(secret.services)} holds one)")
         else:
-            try:
-                secret.members[0][1].write_file(value)
-            except FileExistsError:  # written meanwhile (another run): that value, read as any command would
-                value = secret.members[0][1].read()
-            say(f"sync: secret {secret.label}: generated a new value into {secret.file} (0600; no host of "
-                f"{', '.join(secret.services)} held one)")
+            generated.pending.append((secret, value))
         assert isinstance(context.secrets, SecretValues)
         for service, spec in secret.members:
             context.secrets.provide(service, spec.name, value)
     settle_version_key(fleet, in_scope, states, dry=dry, say=say)
+    return generated
 
 
 def settle_version_key(fleet: Fleet, in_scope: list[str], states: dict[str, ServicesStateValue], *, dry: bool,

@@ -169,7 +169,7 @@ def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say,
         for host, reason in files_gone(states, override).items():
             report.host(host).status, report.host(host).reason = FAILED, reason
             del states[host]
-        settle_fleet_secrets(fleet, names, states, dry=dry, say=say)  # a missing generated secret: pull or generate
+        generated = settle_fleet_secrets(fleet, names, states, dry=dry, say=say)  # a missing one: pull or generate
         plans = plan_fleet(fleet, states, prune, tags, override, only)
         for plan in plans.values():
             record_plan(report, plan, dry, say)
@@ -190,6 +190,7 @@ def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say,
                               expires_after=timeouts.run + EXPIRY_MARGIN_SECONDS, say=say, then=SERVICES_STATE_COMMAND)
             plans = plans_under_lock(fleet, plans, states, held, report, say,
                                      lambda again: plan_fleet(fleet, again, prune, tags, override, only), override)
+            generated.write({**states, **{host: parse_services_state(lines) for host, lines in held.reads.items()}})
             remaining = max(1.0, timeouts.run - (time.monotonic() - started))
             with gevent.Timeout(remaining, StepFailed(f"the whole sync timed out after {timeouts.run:g} s")):
                 Rollout(fleet, session, plans, report, say,
