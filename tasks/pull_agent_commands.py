@@ -15,8 +15,9 @@ changes, or after ``RETRY_INTERVALS`` ticks (a registry that was down comes back
 
 Its runner: a systemd timer (``archfleet-pull-agent.timer`` starting the oneshot ``.service``) where systemd runs,
 else an init script (``/etc/init.d/archfleet-pull-agent``) whose daemon runs the agent, then sleeps, in a loop.
-The agent's shell functions (``say``, ``die``, ``role_credentials``, ``ssm_value``, ``tag_instance``) and its
-variables are the boot loader's (``archfleet/spot/user_data.py`` composes the file); nothing in it is secret.
+The agent's shell functions (``say``, ``die``, ``role_credentials``, ``ssm_value``, ``tag_instance``,
+``fetch_release``: the head, chunks and sha256 check of the boot) and its variables are the boot loader's
+(``archfleet/spot/user_data.py`` composes the file); nothing in it is secret.
 """
 
 from __future__ import annotations
@@ -48,23 +49,7 @@ if [ -r "$SPOT_DIR/failed" ]; then
   fi
 fi
 say "converging from ${applied:-nothing} to release $RELEASE"
-converge() {
-  head=$(ssm_value "$RELEASES/$RELEASE/$ARCH/head") || exit 1
-  sum=${head%% *}
-  parts=${head#* }
-  case $parts in ''|*[!0-9]*) die "SSM parameter $RELEASES/$RELEASE/$ARCH/head is not 'SHA256 PARTS'" ;; esac
-  rm -f "$SPOT_DIR/pull.b64"
-  i=0
-  while [ "$i" -lt "$parts" ]; do
-    ssm_value "$RELEASES/$RELEASE/$ARCH/$i" >>"$SPOT_DIR/pull.b64" || exit 1
-    i=$((i + 1))
-  done
-  base64 -d "$SPOT_DIR/pull.b64" | gzip -dc >"$SPOT_DIR/pull.sh" || die "release $RELEASE ($ARCH) cannot be unpacked"
-  printf '%s  %s\n' "$sum" "$SPOT_DIR/pull.sh" | sha256sum -c - >/dev/null 2>&1 ||
-    die "release $RELEASE ($ARCH) does not match its sha256 $sum"
-  . "$SPOT_DIR/pull.sh"
-}
-( converge ) 2>"$SPOT_DIR/pull.err"
+( fetch_release "$RELEASE" "$SPOT_DIR/pull.sh" && . "$SPOT_DIR/pull.sh" ) 2>"$SPOT_DIR/pull.err"
 status=$?
 cat "$SPOT_DIR/pull.err" >&2
 when=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -74,7 +59,7 @@ if [ "$status" -eq 0 ]; then
   result="$RELEASE $when ok"
   tag_instance "$RELEASE_TAG_KEY" "$RELEASE" || say "could not tag this instance with its release"
 else
-  reason=$(sed -n 's/^archfleet-failure: //p' "$SPOT_DIR/pull.err" | tail -n 1 | tr -c 'A-Za-z0-9 _.:/=+@-' ' ')
+  reason=$(sed -n 's/^archfleet-failure: //p' "$SPOT_DIR/pull.err" | tail -n 1 | tr -cd 'A-Za-z0-9 _.:/=+@()-')
   printf '%s %s\n' "$RELEASE" "$now" >"$SPOT_DIR/failed"
   result="$RELEASE $when failed: ${reason:-exit $status}"
 fi

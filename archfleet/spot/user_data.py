@@ -171,6 +171,22 @@ ssm_get() {
   rm -f "$2"
   printf '%s' "$value" | base64 -d >"$2" || die "SSM parameter $1 is not base64"
 }
+fetch_release() {
+  # ID DEST: release ID's script for $ARCH from SSM (its head, chunks, sha256) into DEST; dies on any mismatch.
+  head=$(ssm_value "$RELEASES/$1/$ARCH/head") || exit 1
+  sum=${head%% *}
+  parts=${head#* }
+  case $parts in ''|*[!0-9]*) die "SSM parameter $RELEASES/$1/$ARCH/head is not 'SHA256 PARTS'" ;; esac
+  install -d -m 0700 "$SPOT_DIR" && rm -f "$2.b64" || die "cannot write $SPOT_DIR"
+  i=0
+  while [ "$i" -lt "$parts" ]; do
+    ssm_value "$RELEASES/$1/$ARCH/$i" >>"$2.b64" || exit 1
+    i=$((i + 1))
+  done
+  base64 -d "$2.b64" | gzip -dc >"$2" || die "release $1 ($ARCH) cannot be unpacked"
+  printf '%s  %s\n' "$sum" "$2" | sha256sum -c - >/dev/null 2>&1 ||
+    die "release $1 ($ARCH) does not match its sha256 $sum"
+}
 ecr_password() {
   # REGISTRY_ID DEST: an ECR password (the token is base64 of AWS:PASSWORD) with the instance role.
   [ -n "${AWS_KEY:-}" ] || role_credentials
@@ -298,20 +314,7 @@ RELEASE_LINES = r"""say "reading the current release from SSM ($SSM_ENDPOINT)"
 role_credentials
 RELEASE=$(ssm_value "$RELEASE_POINTER") || exit 1
 case $RELEASE in ''|*[!A-Za-z0-9_.-]*) die "SSM parameter $RELEASE_POINTER does not name a release" ;; esac
-head=$(ssm_value "$RELEASES/$RELEASE/$ARCH/head") || exit 1
-sum=${head%% *}
-parts=${head#* }
-case $parts in ''|*[!0-9]*) die "SSM parameter $RELEASES/$RELEASE/$ARCH/head is not 'SHA256 PARTS'" ;; esac
-install -d -m 0700 "$SPOT_DIR" && rm -f "$SPOT_DIR/release.b64" || die "cannot write $SPOT_DIR"
-i=0
-while [ "$i" -lt "$parts" ]; do
-  ssm_value "$RELEASES/$RELEASE/$ARCH/$i" >>"$SPOT_DIR/release.b64"
-  i=$((i + 1))
-done
-base64 -d "$SPOT_DIR/release.b64" | gzip -dc >"$SPOT_DIR/release.sh" ||
-  die "release $RELEASE ($ARCH) cannot be unpacked"
-printf '%s  %s\n' "$sum" "$SPOT_DIR/release.sh" | sha256sum -c - >/dev/null 2>&1 ||
-  die "release $RELEASE ($ARCH) does not match its sha256 $sum"
+fetch_release "$RELEASE" "$SPOT_DIR/release.sh"
 tag_instance "$RELEASE_TAG_KEY" "$RELEASE" ||
   say "could not tag this instance with its release (the role needs ec2:CreateTags on its instance)"
 say "release $RELEASE"

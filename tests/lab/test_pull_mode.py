@@ -247,3 +247,18 @@ def test_a_pull_host_converges_without_ssh_and_refuses_a_release_the_canary_fail
     assert running(fleet.host) == (converged_id, fleet.digests["2"])
     assert running(fleet.push)[1] == fleet.digests["2"]  # the rollout put the push host back
     assert fleet.instance()["last_converge"].startswith(f"{second} ")
+
+    # `spot up` publishes the fleet file's release itself (the operator's, no canary): the bad build reaches the
+    # instance, fails its health check there, and the agent records it; the previous container runs on.
+    up = fleet.archfleet("spot", "up", NAME, "--wait", "60")
+    assert up.returncode == 0, up.stderr[-3000:]
+    bad = PUBLISHED.findall(up.stderr)[0]
+    deadline = time.monotonic() + INTERVAL * 6 + 120
+    while not str(fleet.instance().get("last_converge") or "").startswith(f"{bad} "):
+        assert time.monotonic() < deadline, fleet.instance()
+        time.sleep(1)
+    instance = fleet.instance()
+    assert " failed: " in instance["last_converge"] and instance["release"] == second, instance
+    assert running(fleet.host) == (converged_id, fleet.digests["2"])
+    assert on_host(fleet.host, "cat /var/lib/archfleet/spot/release").stdout == f"{second}\n"
+    print(f"a release failing on the pull host: {instance['last_converge']}")
