@@ -87,4 +87,6 @@ def publish_pull_fleets(fleet: Fleet, plans: Mapping[str, Any], report: Any,
             say(f"sync: spot fleet {spec.name}: its pull-mode hosts converge themselves to release "
                 f"{now.id if now else current.id}")
         except ArchfleetError as error:
-            say(f"sync: spot fleet {spec.name}: FAILED: its pull-mode hosts' release was not published: {error}")
+            failure = f"spot fleet {spec.name}: its pull-mode hosts' release was not published: {error}"
+            say(f"sync: {failure.replace(': ', ': FAILED: ', 1)}")
+            report.failures.append(failure)  # no host of the sync to mark: the sync fails all the same

@@ -59,6 +59,7 @@ class SyncReport:
     hosts: dict[str, HostReport] = field(default_factory=dict)
     batches: list[dict[str, Any]] = field(default_factory=list)  # {"service", "batch", "hosts"}
     stopped_at: str | None = None  # the host whose failure stopped the rollout
+    failures: list[str] = field(default_factory=list)  # what failed that is no one host's (a release's publication)
 
     def host(self, name: str) -> HostReport:
         return self.hosts.setdefault(name, HostReport(name))
@@ -68,7 +69,8 @@ class SyncReport:
 
     @property
     def ok(self) -> bool:
-        return not any(h.status in (FAILED, ROLLED_BACK, NOT_REACHED) for h in self.hosts.values())
+        return not self.failures and not any(h.status in (FAILED, ROLLED_BACK, NOT_REACHED)
+                                             for h in self.hosts.values())
 
     def lines(self, title: str = "sync") -> list[str]:
         lines = [f"{title}\t{name}\t{self.hosts[name].line()}" for name in sorted(self.hosts)]
@@ -78,11 +80,13 @@ class SyncReport:
             f"{title}: {len(self.hosts)} host(s): {changed} {verb}, {self.count(ROLLED_BACK)} rolled back, "
             f"{self.count(FAILED)} failed, {self.count(NOT_REACHED)} not reached, {self.count(UNCHANGED)} unchanged"
         )
+        lines += [f"{title}: FAILED: {failure}" for failure in self.failures]
         return lines
 
     def as_json(self) -> str:
         return json.dumps({
             "dry": self.dry, "ok": self.ok, "stopped_at": self.stopped_at, "batches": self.batches,
+            "failures": self.failures,
             "hosts": {name: self.hosts[name].as_json() for name in sorted(self.hosts)},
         }, indent=2)
 
