@@ -296,23 +296,31 @@ def secret_version_key_path() -> Path:
     return Path(config) / "archfleet" / "secret-version-key"
 
 
-def _generate_secret_version_key(path: Path) -> None:
-    """Write a new key to ``path`` (0600, its folder 0700 if new) unless a file is there by then: written aside
-    and linked into place, so that another process never reads half a key and two never write two keys."""
+def _generate_secret_version_key(path: Path, key: bytes | None = None) -> bool:
+    """Write ``key`` (default: a new one) to ``path`` (0600, its folder 0700 if new) unless a file is there by
+    then (False): written aside and linked into place, so that another process never reads half a key and two
+    never write two keys."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     aside = path.with_name(f".{path.name}.{os.getpid()}.new")
     fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(SECRET_VERSION_KEY_BYTES) + "\n")
+            handle.write((key or secrets.token_bytes(SECRET_VERSION_KEY_BYTES)).hex() + "\n")
         try:
             os.link(aside, path)
         except FileExistsError:
-            return
+            return False
     finally:
         aside.unlink()
     say(f"generated the secret version key {path} (0600): the version names of the fleet's files and secrets are "
         f"keyed by it; copy it to any other controller of this fleet ({SECRET_VERSION_KEY_ENV} may name it)")
+    return True
+
+
+def write_secret_version_key(key: bytes) -> bool:
+    """Write a key a sync generated in memory (archfleet.services.fleet_secrets) to its file; False when a file is
+    there by then (nothing written)."""
+    return _generate_secret_version_key(secret_version_key_path(), key)
 
 
 def secret_version_key() -> bytes:

@@ -120,12 +120,20 @@ def test_a_dry_sync_generates_in_memory_and_a_sync_writes_once_for_every_service
 
 
 def test_a_host_that_took_a_version_before_the_lock_refuses_the_write(tmp_path: Path, key_file: Path) -> None:
-    """Another controller's run generated the secret and put it on a host between this run's first read and its
-    lock: the hosts' states read under the lock refuse the write, and nothing is written here."""
-    fleet = fleet_of(tmp_path)
+    """Another controller's run generated the secret (and the version key) and put it on a host between this run's
+    first read and its lock: the hosts' states read under the lock refuse the write, and nothing is written here."""
     states = {host: state() for host in HOSTS}
-    generated = settle_fleet_secrets(fleet, HOSTS, states, dry=False, say=print)  # type: ignore[arg-type]
     under_lock = {**states, "amd64-2": state("/etc/archfleet/services/worker/fedcba9876543210/token")}
+    generated = settle_fleet_secrets(fleet_of(tmp_path), HOSTS, states, dry=False, say=print)  # type: ignore
+    with pytest.raises(InputError, match=r"the fleet's secret version key: amd64-2 took files named with another "
+                                         r"one since the first read .* nothing was written or changed"):
+        generated.write(under_lock)  # type: ignore[arg-type]
+    assert not (tmp_path / "token").exists() and not key_file.exists()
+
+    key_file.parent.mkdir()
+    key_file.write_text("ab" * 32 + "\n")
+    key_file.chmod(0o600)
+    generated = settle_fleet_secrets(fleet_of(tmp_path), HOSTS, states, dry=False, say=print)  # type: ignore
     with pytest.raises(InputError, match=r"secret token \(services web, worker\): amd64-2 took a version of it "
                                          r"since the first read .* nothing was changed"):
         generated.write(under_lock)  # type: ignore[arg-type]

@@ -32,7 +32,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from archfleet.credentials import SECRET_VERSION_KEY_BYTES, SECRET_VERSION_KEY_ENV, secret_version_key_path
+from archfleet.credentials import (
+    SECRET_VERSION_KEY_BYTES,
+    SECRET_VERSION_KEY_ENV,
+    secret_version_key_path,
+    write_secret_version_key,
+)
 from archfleet.errors import InputError, OperationFailed
 from archfleet.facts.service_reads import FILES_ROOT, ServicesStateValue
 from archfleet.placement import container_name
@@ -101,10 +106,19 @@ class GeneratedSecrets:
 
     pending: list[tuple[FleetSecret, str]]
     say: Say
+    version_key: bytes | None = None  # the fleet's secret version key, when this run made it
+    key_roots: tuple[str, ...] = ()  # the folders of the files named with it
 
     def write(self, states: dict[str, ServicesStateValue]) -> None:
-        """Raises InputError (a host took a version since the first read) or OperationFailed (the file was written
-        here meanwhile), each with nothing written."""
+        """Raises InputError (a host took a version, or files named with another key, since the first read) or
+        OperationFailed (the file was written here meanwhile), each with nothing written."""
+        if self.version_key is not None:
+            holders = [host for host in sorted(states)
+                       if any(path.startswith(self.key_roots) for path in states[host].get("files") or {})]
+            if holders:
+                raise InputError(f"the fleet's secret version key: {', '.join(holders)} took files named with "
+                                 "another one since the first read (another controller's run made it): copy that "
+                                 "key here, then sync again; nothing was written or changed")
         for secret, _ in self.pending:
             holders = [host for host in sorted(states) if secret.held_on(states[host])]
             if holders:
@@ -121,6 +135,11 @@ class GeneratedSecrets:
             self.say(f"sync: secret {secret.label}: generated a new value into {secret.file} (0600; no host of "
                      f"{', '.join(secret.services)} held one)")
         self.pending = []
+        if self.version_key is not None:
+            key, self.version_key = self.version_key, None
+            if not write_secret_version_key(key):
+                raise OperationFailed(f"the fleet's secret version key {secret_version_key_path()} was written here "
+                                      "meanwhile (another run?): sync again to use it; nothing was changed")
 
 
 def settle_fleet_secrets(fleet: Fleet, in_scope: list[str], states: dict[str, ServicesStateValue], *, dry: bool,
@@ -156,14 +175,15 @@ def settle_fleet_secrets(fleet: Fleet, in_scope: list[str], states: dict[str, Se
         assert isinstance(context.secrets, SecretValues)
         for service, spec in secret.members:
             context.secrets.provide(service, spec.name, value)
-    settle_version_key(fleet, in_scope, states, dry=dry, say=say)
+    settle_version_key(fleet, in_scope, states, dry=dry, say=say, generated=generated)
     return generated
 
 
 def settle_version_key(fleet: Fleet, in_scope: list[str], states: dict[str, ServicesStateValue], *, dry: bool,
-                       say: Say) -> None:
+                       say: Say, generated: GeneratedSecrets | None = None) -> None:
     """The fleet's secret version key: read when its file is here; else refused when a host holds files named with
-    it (or a host that may was not read), else generated (``dry``: in memory only)."""
+    it (or a host that may was not read), else generated in memory (written by ``generated.write`` under the
+    lock; ``dry``: never; without ``generated``: written now)."""
     context = load_context(fleet)
     if context.version_key or not needs_version_key(fleet) or fleet.placement is None:
         return
@@ -182,9 +202,13 @@ def settle_version_key(fleet: Fleet, in_scope: list[str], states: dict[str, Serv
             "recreate every container that mounts one); nothing was changed")
     placed = sorted({host for service in services for host in fleet.placement.hosts_of(service)})
     _every_host_read(where, placed, set(in_scope), states, "generate it")
-    if dry:
-        say(f"sync: would generate the secret version key {path} (no host holds a file named with one)")
-        fleet.context = replace(context, version_key=secrets.token_bytes(SECRET_VERSION_KEY_BYTES))
+    if dry or generated is not None:
+        key = secrets.token_bytes(SECRET_VERSION_KEY_BYTES)
+        if dry:
+            say(f"sync: would generate the secret version key {path} (no host holds a file named with one)")
+        elif generated is not None:
+            generated.version_key, generated.key_roots = key, roots
+        fleet.context = replace(context, version_key=key)
         return
     fleet_context(fleet)  # generates it, and says so
 
