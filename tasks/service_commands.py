@@ -235,13 +235,20 @@ if [ -n "$id" ]; then
     || { fail "could not record release $id in $root"; exit 1; }
 fi
 if [ -n "$retain" ]; then
-  count=$(ls "$root" | grep -c '\.json$')
-  for name in $(ls "$root" | grep '\.json$'); do
+  # Oldest applied first: records history.jsonl does not name, then history's append order (its last line per
+  # id). Not the id's order (a run's start time). The record just written is never dropped.
+  ls "$root" | sed -n 's/\.json$//p' >"$work/records"
+  { [ -f "$root/history.jsonl" ] && sed -n 's/.*"id":"\([^"]*\)".*/\1/p' "$root/history.jsonl"; } \
+    | awk '{ last[$0] = NR } END { for (id in last) print last[id], id }' | sort -n | cut -d' ' -f2- >"$work/applied"
+  { grep -vxF -f "$work/applied" "$work/records"; grep -xF -f "$work/records" "$work/applied"; } >"$work/order"
+  count=$(grep -c . "$work/order")
+  while read -r name; do
     [ "$count" -gt "$retain" ] || break
-    cat "$root/${name%.json}.keep" >>"$work/dropped" 2>/dev/null
-    rm -f "$root/$name" "$root/${name%.json}.keep"
+    [ "$name" = "$id" ] && continue
+    cat "$root/$name.keep" >>"$work/dropped" 2>/dev/null
+    rm -f "$root/$name.json" "$root/$name.keep"
     count=$((count - 1))
-  done
+  done <"$work/order"
 fi
 for name in $(ls "$root" | grep '\.keep$'); do cat "$root/$name" >>"$work/keep"; done
 containers=$(docker ps -aq)

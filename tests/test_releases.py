@@ -134,3 +134,21 @@ def test_the_listing_groups_hosts_by_release_newest_first() -> None:
     assert rows[1].digests == {"linux/arm64": "sha256:one", "linux/amd64": "sha256:o"}
     assert [row.id for row in release_rows({"a": a}, "web", 1)] == ["r2"]
     assert release_rows({"a": a}, "other", None) == []
+
+
+def test_releases_follow_the_order_the_host_applied_them_not_the_id() -> None:
+    """Two runs started in the same second: the one whose id sorts first took the lock second (day two, bug 1).
+    The running one, the rollback target and the listing follow history.jsonl's order."""
+    first_applied, second_applied = "20261208T034329Z-9a8d", "20261208T034329Z-6b21"
+    found = host((first_applied, entry("sha256:aaaa")), (second_applied, entry("sha256:bbbb")),
+                 running=("sha256:bbbb", "spec1"))
+    found.history = [{"id": first_applied, "time": "2026-12-08T03:43:38Z"},
+                     {"id": second_applied, "time": "2026-12-08T03:43:38Z"}]
+    assert found.ids() == [first_applied, second_applied]
+    assert current_release(found, None) == second_applied
+    assert current_release(found, "web") == second_applied
+    target = rollback_target(found, "web", None)
+    assert isinstance(target, Target) and target.release == first_applied, target
+    rows = release_rows({"arm-1": found}, None, None)
+    assert [row.id for row in rows] == [second_applied, first_applied]
+    assert rows[0].current == ["arm-1"] and rows[1].current == []

@@ -143,8 +143,15 @@ class HostReleases:
     dirs: set[str] = field(default_factory=set)  # file version folders
 
     def ids(self) -> list[str]:
-        """Retained releases, oldest first (ids sort by time)."""
-        return sorted(self.records)
+        """Retained releases in the order they were applied on this host, oldest first: history.jsonl's append
+        order (finalize appends under the fleet lock). Not the id's order: an id is its run's start time, and a run
+        that started first can take the lock second. A record the read's history no longer reaches is older."""
+        position = self.applied_positions()
+        return sorted(self.records, key=lambda release: (position.get(release, -1), release))
+
+    def applied_positions(self) -> dict[str, int]:
+        """Release id -> its place in history.jsonl (the last line naming it), oldest first."""
+        return {line["id"]: index for index, line in enumerate(self.history)}
 
     def missing(self, entry: dict[str, Any]) -> list[str]:
         """What a release's entry needs that the host no longer has (file versions; the image is pulled again
@@ -217,9 +224,9 @@ def rollback_target(host: HostReleases, service: str, to: str | None) -> Target 
         return Target(to, entry) if entry is not None else f"release {to} has no {service}"
     current = current_release(host, service)
     running = host.running.get(service)
-    for release in reversed(host.ids()):
-        if current is not None and release >= current:
-            continue
+    ids = host.ids()
+    before = ids[:ids.index(current)] if current is not None else ids
+    for release in reversed(before):
         entry = host.records[release]["services"].get(service)
         if entry is not None and not entry_matches(entry, running):
             return Target(release, entry)
@@ -267,10 +274,14 @@ class ReleaseRow:
 
 
 def release_rows(hosts: dict[str, HostReleases], service: str | None, last: int | None) -> list[ReleaseRow]:
-    """One row per release id over every host, newest first (``last``: only the newest N); with ``service``,
-    only releases that name it."""
+    """One row per release id over every host, newest applied first (``last``: only the newest N); with
+    ``service``, only releases that name it. Applied order: the record's time (taken at finalize, under the lock),
+    then, within one second, the order a host applied them (its history)."""
     rows: dict[str, ReleaseRow] = {}
+    applied: dict[str, int] = {}
     for name, host in sorted(hosts.items()):
+        for release, index in enumerate_applied(host):
+            applied.setdefault(release, index)
         lines = {line["id"]: line for line in host.history}
         lines.update(host.records)  # a retained record says everything its history line says
         current = current_release(host, service)
@@ -290,8 +301,15 @@ def release_rows(hosts: dict[str, HostReleases], service: str | None, last: int 
             if record is not None and not any(host.missing(entry) for entry in record["services"].values()
                                               if service is None or entry is record["services"].get(service)):
                 row.retained.append(name)
-    ordered = sorted(rows.values(), key=lambda row: row.id, reverse=True)
+    ordered = sorted(rows.values(), key=lambda row: (row.time, applied.get(row.id, -1), row.id), reverse=True)
     return ordered[:last] if last else ordered
+
+
+def enumerate_applied(host: HostReleases) -> list[tuple[str, int]]:
+    """Every release the host names (history and retained records), with its place in the host's applied order."""
+    position = host.applied_positions()
+    named = sorted(set(position) | set(host.records), key=lambda release: (position.get(release, -1), release))
+    return [(release, index) for index, release in enumerate(named)]
 
 
 # ---- reading every host ----

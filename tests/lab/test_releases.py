@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,7 +21,8 @@ import pytest
 import requests
 
 from archfleet.lab.state import LabHost, LabState
-from tests.lab.support import LAB_INVENTORY, HostBootstrap, archfleet, on_host
+from archfleet.tasks.lock_commands import release_lock, take_lock
+from tests.lab.support import BIN, LAB_INVENTORY, PROJECT, HostBootstrap, archfleet, on_host
 from tests.lab.test_services import MOVER, publish_mover
 
 pytestmark = pytest.mark.lab
@@ -276,3 +278,73 @@ def test_a_host_whose_release_files_are_gone_fails_alone_and_unchanged(fleet: Fl
     after = running(fleet)
     assert after[arm64.name] == before[arm64.name], "nothing changed on the host that failed"
     assert after[amd64.name][1] == Seen.digests["five"][amd64.name]
+
+
+def applied_out_of_order(fleet: Fleet, retain: int) -> tuple[str, str]:
+    """Two syncs where the one that started first applies second (day two, bug 1): `first` (every host, note
+    `first-N`, `retain`) starts while another run's lock is held on the amd64 host and waits (--lock-wait); then
+    `later` (note `later-N`, --limit arm64-1) starts, takes the free arm64 host's lock and applies there; then the
+    amd64 host's lock goes and `first` applies on both. On the arm64 host: `later` then `first`, ids the other way.
+    Returns (first's id, later's id)."""
+    arm64, amd64 = fleet.lab.hosts_of("arm64")[0], fleet.lab.hosts_of("amd64")[0]
+    if not (fleet.directory / "keeper-token").exists():  # run alone (-k): a first sync makes the secret
+        assert fleet.run("sync").returncode == 0
+    token = "20000101T000000Z-0000"
+    held = take_lock(token, "other@lab", "sync", "held by the order test", 900).get_raw_value()
+    assert on_host(amd64, held).returncode == 0
+    try:
+        count = len(Seen.releases)
+        fleet.write(f"first-{count}", retain=retain)
+        first = subprocess.Popen([str(BIN / "archfleet"), "sync", "-f", str(fleet.path), "--lock-wait", "600"],
+                                 cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert first.stderr is not None
+        seen = []
+        for line in first.stderr:
+            seen.append(line)
+            if "lock: waiting for" in line:
+                break
+        assert any("lock: waiting for" in line for line in seen), "".join(seen)
+        time.sleep(1.1)  # the later run's id is a later second
+        later_path = fleet.directory / "later.yaml"
+        later_path.write_text(fleet.path.read_text().replace(f"note: first-{count}", f"note: later-{count}"))
+        later = archfleet("sync", "-f", str(later_path), "--limit", arm64.name)
+        if later.returncode != 0:
+            first.kill()  # it waits for the lock: it changes nothing once killed
+            first.communicate()
+        assert later.returncode == 0, later.stdout + later.stderr[-3000:]
+    finally:
+        on_host(amd64, release_lock(token).get_raw_value())
+    out, err = first.communicate(timeout=900)
+    assert first.returncode == 0, out + err[-3000:]
+    history = on_host(arm64, f"cat {RELEASES}/history.jsonl").stdout.splitlines()
+    first_id, later_id = json.loads(history[-1])["id"], json.loads(history[-2])["id"]
+    assert first_id < later_id, (first_id, later_id)
+    Seen.releases[f"first-{count}"], Seen.releases[f"later-{count}"] = first_id, later_id
+    return first_id, later_id
+
+
+def test_releases_are_ordered_as_the_host_applied_them_not_by_id(fleet: Fleet) -> None:
+    """The arm64 host runs the release that started first and applied last: `releases` marks it running there
+    (with and without SERVICE), and `rollback --dry` goes back to the one applied before it."""
+    arm64 = fleet.lab.hosts_of("arm64")[0]
+    first_id, later_id = applied_out_of_order(fleet, retain=3)
+    rows = {row["id"]: row for row in listing(fleet)["releases"]}
+    assert arm64.name in rows[first_id]["current"] and arm64.name not in rows[later_id]["current"], rows
+    every = fleet.run("releases", "--json")
+    assert every.returncode == 0, every.stderr
+    rows = {row["id"]: row for row in json.loads(every.stdout)["releases"]}
+    assert arm64.name in rows[first_id]["current"] and arm64.name not in rows[later_id]["current"], rows
+    dry = fleet.run("rollback", "keeper", "--dry", "--limit", arm64.name)
+    assert dry.returncode == 0, dry.stdout + dry.stderr[-3000:]
+    assert f"[{arm64.name}] keeper: back to release {later_id} " in dry.stderr, dry.stderr
+
+
+def test_retention_keeps_the_record_just_written_when_its_id_sorts_first(fleet: Fleet) -> None:
+    """With `retain: 1`, the release that started first and applied last keeps its own record on the arm64 host
+    (the one it runs); the later-started one's record goes."""
+    arm64 = fleet.lab.hosts_of("arm64")[0]
+    first_id, _ = applied_out_of_order(fleet, retain=1)
+    assert set(records(arm64)) == {first_id}, records(arm64)
+    rows = {row["id"]: row for row in listing(fleet)["releases"]}
+    assert rows[first_id]["current"] == sorted(h.name for h in fleet.hosts()), rows
+
