@@ -107,7 +107,7 @@ _PULL = PRELUDE + r"""
 seconds=$1; shift
 for image in "$@"; do
   # by digest: an image already on the host is the same image (and a rollback needs no registry for it)
-  docker image inspect "$image" >/dev/null 2>&1 && continue
+  if docker image inspect "$image" >/dev/null 2>&1; then echo "held $image"; continue; fi
   timeout "$seconds" docker pull -q "$image" >/dev/null 2>/tmp/archfleet-pull.$$
   code=$?
   if [ "$code" = 124 ]; then rm -f /tmp/archfleet-pull.$$; fail "pull timed out after $seconds s ($image)"; exit 1; fi
@@ -116,6 +116,7 @@ for image in "$@"; do
     fail "pull failed: ${reason:-exit $code} ($image)"; exit 1
   fi
   rm -f /tmp/archfleet-pull.$$
+  echo "pulled $image"
 done
 """
 
@@ -303,6 +304,7 @@ def create_argv(desired: DesiredContainer) -> list[str]:
 
 
 def pull_images(images: Sequence[str], timeout: int) -> StringCommand:
+    """Pull each image the host does not hold (by digest); prints ``held IMAGE`` or ``pulled IMAGE`` per image."""
     return _script(_PULL, "archfleet-pull", [str(timeout), *images])
 
 

@@ -171,22 +171,22 @@ class HostSession:
             raise StepFailed(f"could not read {fact.__name__}: {(output.stderr_lines or ['no output'])[-1]}")
         return instance.process(output.stdout_lines)
 
-    def run(self, host: Host, command: StringCommand, default_reason: str) -> None:
-        """Run one step script; a failure raises StepFailed with the script's own reason."""
+    def run(self, host: Host, command: StringCommand, default_reason: str) -> list[str]:
+        """Run one step script (its stdout lines); a failure raises StepFailed with the script's own reason."""
         self.connect(host)
         ok, output = host.run_shell_command(command, print_output=False, **self.sudo(host))
         if not ok:
             raise StepFailed(failure_reason(output.stderr_lines, default_reason), output.stderr_lines)
+        return list(output.stdout_lines)
 
     def upload(self, host: Host, files: Iterable[ManagedFile], then: StringCommand | None = None,
-               then_reason: str = "") -> None:
+               then_reason: str = "") -> list[str]:
         """Put files in their content-addressed, root-only directories, then give them their owner and mode;
-        ``then`` (a pull) runs in the same command as the owner and mode, to save the host a round trip."""
+        ``then`` (a pull) runs in the same command as the owner and mode, to save the host a round trip (its stdout
+        lines are returned)."""
         pending = list(files)
         if not pending:
-            if then is not None:
-                self.run(host, then, then_reason)
-            return
+            return self.run(host, then, then_reason) if then is not None else []
         self.connect(host)
         directories = sorted({f.host_path.rsplit("/", 1)[0] for f in pending})
         parents = sorted({d.rsplit("/", 1)[0] for d in directories})
@@ -199,10 +199,9 @@ class HostSession:
         own = docker_commands.own_files([(f.owner, f.mode, f.host_path) for f in pending])
         reason = "could not set the owner and mode of the uploaded files"
         if then is None:
-            self.run(host, own, reason)
-        else:
-            self.run(host, StringCommand(own, "||", "{", "echo", QuoteString(FAILURE_PREFIX + reason), ">&2;",
-                                         "false;", "}", "&&", then), then_reason)
+            return self.run(host, own, reason)
+        return self.run(host, StringCommand(own, "||", "{", "echo", QuoteString(FAILURE_PREFIX + reason), ">&2;",
+                                            "false;", "}", "&&", then), then_reason)
 
     def login(self, host: Host, logins: Iterable[Any]) -> None:
         """Renew registry logins (archfleet.credentials.RegistryLogin): the password in a root-only file, fed to

@@ -78,9 +78,9 @@ class Rollout:
             self.session.login(host, plan.logins)
             images = sorted({s.pulls for s in plan.steps if s.pulls})
             pull = service_commands.pull_images(images, int(self.timeouts.pull)) if images else None
-            self.session.upload(host, plan.files, then=pull, then_reason="pull failed")
+            said = self.session.upload(host, plan.files, then=pull, then_reason="pull failed")
             if images:
-                self.say(f"[{host.name}] pulled {len(images)} image(s) in {time.monotonic() - started:.1f} s")
+                self.say(f"[{host.name}] {pull_summary(said)} in {time.monotonic() - started:.1f} s")
 
         images_per_host = max(len({s.pulls for s in p.steps if s.pulls}) for p in self.plans.values())
         bound = self.timeouts.connect + self.timeouts.pull * max(1, images_per_host) + 30
@@ -243,3 +243,11 @@ class Rollout:
                 entry.status = UPDATED
             else:
                 entry.status = UNCHANGED
+
+
+def pull_summary(lines: list[str]) -> str:
+    """The pull script's ``held IMAGE`` / ``pulled IMAGE`` lines in one phrase: ``pulled 0 image(s), already held
+    1`` (an image the host holds by digest is not pulled again)."""
+    pulled = sum(1 for line in lines if line.startswith("pulled "))
+    held = sum(1 for line in lines if line.startswith("held "))
+    return f"pulled {pulled} image(s), already held {held}" if held else f"pulled {pulled} image(s)"

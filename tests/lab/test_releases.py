@@ -316,6 +316,8 @@ def applied_out_of_order(fleet: Fleet, retain: int) -> tuple[str, str]:
         on_host(amd64, release_lock(token).get_raw_value())
     out, err = first.communicate(timeout=900)
     assert first.returncode == 0, out + err[-3000:]
+    # the arm64 host holds the image `later` ran (the same digest): not pulled again, and the line says so
+    assert f"[{arm64.name}] pulled 0 image(s), already held 1 in " in err, err[-3000:]
     history = on_host(arm64, f"cat {RELEASES}/history.jsonl").stdout.splitlines()
     first_id, later_id = json.loads(history[-1])["id"], json.loads(history[-2])["id"]
     assert first_id < later_id, (first_id, later_id)
