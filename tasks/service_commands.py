@@ -59,6 +59,21 @@ POLLS_PER_SECOND = 2
 PRELUDE = r"""
 fail() { failure=$*; echo "archfleet-failure: $*" >&2; }
 exists() { [ "$(container_state "$1")" != "missing missing 0 0" ]; }
+status_of() { set -- $(container_state "$1"); echo "$1"; }
+newline='
+'
+# `bounded SECONDS COMMAND...`: COMMAND under `timeout`; when it fails, $error says why in one line (docker's own
+# first line, "timed out after S s", or the exit code).
+bounded() {
+  bounded_seconds=$1; shift
+  error=$(timeout "$bounded_seconds" "$@" 2>&1 >/dev/null)
+  bounded_code=$?
+  [ "$bounded_code" = 0 ] && return 0
+  error=${error%%"$newline"*}
+  [ "$bounded_code" != 124 ] || error="timed out after $bounded_seconds s"
+  [ -n "$error" ] || error="exit code $bounded_code"
+  return 1
+}
 container_state() {
   # (for a missing container, docker inspect prints an empty line and fails: four words or none)
   set -- $(docker inspect --format '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} '\
@@ -132,20 +147,6 @@ name=$1 previous=$2 wait=$3 check=$4 check_seconds=$5 start_seconds=$6; shift 6
 trap '' PIPE
 old=none  # the old container: none, stopped (under its name) or kept (as $previous)
 created=no  # the new one
-newline='
-'
-status_of() { set -- $(container_state "$1"); echo "$1"; }
-# `bounded SECONDS COMMAND...`: COMMAND under `timeout`; when it fails, $error says why in one line.
-bounded() {
-  bounded_seconds=$1; shift
-  error=$(timeout "$bounded_seconds" "$@" 2>&1 >/dev/null)
-  bounded_code=$?
-  [ "$bounded_code" = 0 ] && return 0
-  error=${error%%"$newline"*}
-  [ "$bounded_code" != 124 ] || error="timed out after $bounded_seconds s"
-  [ -n "$error" ] || error="exit code $bounded_code"
-  return 1
-}
 put_back() {
   if [ "$old" = none ]; then
     [ "$created" = no ] || docker rm -f "$name" >/dev/null 2>&1
@@ -191,16 +192,21 @@ bounded "$start_seconds" docker start "$name" || { show_logs "$name"; fail "coul
 wait_ready "$name" "$wait" "$check" "$check_seconds" || { show_logs "$name"; put_back; }
 """.replace("STOP_SECONDS", str(STOP_SECONDS))
 
+# The undo of a switch that stood (a later host failed) and a plan's `restore`: NAME-previous back under its name,
+# running. As the switch: each docker command under a time bound (``bounded``) with docker's own error in the
+# reason, SIGPIPE ignored (it runs to its end when the rollout's connection is gone).
 _ROLLBACK = PRELUDE + r"""
-name=$1 previous=$2
-if exists "$previous"; then
-  docker rm -f "$name" >/dev/null 2>&1
-  if ! docker rename "$previous" "$name" || ! docker start "$name" >/dev/null; then
-    fail "could not put back $previous"; exit 1
-  fi
-else
-  fail "no $previous to put back"; exit 1
+name=$1 previous=$2 seconds=$3
+trap '' PIPE
+exists "$previous" || { fail "no $previous to put back"; exit 1; }
+if exists "$name"; then
+  bounded "$seconds" docker rm -f "$name" || { fail "could not remove $name to put back $previous: $error"; exit 1; }
 fi
+bounded "$seconds" docker rename "$previous" "$name" \
+  || { fail "could not put back $previous: could not rename it to $name: $error"; exit 1; }
+bounded "$seconds" docker start "$name" || { fail "could not put back $previous: could not start $name: $error"; exit 1; }
+status=$(status_of "$name")
+[ "$status" = running ] || { fail "could not put back $previous: $name is $status after its start"; exit 1; }
 """
 
 _START = PRELUDE + r"""
@@ -324,8 +330,9 @@ def _check_args(desired: DesiredContainer) -> list[str]:
     return [check.command, str(check.timeout)] if check else ["", "0"]
 
 
-def rollback_container(name: str, previous: str) -> StringCommand:
-    return _script(_ROLLBACK, "archfleet-rollback", [name, previous])
+def rollback_container(name: str, previous: str, start_timeout: int) -> StringCommand:
+    """``previous`` back under ``name``, running; ``start_timeout`` bounds each docker command."""
+    return _script(_ROLLBACK, "archfleet-rollback", [name, previous, str(start_timeout)])
 
 
 def start_container(desired: DesiredContainer, health_timeout: int) -> StringCommand:

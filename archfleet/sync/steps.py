@@ -21,16 +21,16 @@ def step_command(step: ServiceStep, timeouts: TimeoutsSpec) -> StringCommand:
     if step.action == "start":
         return service_commands.start_container(desired, int(timeouts.health))
     if step.action == "restore":
-        return service_commands.rollback_container(desired.name, desired.previous_name)
+        return service_commands.rollback_container(desired.name, desired.previous_name, int(timeouts.start))
     raise ValueError(step.action)
 
 
-def undo_command(step: ServiceStep) -> StringCommand | None:
+def undo_command(step: ServiceStep, timeouts: TimeoutsSpec) -> StringCommand | None:
     """What puts the host back as it was before ``step`` ran (None: nothing to undo)."""
     desired = step.desired
     assert desired is not None
     if step.action == "recreate":
-        return service_commands.rollback_container(desired.name, desired.previous_name)
+        return service_commands.rollback_container(desired.name, desired.previous_name, int(timeouts.start))
     if step.action == "create":
         return service_commands.remove_container(desired.name)
     if step.action == "start":

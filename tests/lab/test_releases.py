@@ -22,6 +22,7 @@ import requests
 
 from archfleet.lab.state import LabHost, LabState
 from archfleet.tasks.lock_commands import release_lock, take_lock
+from archfleet.tasks.service_commands import rollback_container
 from tests.lab.support import BIN, LAB_INVENTORY, PROJECT, HostBootstrap, archfleet, on_host
 from tests.lab.test_services import MOVER, publish_mover
 
@@ -350,3 +351,20 @@ def test_retention_keeps_the_record_just_written_when_its_id_sorts_first(fleet: 
     rows = {row["id"]: row for row in listing(fleet)["releases"]}
     assert rows[first_id]["current"] == sorted(h.name for h in fleet.hosts()), rows
 
+
+def test_a_put_back_that_cannot_start_says_dockers_reason(fleet: Fleet) -> None:
+    """The undo of a switch (and a plan's `restore`) is bounded like the switch and gives docker's own error: a
+    kept previous container whose process cannot start is named with the engine's reason, not only "could not put
+    back". (Last in the module: it leaves the amd64 host without `keeper`; the teardown removes the rest.)"""
+    amd64 = fleet.lab.hosts_of("amd64")[0]
+    image = on_host(amd64, "docker inspect --format '{{.Image}}' archfleet-keeper").stdout.strip()
+    assert image, "keeper runs on the amd64 host"
+    created = on_host(amd64, f"docker rm -f archfleet-keeper-previous >/dev/null 2>&1; "
+                             f"docker create --name archfleet-keeper-previous {image} /no/such/program")
+    assert created.returncode == 0, created.stderr
+    undo = on_host(amd64, rollback_container("archfleet-keeper", "archfleet-keeper-previous", 30).get_raw_value())
+    assert undo.returncode == 1, undo
+    reason = [line for line in undo.stderr.splitlines() if line.startswith("archfleet-failure: ")]
+    assert len(reason) == 1 and "could not start archfleet-keeper: " in reason[0], undo.stderr
+    assert "/no/such/program" in reason[0] or "no such file" in reason[0].lower(), reason
+    on_host(amd64, "docker rm -f archfleet-keeper archfleet-keeper-previous >/dev/null 2>&1")
