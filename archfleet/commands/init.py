@@ -174,7 +174,8 @@ services:
     secrets:
       vmess_id: {{file: ~/.config/archfleet/v2ray-vmess-id, generate: uuid}}
     healthcheck:
-      command: "bash -c 'echo > /dev/tcp/127.0.0.1/10086'"
+      # listening, without connecting: a probe written into the VMess port is logged as a rejected client
+      command: 'grep -qsE ":$(printf %04X 10086) [0-9A-F]+:[0-9A-F]+ 0A " /proc/net/tcp /proc/net/tcp6'
       interval: 2
       retries: 20
 """
