@@ -204,7 +204,8 @@ if exists "$name"; then
 fi
 bounded "$seconds" docker rename "$previous" "$name" \
   || { fail "could not put back $previous: could not rename it to $name: $error"; exit 1; }
-bounded "$seconds" docker start "$name" || { fail "could not put back $previous: could not start $name: $error"; exit 1; }
+bounded "$seconds" docker start "$name" \
+  || { fail "could not put back $previous: could not start $name: $error"; exit 1; }
 status=$(status_of "$name")
 [ "$status" = running ] || { fail "could not put back $previous: $name is $status after its start"; exit 1; }
 """

@@ -172,7 +172,8 @@ class Rollout:
         self.say(f"sync: rolling back {len(moved)} host(s) moved in this sync: {', '.join(sorted(moved))}")
 
         def undo(host: Any) -> None:
-            commands = [c for c in (undo_command(s, self.timeouts) for s in reversed(moved[host.name])) if c is not None]
+            undone = (undo_command(s, self.timeouts) for s in reversed(moved[host.name]))
+            commands = [c for c in undone if c is not None]
             for command in commands:
                 self.session.run(host, command, "rollback failed")
 
