@@ -1,6 +1,7 @@
 """`archfleet verify [-f FLEET] [--limit NAME[,NAME...]] [--json]`: prove every host runs each declared service from the
 image built for its own platform (image platform, pinned digest, `uname -m` inside the container). Read-only: one
-command per host, over plain OpenSSH where it can (archfleet.sync.read), so it imports no pyinfra either."""
+command per host, over plain OpenSSH where it can (archfleet.sync.read), so it imports no pyinfra either. Instances of
+`converge: pull` spot fleets are not reached: each is judged from its tags (archfleet.spot.pull_mode.pull_rows)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from archfleet.fleet.disk import DiskSpec, free_percent
 from archfleet.run import say
 from archfleet.services.proof import FAIL, ProofRow, judge, table
 from archfleet.spot.host_keys import prove_new_host_keys
+from archfleet.spot.pull_mode import pull_rows, split_pull_hosts
 from archfleet.sync.outcome import Outcome
 from archfleet.sync.read import read_everywhere
 from archfleet.sync.scope import hosts_in_scope, parallel_of, timeouts_of
@@ -42,7 +44,10 @@ def service_proof_fact() -> type:
 def run_verify(args: argparse.Namespace) -> int:
     fleet = load_fleet_for_services(args, "verify")
     assert fleet.placement is not None and fleet.hosts is not None
-    names = hosts_in_scope(fleet, limit_text(args.limit))
+    names, pulling = split_pull_hosts(fleet, hosts_in_scope(fleet, limit_text(args.limit)))
+    for name, hosts in sorted(pulling.items()):  # they converge themselves: their tags say how it went
+        say(f"verify: spot fleet {name}: {len(hosts)} pull-mode host(s) judged from their tags (not reached from "
+            "here)")
     timeouts = timeouts_of(fleet)
     say(f"verify: gathering proof from {len(names)} host(s) of {fleet.inventory}")
     prove_new_host_keys(fleet.hosts, names, say)  # a new EC2 instance's key, from its console output
@@ -62,6 +67,7 @@ def run_verify(args: argparse.Namespace) -> int:
         from archfleet.spot.release import release_rows
 
         rows.extend(release_rows(fleet, proofs))
+    rows.extend(pull_rows(fleet, pulling))
     failed = [r for r in rows if r.verdict == FAIL]
     disks = disk_rows(fleet.disk, proofs)
     if args.json:

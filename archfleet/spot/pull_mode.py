@@ -4,6 +4,7 @@ does for them. It does not reach them: their instances (``inventories/ec2.py``'s
 reached, it publishes the fleet's release (``archfleet.spot.release.publish``: ``release/current`` last), but only
 when every service of that release ran, by the same digest, on a host the sync reached and that stood: those hosts
 are the pull fleet's canary. The instances' agents (``tasks/pull_agent_commands.py``) follow ``release/current``.
+``archfleet verify`` does not reach them either: it judges each from its tags (``pull_rows``).
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from archfleet.fleet.spot import SpotFleetSpec
 if TYPE_CHECKING:
     from archfleet.images.verify import VerifyReport
     from archfleet.operator import RunInfo
+    from archfleet.services.proof import ProofRow
+    from archfleet.spot.discovery import InstanceRow
 
 Say = Callable[[str], None]
 STOOD = ("updated", "unchanged")  # archfleet.sync.report's words (spot/ sits below sync/)
+PULL_ROW = "(pull agent)"  # verify's row of a pull-mode instance, judged from its tags (not reached over SSH)
 
 
 def pull_fleet_of_host(fleet: Fleet, host: str) -> SpotFleetSpec | None:
@@ -31,18 +35,24 @@ def pull_fleet_of_host(fleet: Fleet, host: str) -> SpotFleetSpec | None:
     return spec if spec is not None and spec.pulls else None
 
 
-def hosts_the_sync_reaches(fleet: Fleet, names: Sequence[str], say: Say) -> list[str]:
-    """``names`` without the instances of pull-mode fleets (one line per such fleet); no AWS call."""
-    left: dict[str, int] = {}
+def split_pull_hosts(fleet: Fleet, names: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """``names`` the controller reaches over SSH, and the instances of pull-mode fleets by fleet; no AWS call."""
+    pulling: dict[str, list[str]] = {}
     kept = []
     for host in names:
         spec = pull_fleet_of_host(fleet, host)
         if spec is None:
             kept.append(host)
         else:
-            left[spec.name] = left.get(spec.name, 0) + 1
-    for name, count in sorted(left.items()):
-        say(f"sync: spot fleet {name}: {count} pull-mode host(s) converge themselves to its current release "
+            pulling.setdefault(spec.name, []).append(host)
+    return kept, pulling
+
+
+def hosts_the_sync_reaches(fleet: Fleet, names: Sequence[str], say: Say) -> list[str]:
+    """``names`` without the instances of pull-mode fleets (one line per such fleet); no AWS call."""
+    kept, pulling = split_pull_hosts(fleet, names)
+    for name, hosts in sorted(pulling.items()):
+        say(f"sync: spot fleet {name}: {len(hosts)} pull-mode host(s) converge themselves to its current release "
             "(not reached from here)")
     return kept
 
@@ -90,3 +100,75 @@ def publish_pull_fleets(fleet: Fleet, plans: Mapping[str, Any], report: Any,
             failure = f"spot fleet {spec.name}: its pull-mode hosts' release was not published: {error}"
             say(f"sync: {failure.replace(': ', ': FAILED: ', 1)}")
             report.failures.append(failure)  # no host of the sync to mark: the sync fails all the same
+
+
+# --- verify ------------------------------------------------------------------------------------------------------
+
+
+def pull_rows(fleet: Fleet, pulling: Mapping[str, Sequence[str]]) -> list[ProofRow]:
+    """``archfleet verify``'s row per instance of a pull-mode fleet (``pulling``: fleet -> its hosts in scope, from
+    ``split_pull_hosts``), judged from its tags: per fleet one EC2 describe of its instances and one read of its
+    ``release/current``, no call per host and no SSH. A fleet that cannot be read fails each of its rows."""
+    from archfleet.services.proof import FAIL, ProofRow
+    from archfleet.spot.connection import connect, ssm_client
+    from archfleet.spot.discovery import tagged_instances
+    from archfleet.spot.release import current_release
+
+    rows: list[ProofRow] = []
+    for name, hosts in sorted(pulling.items()):
+        spec = fleet.spot_fleets[name]
+        try:
+            ec2 = connect(spec.region, spec.where)
+            instances = {row.instance_id: row for row in tagged_instances(ec2, name)}
+            current = current_release(ssm_client(ec2, f"spot fleet {name}: its release"), spec)
+        except ArchfleetError as error:
+            rows += [ProofRow(host, "?", PULL_ROW, "-", "-", "-", "-", FAIL,
+                              f"cannot read spot fleet {name}'s instances and release: {one_line(str(error))}")
+                     for host in hosts]
+            continue
+        for host in sorted(hosts):
+            entry = fleet.hosts.get_host(host, None) if fleet.hosts is not None else None
+            instance_id = str(entry.data.get("ec2_instance_id") or host) if entry is not None else host
+            rows.append(judge_pull_instance(host, instances.get(instance_id), name,
+                                            current.id if current is not None else None))
+    return rows
+
+
+def judge_pull_instance(host: str, instance: InstanceRow | None, fleet_name: str, current: str | None) -> ProofRow:
+    """ok when the instance runs its fleet's current release (tag ``archfleet:release``) and its agent's last
+    converge (tag ``archfleet:converge``: ``ID TIME ok`` or ``ID TIME failed: REASON``) is ok; else FAIL, why."""
+    from archfleet.services.proof import FAIL, OK, ProofRow
+    from archfleet.spot.user_data import RELEASE_TAG
+    from archfleet.tasks.pull_agent_commands import CONVERGE_TAG
+
+    if instance is None:
+        return ProofRow(host, "?", PULL_ROW, "-", "-", "-", "-", FAIL,
+                        f"not a live instance of spot fleet {fleet_name} (gone since the inventory was read?)")
+    platform = f"linux/{instance.arch}"
+    problems = []
+    if instance.state != "running":
+        problems.append(f"the instance is {instance.state}")
+    running = one_line(instance.tags.get(RELEASE_TAG, ""))
+    if current is None:
+        problems.append(f"spot fleet {fleet_name} has no release published: `archfleet spot up {fleet_name}` "
+                        "publishes one")
+    elif running != current:
+        problems.append(f"runs {f'release {running}' if running else 'no recorded release'}, not spot fleet "
+                        f"{fleet_name}'s current {current}")
+    converge = one_line(instance.tags.get(CONVERGE_TAG, ""))
+    release_id, _, rest = converge.partition(" ")
+    when, _, outcome = rest.partition(" ")
+    if not converge:
+        problems.append("no converge recorded yet")
+    elif outcome.startswith("failed"):
+        reason = outcome.removeprefix("failed").removeprefix(":").strip() or "no reason recorded"
+        problems.append(f"last converge failed: {reason} (release {release_id}, {when})")
+    elif outcome != "ok":
+        problems.append(f"unreadable converge record {converge!r}")
+    return ProofRow(host, platform, PULL_ROW, instance.state, "-", "-", "-", FAIL if problems else OK,
+                    "; ".join(problems))
+
+
+def one_line(text: str) -> str:
+    """A tag's value (anyone who may tag the instance writes it) or an error, on one line."""
+    return " ".join(text.split())
