@@ -357,7 +357,13 @@ def pull_agent_script(plan: BootPlan, interval: int) -> str:
 def _pull_agent_lines(plan: BootPlan, interval: int) -> list[str]:
     """Install the pull agent and its runner (a systemd timer, else an init script looping with sleep), started
     once the boot's release runs: its first tick finds that release applied."""
-    lines = [_line("say", QuoteString(f"the pull agent, every {int(interval)} s")),
+    converge_tag = shlex.quote(pull_agent_commands.CONVERGE_TAG.replace(":", "%3A"))
+    lines = [# the boot's own release is this instance's first converge: recorded as the agent records one, so that
+             # `verify` and `spot status` see a freshly booted instance as converged, not as "no converge yet"
+             'result="$RELEASE $(date -u +%Y-%m-%dT%H:%M:%SZ) ok"',
+             'printf \'%s\\n\' "$result" >"$SPOT_DIR/result" && chmod 0644 "$SPOT_DIR/result"',
+             f'tag_instance {converge_tag} "$result" || say "could not tag this instance with its converge result"',
+             _line("say", QuoteString(f"the pull agent, every {int(interval)} s")),
              _raw(docker_commands.public_directory(posixpath.dirname(pull_agent_commands.AGENT_PATH))),
              *_write(pull_agent_commands.AGENT_PATH, pull_agent_script(plan, interval).encode(), "0755"),
              "if [ -d /run/systemd/system ]; then"]

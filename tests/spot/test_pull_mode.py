@@ -74,6 +74,15 @@ def test_pull_mode_boot_script_installs_the_agent_after_the_release_runs() -> No
         assert f"> {path}\n" in script, path
 
 
+def test_the_boot_records_its_release_as_the_first_converge_in_pull_mode_only() -> None:
+    """A freshly booted pull instance is converged (verify reads archfleet:converge), recorded once its release ran."""
+    pulled = boot_script(replace(PLAN, pull_interval=30))
+    record = 'tag_instance archfleet%3Aconverge "$result"'
+    assert pulled.index(". \"$SPOT_DIR/release.sh\"") < pulled.index(record) < pulled.index("the pull agent, every")
+    assert 'result="$RELEASE $(date -u +%Y-%m-%dT%H:%M:%SZ) ok"' in pulled
+    assert record not in boot_script(PLAN)
+
+
 def test_the_agent_follows_only_release_current() -> None:
     agent = pull_agent_script(PLAN, 30)
     subprocess.run(["sh", "-n"], input=agent, text=True, check=True)
