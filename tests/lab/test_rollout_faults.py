@@ -295,10 +295,13 @@ def rig(tmp_path_factory: pytest.TempPathFactory, host_bootstrap: HostBootstrap)
 
 @pytest.fixture(autouse=True)
 def settled(rig: Rig, request: pytest.FixtureRequest) -> Iterator[None]:
-    """Each case starts from the fleet file's state: after a case that failed half-way, one sync puts it back."""
+    """Each case starts from the fleet file's state: after a case that failed half-way, one sync puts it back.
+    No run is active between cases, so a lock a failed case left (a host frozen while its run held it) is broken
+    first, with `lock release --force`: else the repair is refused and every later case errors."""
     if rig.dirty:
         for host in rig.hosts:
             subprocess.run(["docker", "unpause", host.container], capture_output=True, check=False)
+        archfleet("lock", "release", "--force", "-f", str(rig.path))
         lab_registry.ensure_registry(lab_paths(), rig.lab.registry.address)
         rig.markers(on=[])
         rig.write()
@@ -592,6 +595,18 @@ def test_07b_a_host_paused_during_its_rollout_times_out_and_the_next_sync_repair
             f"{result.finished - result.started:.1f} s; " + ", ".join(f"{h}: {k}" for h, k in sorted(kinds.items())))
     record(rig, "7b host paused during its rollout", result, before, after, rig.answered(result, rig.host_names),
            note)
+    # The lock the sync took on the frozen host could not be released (the host did not answer): the sync says so
+    # in one line with the command that breaks it, and the next sync is refused until it is broken. The matrix
+    # knows it froze the host and that no run is active: it breaks the lock, then repairs.
+    said = [line for line in result.stderr.splitlines() if "could not release the fleet lock" in line]
+    assert len(said) == 1 and f"[{frozen.name}] could not release the fleet lock: " in said[0], result.stderr[-3000:]
+    assert said[0].endswith(f"(`archfleet lock release --limit {frozen.name} --force` breaks it)"), said
+    awake = rig.snapshot()  # `after` could not read the frozen host
+    refused = sync(rig.path)
+    assert refused.returncode == 1 and f"{frozen.name} is locked by " in refused.stderr, refused
+    assert running_ids(rig.snapshot(), V2RAY) == running_ids(awake, V2RAY), "a refused sync changes nothing"
+    broken = archfleet("lock", "release", "--force", "--limit", frozen.name, "-f", str(rig.path))
+    assert broken.returncode == 0, broken.stdout + broken.stderr
     converge(rig, "paused-during", published)
 
 
