@@ -200,9 +200,18 @@ def test_the_entrypoint_refuses_to_run_the_runner_as_root_or_to_start_as_another
         process = start(standin, directory, RUNNER_USER=user)
         output, _ = process.communicate(timeout=20)
         assert process.returncode == 2 and len(output.strip().splitlines()) == 1, (user, output)
-    as_user = subprocess.run(["setpriv", f"--reuid={RUNNER_UID}", f"--regid={RUNNER_UID}", "--clear-groups",
-                              str(ENTRYPOINT)], env={"PATH": os.environ["PATH"], "GITHUB_URL": "x"},
-                             capture_output=True, text=True, timeout=20, check=False)
+    # The script as the runner's user would meet it: a copy in a folder that user can reach (a checkout may sit
+    # under a 0700 folder, such as a clean clone in `mktemp -d`, which that user cannot enter).
+    reachable = Path(tempfile.mkdtemp(prefix="archfleet-entrypoint-"))
+    try:
+        reachable.chmod(0o755)
+        entrypoint = reachable / ENTRYPOINT.name
+        shutil.copy2(ENTRYPOINT, entrypoint)
+        as_user = subprocess.run(["setpriv", f"--reuid={RUNNER_UID}", f"--regid={RUNNER_UID}", "--clear-groups",
+                                  str(entrypoint)], env={"PATH": os.environ["PATH"], "GITHUB_URL": "x"},
+                                 capture_output=True, text=True, timeout=20, check=False)
+    finally:
+        shutil.rmtree(reachable)
     assert as_user.returncode == 2 and "the entrypoint runs as root" in as_user.stderr, as_user.stderr
     assert standin.requests == []
 
