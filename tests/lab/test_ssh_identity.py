@@ -96,7 +96,8 @@ def test_sync_as_admin_through_sudo_converges_twice_and_verify_proves_it(rig: Ri
     assert set(host_lines(second.stdout, "sync").values()) == {"no changes"}, second.stdout
     proof = rig.run("verify")
     assert proof.returncode == 0, proof.stdout + proof.stderr[-3000:]
-    rows = {words[0]: words for line in proof.stdout.splitlines() if (words := line.split())}
+    # the proof's rows only (verify prints each host's free disk after them, in lines that also start with the host)
+    rows = {words[0]: words for line in proof.stdout.splitlines() if (words := line.split())[2:3] == ["idle"]}
     for host in rig.hosts:  # HOST PLATFORM SERVICE STATE DIGEST IMAGE UNAME-M VERDICT
         assert rows[host.name][1:4] + rows[host.name][-1:] == ["linux/amd64", "idle", "running", "ok"], proof.stdout
 
