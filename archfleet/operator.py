@@ -23,10 +23,11 @@ def operator_name() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def new_run_id(now: float | None = None) -> str:
-    """A run's id: its UTC start time to the second and 4 random hex digits (``20261208T023512Z-3fa9``): ids sort
-    by time, and two runs in the same second differ."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+def new_run_id() -> str:
+    """A run's id: its UTC start time to the second and 4 random hex digits (``20261208T023512Z-3fa9``), so that
+    two runs in the same second differ. It names a run; it does not order releases (a run that starts first can
+    apply second: each host's applied order does, archfleet.sync.releases)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     return f"{stamp}-{secrets.token_hex(2)}"
 
 
