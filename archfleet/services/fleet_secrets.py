@@ -18,7 +18,8 @@ while hosts hold files named with it, it is never made anew (every file would ge
 that mounts one would be recreated); a new controller copies it.
 
 Secrets that several services read from one file are one fleet secret: generated once, held by any of them.
-``archfleet secrets pull`` (archfleet.commands.secrets) uses ``pull_members`` and ``pulled_values`` below.
+``archfleet secrets pull`` (archfleet.commands.secrets) uses ``pull_members``, ``pull_targets``, ``parse_pulled`` and
+``agreed_value`` below.
 """
 
 from __future__ import annotations
