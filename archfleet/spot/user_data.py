@@ -32,7 +32,7 @@ import base64
 import gzip
 import posixpath
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pyinfra.api import QuoteString, StringCommand
@@ -278,21 +278,33 @@ def _service_lines(plan: ReleasePlan) -> list[str]:
 
 def _watcher_lines(plan: ReleasePlan) -> list[str]:
     config = spot_watcher.watcher_config(plan.metadata_url, plan.stop_order)
-    lines = [_line("say", "the spot interruption watcher"), "if [ -d /run/systemd/system ]; then"]
+
+    def start(init: str) -> str:
+        if init == "systemd":
+            return (f"systemctl daemon-reload && {_raw(spot_watcher.enable(init))} && "
+                    f"{_raw(spot_watcher.service(init, 'restart'))}")
+        return (f"{_raw(spot_watcher.enable(init))} >/dev/null && "
+                f"{_raw(spot_watcher.service(init, 'restart'))} >/dev/null")
+
+    assert UNIT_PATH and INIT_SCRIPT_PATH and NAME  # the watcher's files are spot_watcher's own
+    return [_line("say", "the spot interruption watcher"),
+            *_runner_lines(lambda init: spot_watcher.watcher_files(init, config), start,
+                           "the spot interruption watcher")]
+
+
+def _runner_lines(files: Callable[[str], Mapping[str, tuple[str, str]]], start: Callable[[str], str],
+                  what: str) -> list[str]:
+    """Install a runner's files (path -> content, mode) for the init system this instance runs (systemd, else
+    sysvinit) and start it: one ``if``, both branches; ``die`` when it did not start."""
+    lines = ["if [ -d /run/systemd/system ]; then"]
     for init in ("systemd", "sysvinit"):
         if init == "sysvinit":
             lines.append("else")
-        for path, (content, mode) in spot_watcher.watcher_files(init, config).items():
+        for path, (content, mode) in files(init).items():
             lines.append("  " + _raw(docker_commands.public_directory(posixpath.dirname(path))))
             lines += ["  " + line for line in _write(path, content.encode(), mode)]
-        if init == "systemd":
-            lines.append(f"  systemctl daemon-reload && {_raw(spot_watcher.enable(init))} && "
-                         f"{_raw(spot_watcher.service(init, 'restart'))}")
-        else:
-            lines.append(f"  {_raw(spot_watcher.enable(init))} >/dev/null && "
-                         f"{_raw(spot_watcher.service(init, 'restart'))} >/dev/null")
-    lines.append("fi || die 'the spot interruption watcher did not start'")
-    assert UNIT_PATH and INIT_SCRIPT_PATH and NAME  # the watcher's files are spot_watcher's own
+        lines.append("  " + start(init))
+    lines.append(f"fi || die '{what} did not start'")
     return lines
 
 
@@ -365,17 +377,9 @@ def _pull_agent_lines(plan: BootPlan, interval: int) -> list[str]:
              f'tag_instance {converge_tag} "$result" || say "could not tag this instance with its converge result"',
              _line("say", QuoteString(f"the pull agent, every {int(interval)} s")),
              _raw(docker_commands.public_directory(posixpath.dirname(pull_agent_commands.AGENT_PATH))),
-             *_write(pull_agent_commands.AGENT_PATH, pull_agent_script(plan, interval).encode(), "0755"),
-             "if [ -d /run/systemd/system ]; then"]
-    for init in ("systemd", "sysvinit"):
-        if init == "sysvinit":
-            lines.append("else")
-        for path, (content, mode) in pull_agent_commands.runner_files(init, interval).items():
-            lines.append("  " + _raw(docker_commands.public_directory(posixpath.dirname(path))))
-            lines += ["  " + line for line in _write(path, content.encode(), mode)]
-        lines.append("  " + " && ".join(pull_agent_commands.start_lines(init)))
-    lines.append("fi || die 'the pull agent did not start'")
-    return lines
+             *_write(pull_agent_commands.AGENT_PATH, pull_agent_script(plan, interval).encode(), "0755")]
+    return lines + _runner_lines(lambda init: pull_agent_commands.runner_files(init, interval),
+                                 lambda init: " && ".join(pull_agent_commands.start_lines(init)), "the pull agent")
 
 
 def boot_script(plan: BootPlan) -> str:
