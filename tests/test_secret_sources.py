@@ -180,6 +180,11 @@ def test_a_failing_or_hanging_command_is_one_line_without_its_output(tmp_path: P
     with pytest.raises(OperationFailed) as caught:
         from_command([sys.executable, "-c", failing], 10, "F:1: services.a.secrets.b")
     assert str(caught.value) == f"F:1: services.a.secrets.b: command {sys.executable!r} exited 3: locked"
+    echoing = "import sys; print('s3cr3t'); print('cannot store s3cr3t', file=sys.stderr); sys.exit(4)"
+    with pytest.raises(OperationFailed) as caught:
+        from_command([sys.executable, "-c", echoing], 10, "w")
+    assert str(caught.value) == (f"w: command {sys.executable!r} exited 4: its last stderr line repeats its output "
+                                 "(not shown)")
     with pytest.raises(OperationFailed, match=r"did not finish in 1 s \(killed; `timeout:` sets the bound\)"):
         from_command([sys.executable, "-c", "import time; time.sleep(20)"], 1, "w")
     with pytest.raises(InputError, match="command 'no-such-program-h4' is not found"):

@@ -1,11 +1,11 @@
 """Where a service's secret comes from besides a file or an environment variable: a program's output
 (``command:``), an SSM parameter (``ssm:``, decrypted) or a Secrets Manager secret (``secretsmanager:``).
 
-Each is read when a command needs the value (a sync's plan, ``service info``, ``spot up``), never at load, so
-``check`` and the commands that need no secret contact nothing. A value never reaches a log: a failure names the
-secret and what failed (the program's exit code or time bound and at most its stderr's last line; AWS's error code),
-never the output. boto3 clients come from boto3's own configuration, as ``archfleet/spot`` builds them:
-``AWS_PROFILE``, credentials, ``AWS_ENDPOINT_URL`` (every service) or ``AWS_ENDPOINT_URL_SSM`` /
+Each is read when a command needs the value (a sync's plan, ``service info``, ``spot up``), never at load, so ``check``
+and the commands that need no secret contact nothing. A value never reaches a log: a failure names the secret and what
+failed (the program's exit code or time bound and at most its stderr's last line, unless that line repeats a line of its
+output; AWS's error code), never the output. boto3 clients come from boto3's own configuration, as ``archfleet/spot``
+builds them: ``AWS_PROFILE``, credentials, ``AWS_ENDPOINT_URL`` (every service) or ``AWS_ENDPOINT_URL_SSM`` /
 ``AWS_ENDPOINT_URL_SECRETS_MANAGER``; the region is the secret's ``region:``, else ``AWS_REGION``, else boto3's.
 """
 
@@ -44,6 +44,9 @@ def from_command(argv: list[str], timeout: int, where: str) -> str:
                               "sets the bound)") from None
     if result.returncode != 0:
         said = last_line(result.stderr.decode(errors="replace"))
+        printed = {line.strip() for line in result.stdout.decode(errors="replace").splitlines() if line.strip()}
+        if any(line in said for line in printed):  # its stderr repeats what it printed (the value, perhaps)
+            said = "its last stderr line repeats its output (not shown)"
         status = (f"was killed by signal {-result.returncode}" if result.returncode < 0
                   else f"exited {result.returncode}")
         raise OperationFailed(f"{where}: command {argv[0]!r} {status}" + (f": {said}" if said else ""))
