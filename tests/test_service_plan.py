@@ -8,7 +8,14 @@ import pytest
 
 from archfleet.facts.service_reads import ContainerState, ServicesStateValue
 from archfleet.fleet import load_fleet
-from archfleet.services.desired import DesiredContainer, FleetContext, decide, desired_container, file_version
+from archfleet.services.desired import (
+    DesiredContainer,
+    FleetContext,
+    SecretValues,
+    decide,
+    desired_container,
+    file_version,
+)
 from archfleet.sync.plan import batches, plan_host
 from archfleet.sync.steps import finalize_command
 from archfleet.tasks import service_commands
@@ -44,8 +51,9 @@ def desired(
     (tmp_path / "fleet.yaml").write_text(FLEET.replace("port: 1080", f"port: {port}"))
     (tmp_path / "inventory.py").write_text("hosts = ['a', ('b', {'ssh_hostname': '10.0.0.2'})]\n")
     spec = load_fleet(tmp_path / "fleet.yaml").services["proxy"]
-    context = FleetContext(hosts={"b": {"address": "10.0.0.2"}}, service_hosts={}, secrets={"proxy": {"id": secret}},
-                           version_key=KEY)
+    secrets = SecretValues({"proxy": spec})
+    secrets.provide("proxy", "id", secret)
+    context = FleetContext(hosts={"b": {"address": "10.0.0.2"}}, service_hosts={}, secrets=secrets, version_key=KEY)
     return desired_container(
         spec, tag="r.example:5000/proxy:1", repository="r.example:5000/proxy", digest=digest, host_name="a",
         platform="linux/arm64", context=context,

@@ -80,11 +80,11 @@ class SecretValues:
                 if secret.read_at_load:
                     self.values[(spec.name, secret.name)] = secret.read()
 
-    def get(self, service: str, default: dict[str, str] | None = None) -> dict[str, str]:
-        """Every secret of ``service`` by name, read now where it was not yet (as a dict's ``get``)."""
+    def get(self, service: str) -> dict[str, str]:
+        """Every secret of ``service`` by name, read now where it was not yet ({} for a service not declared)."""
         spec = self.services.get(service)
         if spec is None:
-            return default if default is not None else {}
+            return {}
         for secret in spec.secrets:
             if (service, secret.name) not in self.values:
                 self.values[(service, secret.name)] = secret.read()
@@ -99,7 +99,7 @@ class SecretValues:
                 for secret in spec.secrets}
 
     def provide(self, service: str, name: str, value: str) -> None:
-        """A value found by the sync (a generated one)."""
+        """A value found by the sync (a generated one), or given by a test."""
         self.values[(service, name)] = value
 
 
@@ -110,17 +110,11 @@ class FleetContext:
 
     hosts: dict[str, dict[str, str]]  # host -> {"address": ...}
     service_hosts: dict[str, list[str]]  # service -> host names
-    # service -> secret name -> value (a plain mapping: every value known already)
-    secrets: SecretValues | dict[str, dict[str, str]] = field(repr=False)
+    secrets: SecretValues = field(repr=False)
     version_key: bytes = field(repr=False)  # the fleet's secret version key (file_version); b"": not read yet
 
     def variables(self) -> dict[str, object]:
         return {"hosts": self.hosts, "service_hosts": self.service_hosts}
-
-    def secrets_at_load(self, service: str) -> dict[str, str]:
-        if isinstance(self.secrets, SecretValues):
-            return self.secrets.at_load(service)
-        return self.secrets.get(service, {})
 
 
 def needs_version_key(fleet: Fleet) -> bool:
@@ -265,7 +259,7 @@ def desired_container(
     context: FleetContext,
 ) -> DesiredContainer:
     """The container ``host_name`` (of ``platform``) runs for ``spec``, from the image ``repository@digest``."""
-    secret_values = context.secrets.get(spec.name, {})
+    secret_values = context.secrets.get(spec.name)
     files: list[ManagedFile] = []
     for secret in spec.secrets:
         files.append(managed_file(
@@ -345,7 +339,7 @@ def check_renders(fleet: Fleet) -> None:
                 continue
             plain = template_variables(spec, host, RENDER_CHECK_PLATFORM, context)
             if spec.files:
-                with_secrets = {**plain, "secrets": context.secrets_at_load(spec.name)}
+                with_secrets = {**plain, "secrets": context.secrets.at_load(spec.name)}
                 for index in range(len(spec.files)):
                     render_template(spec, index, with_secrets)
             for key, value in values:

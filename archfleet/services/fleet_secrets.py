@@ -42,7 +42,7 @@ from archfleet.credentials import (
 from archfleet.errors import InputError, OperationFailed
 from archfleet.facts.service_reads import FILES_ROOT, ServicesStateValue
 from archfleet.placement import container_name
-from archfleet.services.desired import SecretValues, fleet_context, load_context, needs_version_key
+from archfleet.services.desired import fleet_context, load_context, needs_version_key
 
 if TYPE_CHECKING:
     from archfleet.fleet import Fleet
@@ -173,7 +173,6 @@ def settle_fleet_secrets(fleet: Fleet, in_scope: list[str], states: dict[str, Se
                 f"{', '.join(secret.services)} holds one)")
         else:
             generated.pending.append((secret, value))
-        assert isinstance(context.secrets, SecretValues)
         for service, spec in secret.members:
             context.secrets.provide(service, spec.name, value)
     settle_version_key(fleet, in_scope, states, dry=dry, say=say, generated=generated)
