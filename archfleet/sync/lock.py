@@ -66,15 +66,6 @@ class LockRefused(OperationFailed):
     """A host of the run is locked by another run: nothing was changed."""
 
 
-def run_lines(session: HostSession, host: Host, command: StringCommand, what: str) -> list[str]:
-    """One command on one host of the session (through sudo when the host's data says so): its output lines."""
-    session.connect(host)
-    ok, output = host.run_shell_command(command, print_output=False, **session.sudo(host))
-    if not ok:
-        raise StepFailed(failure_reason(output.stderr_lines, f"{what} failed"), output.stderr_lines)
-    return list(output.stdout_lines)
-
-
 def refusal(host: str, lock: HostLock, waited: float = 0.0, wait_hint: bool = True) -> str:
     """The one line of a refused run."""
     if lock.stale:
@@ -108,8 +99,8 @@ class HeldLocks:
         names, self.taken = self.taken, []
         try:
             outcomes = self.session.each(names, "lock release", LOCK_STEP_SECONDS,
-                                         lambda host: run_lines(self.session, host, release_lock(self.token),
-                                                                "lock release"))
+                                         lambda host: self.session.run(host, release_lock(self.token),
+                                                                   "lock release failed"))
         except Exception as error:  # the release must never hide the run's own result
             outcomes = {name: Outcome(False, f"{type(error).__name__}: {error}") for name in names}
         for name, outcome in sorted(outcomes.items()):
@@ -130,7 +121,7 @@ class Attempt:
 def attempt(session: HostSession, names: list[str], command: StringCommand) -> dict[str, Attempt | Outcome]:
     """One try on every named host: the first alone, then, when it was not held, the others in parallel."""
     def take(host: Host) -> Attempt:
-        lines = run_lines(session, host, command, "lock")
+        lines = session.run(host, command, "lock failed")
         lock = parse_lock(lines)
         if lock is None:
             raise StepFailed("the lock command printed no lock state")
@@ -227,14 +218,14 @@ def lock_for_deploy(command: str) -> None:
 
 def read_locks_of(session: HostSession, names: list[str], bound: float) -> dict[str, HostLock | Outcome]:
     """Every named host's lock, read in parallel (``lock status``): a host that cannot be read gets an Outcome."""
-    return session.each(names, "lock read", bound, lambda host: parsed(run_lines(session, host, read_lock(),
-                                                                                  "lock read")))
+    return session.each(names, "lock read", bound, lambda host: parsed(session.run(host, read_lock(),
+                                                                                 "lock read failed")))
 
 
 def break_locks(session: HostSession, tokens: dict[str, str], bound: float) -> dict[str, HostLock | Outcome]:
     """Break each host's lock that still holds the token read before (host -> token), in parallel."""
     return session.each(sorted(tokens), "lock break", bound,
-                        lambda host: parsed(run_lines(session, host, break_lock(tokens[host.name]), "lock break")))
+                        lambda host: parsed(session.run(host, break_lock(tokens[host.name]), "lock break failed")))
 
 
 def parsed(lines: list[str]) -> HostLock:
