@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from archfleet.lab.state import LabState
+from tests.lab.faults import wait_until
 from tests.lab.support import BIN, LAB_INVENTORY, PROJECT, HostBootstrap, archfleet, fleet_header, on_host, pyinfra
 from tests.lab.test_services import MOVER, publish_mover
 
@@ -227,7 +228,8 @@ def test_a_lock_left_by_a_killed_sync_blocks_the_next_until_released(rig: Rig) -
     new = others(rig)[0]
     carol = rig.start("carol@lab", "sync", "-f", str(rig.fleet(new)), "--message", "killed")
     rig.wait_for_line(carol, r"sync: mover: canary")
-    time.sleep(1)  # the canary's switch is under way
+    wait_until(f"the canary's switch under way (a mover of {new} on a host)",
+               lambda: any(build == new for found in rig.movers().values() for _, _, build, _ in found), 120)
     os.killpg(carol.pid, signal.SIGKILL)
     carol.communicate(timeout=60)
     before = settle(rig)
