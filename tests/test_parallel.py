@@ -90,12 +90,15 @@ def test_reads_run_at_most_parallel_hosts_at_a_time_and_keep_the_hosts_order(tmp
 
 
 def test_a_host_waiting_for_a_slot_is_not_timed_out(tmp_path: Path, local_ssh: Path) -> None:
-    """One slot, four hosts of 1.5 s each, a bound of 4 s: 6 s in all, and no host ran out of time."""
-    started = time.monotonic()
-    reads = HostReads(hosts(tmp_path, 4), "sleep 1.5; echo read", what="Test", connect_timeout=5, bound=4,
+    """One slot, four hosts of 1.5 s each, a bound of 4 s: one at a time, the last started more than the bound after
+    the first (by the hosts' own clock), and no host ran out of time."""
+    log = tmp_path / "log"
+    reads = HostReads(hosts(tmp_path, 4), timed_command(log, 1.5), what="Test", connect_timeout=5, bound=4,
                       say=print, parallel=1)
     results = reads.results()
-    assert time.monotonic() - started >= 6
+    intervals = spans(log)
+    assert len(intervals) == 4 and most_at_once(intervals) == 1, intervals
+    assert max(start for start, _ in intervals) - min(start for start, _ in intervals) > 4, intervals
     assert all(value == ["read"] for value in results.values()), results
 
 
