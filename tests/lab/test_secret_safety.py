@@ -51,6 +51,8 @@ HOSTILE_MOUNT = ("/run/secrets/a'b\"c$(touch${IFS}" + MARKER + "-mount)d`touch${
                  + "-mount2`;e&&f|g>h")
 HOSTILE_ENV = (f"env-token $(touch {MARKER}-env) `touch {MARKER}-env2` '\"; touch {MARKER}-env3; echo \"' "
                "$HOME ${HOME} \\ ; rm -rf " + KEEP)
+# A `logging:` option (json-file's tag: one line of any text) reaches `docker create --log-opt` as it was written
+HOSTILE_LOG_TAG = f"log-tag $(touch {MARKER}-log) `touch {MARKER}-log2` '\"; touch {MARKER}-log3; echo \"' $HOME"
 
 
 def hostile_values() -> dict[str, str]:
@@ -101,6 +103,7 @@ class SecretRig:
                 "hostile": {
                     "image": f"{registry}/{ROOT_REPO}:live", "groups": ["amd64", "arm64"],
                     "command": ["sleep", "infinity"], "environment": {"HOSTILE_ENV": HOSTILE_ENV},
+                    "logging": {"options": {"tag": HOSTILE_LOG_TAG}},
                     "secrets": secrets,
                 },
                 "owned": {
@@ -305,6 +308,13 @@ def test_an_environment_value_arrives_literally(rig: SecretRig, hostile_sync: Sy
     for host in rig.hosts:
         inspected = json.loads(in_lab_host(host, "docker", "inspect", "archfleet-hostile").stdout)[0]
         assert f"HOSTILE_ENV={HOSTILE_ENV}" in inspected["Config"]["Env"], host.name
+
+
+def test_a_logging_option_arrives_literally(rig: SecretRig, hostile_sync: SyncResult) -> None:
+    for host in rig.hosts:
+        inspected = json.loads(in_lab_host(host, "docker", "inspect", "archfleet-hostile").stdout)[0]
+        assert inspected["HostConfig"]["LogConfig"] == {
+            "Type": "json-file", "Config": {"tag": HOSTILE_LOG_TAG, "max-size": "10m", "max-file": "3"}}, host.name
 
 
 def test_secrets_appear_in_no_output_inspect_or_readable_file(rig: SecretRig, hostile_sync: SyncResult) -> None:
