@@ -18,7 +18,6 @@ Docker, the lab registry, archfleet.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -31,13 +30,12 @@ import pytest
 
 from archfleet.lab.state import LabHost, LabState, load, state_dir
 from archfleet.placement import container_name
-from tests.lab.ec2_lab_address_map import map_fleet_to_lab
 from tests.lab.support import PROJECT, HostBootstrap, archfleet, on_host
 from tests.lab.test_services import MOVER, publish_mover
 from tests.lab.test_spot_release import PUBLISHED, image_digest
 from tests.spot.conftest import REGION, Endpoint, endpoint  # noqa: F401  (endpoint: the moto fixture)
 from tests.spot.test_fleet_on_moto import X86_FILTER
-from tests.standins.cloud_init import RoleMetadataStandIn, first_boot, instance_services, launch_template_user_data
+from tests.standins.cloud_init import RoleMetadataStandIn, boot_fleet_instance, instance_services
 
 pytestmark = pytest.mark.lab
 
@@ -188,14 +186,9 @@ def test_a_pull_host_converges_without_ssh_and_refuses_a_release_the_canary_fail
     up = fleet.archfleet("spot", "up", NAME, "--wait", "60")
     assert up.returncode == 0, up.stderr[-3000:]
     first = PUBLISHED.findall(up.stderr)[0]
-    played = map_fleet_to_lab(fleet.moto.ec2, NAME, [fleet.host])
-    fleet.instance_id = fleet.metadata.instance_id = played[0].instance_id
-    archfleet("lab", "reset", fleet.host.name, check=True)
-    shutil.copyfile(state_dir() / "ssh" / "known_hosts", fleet.folder / "known_hosts")
-    (fleet.folder / "known_hosts").chmod(0o600)
-    boot = first_boot(fleet.host, launch_template_user_data(fleet.moto.ec2, fleet.instance_id))
-    assert boot.returncode == 0, boot.output[-4000:]
-    assert f"archfleet-boot: the pull agent, every {INTERVAL} s" in boot.output, boot.output[-4000:]
+    booted = boot_fleet_instance(fleet.moto.ec2, NAME, fleet.host, fleet.folder / "known_hosts", fleet.metadata)
+    fleet.instance_id = booted.instance_id
+    assert f"archfleet-boot: the pull agent, every {INTERVAL} s" in booted.boot.output, booted.boot.output[-4000:]
     assert on_host(fleet.host, f"/etc/init.d/{AGENT} status").returncode == 0
     booted_id, digest = running(fleet.host)
     assert digest == fleet.digests["1"]

@@ -24,7 +24,6 @@ import datetime
 import gzip
 import json
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -38,13 +37,12 @@ import pytest
 from archfleet.lab.state import LabHost, LabState, load, state_dir
 from archfleet.placement import container_name
 from archfleet.table import format_table
-from tests.lab.ec2_lab_address_map import map_fleet_to_lab
 from tests.lab.support import PROJECT, archfleet, on_host, stop_times
 from tests.lab.test_services import MOVER, publish_mover
 from tests.lab.test_spot_user_data import watcher_saw_notice
 from tests.spot.conftest import REGION, Endpoint, endpoint  # noqa: F401  (endpoint: the moto fixture)
 from tests.spot.test_fleet_on_moto import X86_FILTER
-from tests.standins.cloud_init import RoleMetadataStandIn, first_boot, instance_services, launch_template_user_data
+from tests.standins.cloud_init import RoleMetadataStandIn, boot_fleet_instance, instance_services
 
 pytestmark = pytest.mark.lab
 
@@ -184,20 +182,11 @@ def released(lab: LabState, endpoint: Endpoint,  # noqa: F811
 def boot_instance(fleet: Released) -> dict[str, float]:
     """A fresh lab host plays the fleet's running instance; the cloud-init stand-in runs the user-data EC2 hands
     it. When it was fresh and when it had booted (epoch seconds)."""
-    played = map_fleet_to_lab(fleet.moto.ec2, NAME, [fleet.host])
-    assert len(played) == 1
-    fleet.instance_id = fleet.metadata.instance_id = played[0].instance_id
-    archfleet("lab", "reset", fleet.host.name, check=True)
-    marks = {"fresh": time.time()}
-    shutil.copyfile(state_dir() / "ssh" / "known_hosts", fleet.folder / "known_hosts")
-    (fleet.folder / "known_hosts").chmod(0o600)
-    script = launch_template_user_data(fleet.moto.ec2, fleet.instance_id)
-    assert TOKEN not in script and "spot-release" not in script  # the release is read at boot, not carried
-    boot = first_boot(fleet.host, script)
-    marks["booted"] = time.time()
-    assert boot.returncode == 0, boot.output[-4000:]
-    assert "archfleet-boot: joined" in boot.output and TOKEN not in boot.output, boot.output[-4000:]
-    return marks
+    booted = boot_fleet_instance(fleet.moto.ec2, NAME, fleet.host, fleet.folder / "known_hosts", fleet.metadata)
+    fleet.instance_id = booted.instance_id
+    assert TOKEN not in booted.script and "spot-release" not in booted.script  # read at boot, not carried
+    assert TOKEN not in booted.boot.output, booted.boot.output[-4000:]
+    return {"fresh": booted.fresh, "booted": booted.booted}
 
 
 def interrupt(fleet: Released) -> list[tuple[str, float]]:

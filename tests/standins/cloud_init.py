@@ -18,15 +18,17 @@ import base64
 import contextlib
 import gzip
 import json
+import shutil
 import socket
 import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from archfleet.lab.state import LabHost
+from archfleet.lab.state import LabHost, state_dir
 from tests.lab.support import on_host
 from tests.standins.instance_metadata import MetadataStandIn
 
@@ -149,6 +151,40 @@ def first_boot(host: LabHost, script: str, timeout: float = 900) -> FirstBoot:
                f"{USER_DATA_PATH} > {OUTPUT_LOG} 2>&1; code=$?; cat {OUTPUT_LOG}; exit $code")
     result = on_host(host, command, timeout=timeout)
     return FirstBoot(result.returncode, result.stdout + result.stderr, time.monotonic() - started)
+
+
+@dataclass
+class BootedInstance:
+    instance_id: str
+    fresh: float  # when the lab host was fresh (after `lab reset`), epoch seconds
+    booted: float  # when its first boot had run, epoch seconds
+    script: str  # the user-data EC2 handed it
+    boot: FirstBoot
+
+
+def boot_fleet_instance(ec2: Any, fleet: str, host: LabHost, known_hosts: Path,
+                        metadata: RoleMetadataStandIn | None = None) -> BootedInstance:
+    """A fresh lab host (``lab reset``: a new VM) plays the fleet's one running instance and the first-boot
+    STAND-IN runs the user-data EC2 hands it; ``known_hosts``: the lab's record of the new host key (so keys are
+    still checked); ``metadata``: serves the instance's id. Asserts the boot joined."""
+    from tests.lab.ec2_lab_address_map import map_fleet_to_lab
+    from tests.lab.support import archfleet
+
+    played = map_fleet_to_lab(ec2, fleet, [host])
+    assert len(played) == 1, played
+    instance_id = played[0].instance_id
+    if metadata is not None:
+        metadata.instance_id = instance_id
+    archfleet("lab", "reset", host.name, check=True)
+    fresh = time.time()
+    shutil.copyfile(state_dir() / "ssh" / "known_hosts", known_hosts)
+    known_hosts.chmod(0o600)
+    script = launch_template_user_data(ec2, instance_id)
+    boot = first_boot(host, script)
+    booted = time.time()
+    assert boot.returncode == 0, boot.output[-4000:]
+    assert "archfleet-boot: joined" in boot.output, boot.output[-4000:]
+    return BootedInstance(instance_id, fresh, booted, script, boot)
 
 
 @contextlib.contextmanager
