@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import gevent
-from pyinfra.api import BaseStateCallback
+from pyinfra.api import BaseStateCallback, StringCommand
 
 from archfleet.errors import OperationFailed
 from archfleet.operator import RunInfo, new_run_id, operator_name
@@ -49,7 +49,7 @@ from archfleet.tasks.lock_commands import HostLock, break_lock, parse_lock, read
 from archfleet.tasks.service_commands import failure_reason
 
 if TYPE_CHECKING:
-    from pyinfra.api import Host, State, StringCommand
+    from pyinfra.api import Host, State
 
     from archfleet.sync.hosts import HostSession
 
@@ -90,6 +90,20 @@ class HeldLocks:
     reads: dict[str, list[str]] = field(default_factory=dict)  # host -> the `then` read's output lines
     failed: dict[str, str] = field(default_factory=dict)  # host -> why its lock could not be taken
     say: Say = print
+
+    def release_after(self, host: str, command: StringCommand) -> StringCommand:
+        """``command`` and then, in the same ssh command, the release of the host's lock when this run took it
+        (after ``command``'s failure too; its exit status is kept): a round trip saved. Call :meth:`released`
+        with the output; a host not released that way is released by :meth:`release`."""
+        if host not in self.taken:
+            return command
+        return StringCommand(command, "; rc=$?;", release_lock(self.token), "; exit $rc")
+
+    def released(self, host: str, lines: list[str]) -> None:
+        """The output of a :meth:`release_after` command that succeeded: a lock it released is not released again."""
+        lock = parse_lock(lines)
+        if lock is not None and lock.state == "released" and host in self.taken:
+            self.taken.remove(host)
 
     def release(self) -> None:
         """Remove every lock this run took (only while it still holds this run's token); a host where that fails

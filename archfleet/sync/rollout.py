@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 
@@ -38,6 +38,9 @@ from archfleet.sync.releases import ReleaseContext
 from archfleet.sync.report import FAILED, NOT_REACHED, ROLLED_BACK, UNCHANGED, UPDATED, SyncReport
 from archfleet.sync.scope import placement_of, timeouts_of
 from archfleet.sync.steps import finalize_command, step_command, undo_command
+
+if TYPE_CHECKING:
+    from archfleet.sync.lock import HeldLocks
 from archfleet.tasks import service_commands
 
 Say = Callable[[str], None]
@@ -45,8 +48,9 @@ Say = Callable[[str], None]
 
 class Rollout:
     def __init__(self, fleet: Fleet, session: HostSession, plans: dict[str, HostPlan], report: SyncReport,
-                 say: Say, release: ReleaseContext | None = None):
+                 say: Say, release: ReleaseContext | None = None, lock: HeldLocks | None = None):
         self.fleet = fleet
+        self.lock = lock  # this run's locks: finalize releases a host's in its own command
         self.release = release  # what finalize records on each host it changed
         self.session = session
         self.plans = plans
@@ -198,7 +202,12 @@ class Rollout:
                 commands[host] = command
 
         def tidy(host: Any) -> None:
-            self.session.run(host, commands[host.name], "finalize failed")
+            if self.lock is None:
+                self.session.run(host, commands[host.name], "finalize failed")
+                return
+            lines = self.session.run(host, self.lock.release_after(host.name, commands[host.name]),
+                                     "finalize failed")
+            self.lock.released(host.name, lines)
 
         for host, outcome in self.session.each(sorted(commands), "finalize", self.timeouts.start * 2 + 30,
                                                tidy).items():

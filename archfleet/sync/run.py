@@ -8,7 +8,8 @@ out safely with archfleet.sync.rollout. The steps:
 2. **Plan** (archfleet.sync.pipeline): the pre-flight pins every tag once; a tag without a verified image for a
    host's platform stops everything here, before any host is touched. ``--dry`` stops here too.
 3. **Lock** (archfleet.sync.lock, docs/lock.md): the hosts that must change, all or nothing, each lock's command
-   reading the host's state again; a host changed since the first read is planned again. Released at the end.
+   reading the host's state again; a host changed since the first read is planned again. Released in the
+   finalize's own command, else at the end.
 4. **Roll out** (archfleet.sync.rollout): pull, switch behind a canary and in batches, roll back, finalize.
 """
 
@@ -193,8 +194,11 @@ def sync(fleet: Fleet, *, dry: bool, prune: bool, limit: str | None, say: Say,
             generated.write({**states, **{host: parse_services_state(lines) for host, lines in held.reads.items()}})
             remaining = max(1.0, timeouts.run - (time.monotonic() - started))
             with gevent.Timeout(remaining, StepFailed(f"the whole sync timed out after {timeouts.run:g} s")):
+                # finalize releases a host's lock in its own command, unless a spot release is published after
+                # the rollout (archfleet.spot.release): then the locks cover the publication too
                 Rollout(fleet, session, plans, report, say,
-                        ReleaseContext(run, fleet_sha256(fleet.path), fleet.releases_retain)).run()
+                        ReleaseContext(run, fleet_sha256(fleet.path), fleet.releases_retain),
+                        lock=None if fleet.spot_fleets else held).run()
             from archfleet.spot.release import publish_after_sync  # what a spot fleet's replacements boot
 
             publish_after_sync(fleet, plans, report, tags, run, say)
