@@ -23,7 +23,16 @@ import pytest
 
 from archfleet.lab.state import LabState
 from tests.lab.faults import wait_until
-from tests.lab.support import BIN, LAB_INVENTORY, PROJECT, HostBootstrap, archfleet, fleet_header, on_host, pyinfra
+from tests.lab.support import (
+    BIN,
+    PROJECT,
+    HostBootstrap,
+    archfleet,
+    fleet_header,
+    on_host,
+    pyinfra,
+    remove_every_service,
+)
 from tests.lab.test_services import MOVER, publish_mover
 
 pytestmark = pytest.mark.lab
@@ -166,9 +175,7 @@ def rig(lab: LabState, tmp_path_factory: pytest.TempPathFactory, host_bootstrap:
     assert first.returncode == 0, first.stdout + first.stderr
     yield rig
     rig.remove_locks()
-    empty = rig.directory / "empty.yaml"
-    empty.write_text(f"registry: {{lab: true}}\ninventory: {LAB_INVENTORY}\nservices: {{}}\n")
-    archfleet("sync", "--prune", "-f", str(empty))
+    remove_every_service(rig.directory)
 
 
 def test_of_two_syncs_at_once_one_is_refused_naming_the_holder_and_changes_nothing(rig: Rig) -> None:

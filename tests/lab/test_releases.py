@@ -23,7 +23,7 @@ import requests
 from archfleet.lab.state import LabHost, LabState
 from archfleet.tasks.lock_commands import release_lock, take_lock
 from archfleet.tasks.service_commands import rollback_container
-from tests.lab.support import BIN, LAB_INVENTORY, PROJECT, HostBootstrap, archfleet, on_host
+from tests.lab.support import BIN, LAB_INVENTORY, PROJECT, HostBootstrap, archfleet, on_host, remove_every_service
 from tests.lab.test_services import MOVER, publish_mover
 
 pytestmark = pytest.mark.lab
@@ -122,9 +122,7 @@ def fleet(lab: LabState, tmp_path_factory: pytest.TempPathFactory, host_bootstra
     publish_mover(lab, "1")
     fleet = Fleet(tmp_path_factory.mktemp("releases"), lab)
     yield fleet
-    empty = tmp_path_factory.mktemp("empty") / "fleet.yaml"
-    empty.write_text(f"registry: {{lab: true}}\ninventory: {LAB_INVENTORY}\nservices: {{}}\n")
-    archfleet("sync", "--prune", "-f", str(empty))
+    remove_every_service(fleet.directory)
     for host in fleet.hosts():
         on_host(host, f"rm -rf {RELEASES}")
 

@@ -13,7 +13,14 @@ import pytest
 import yaml
 
 from archfleet.lab.state import LabState
-from tests.lab.support import LAB_INVENTORY, PROJECT, HostBootstrap, archfleet, fleet_header, on_host
+from tests.lab.support import (
+    PROJECT,
+    HostBootstrap,
+    archfleet,
+    fleet_header,
+    on_host,
+    remove_every_service,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -38,9 +45,7 @@ def fleet_path(lab: LabState, tmp_path_factory: pytest.TempPathFactory,
     path.write_text(fleet_header("v2ray") + "services:\n  v2ray: " + json.dumps(shipped_v2ray(directory)) + "\n")
     archfleet("images", "build", "-f", str(path), check=True)
     yield path
-    empty = tmp_path_factory.mktemp("empty") / "fleet.yaml"
-    empty.write_text(f"registry: {{lab: true}}\ninventory: {LAB_INVENTORY}\nservices: {{}}\n")
-    archfleet("sync", "--prune", "-f", str(empty))
+    remove_every_service(directory)
 
 
 def test_the_shipped_check_is_healthy_and_leaves_no_probe_in_the_log(fleet_path: Path, lab: LabState) -> None:
