@@ -93,9 +93,9 @@ def publish_pull_fleets(fleet: Fleet, plans: Mapping[str, Any], report: Any,
             lines = publish(ec2, spec, joining, run)
             for line in lines:
                 say(f"sync: spot fleet {spec.name}: {line}")
-            now = current_release(ssm_client(ec2, f"spot fleet {spec.name}: its release"), spec)
+            published = any(line.startswith("publish ") for line in lines)  # then release/current is run.id
             say(f"sync: spot fleet {spec.name}: its pull-mode hosts converge themselves to release "
-                f"{now.id if now else current.id}")
+                f"{run.id if published else current.id}")
         except ArchfleetError as error:
             failure = f"spot fleet {spec.name}: its pull-mode hosts' release was not published: {error}"
             say(f"sync: {failure.replace(': ', ': FAILED: ', 1)}")
