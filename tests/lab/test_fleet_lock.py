@@ -322,6 +322,7 @@ def test_the_plain_deploys_and_bootstrap_take_the_lock_and_change_nothing_more(r
     """`hosts bootstrap` and the plain deploys are refused by another run's lock, naming it, and change nothing;
     free, they converge to no changes (the lock is a command, not an operation) and leave the hosts free."""
     amd64 = rig.lab.host("amd64-1")
+    before = rig.movers()
     on_host(amd64, f"mkdir -p -m 0700 /var/lib/archfleet && printf 'token=other\\nholder=frank@lab\\nsince=%s\\n"
                    f"command=sync\\nmessage=\\nexpires=%s\\nboot_id=%s\\n' $(date +%s) "
                    f"$(($(date +%s) + 3600)) $(cat /proc/sys/kernel/random/boot_id) > {LOCK_FILE}")
@@ -334,6 +335,7 @@ def test_the_plain_deploys_and_bootstrap_take_the_lock_and_change_nothing_more(r
         assert plain.returncode != 0 and re.search(r"amd64-1 is locked by frank@lab \(sync, \d+ s ago\); see "
                                                    "archfleet lock status", plain.output), plain.output[-3000:]
         assert on_host(amd64, f"grep -x token=other {LOCK_FILE}").returncode == 0
+        assert rig.movers() == before  # every container, by id and state, as it was
     finally:
         on_host(amd64, f"rm -f {LOCK_FILE}")
     again = pyinfra("deploys/host.py", *LIMITS)
