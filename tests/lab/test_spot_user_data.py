@@ -36,7 +36,7 @@ from tests.lab.github_runner_fleet import github_standin, runner_image, runner_s
 from tests.lab.support import PROJECT, PROJECT_IMAGES, archfleet, on_host, stop_times
 from tests.spot.conftest import Endpoint, endpoint  # noqa: F401  (endpoint: the moto fixture)
 from tests.spot.test_fleet_on_moto import X86_FILTER
-from tests.standins.cloud_init import RoleMetadataStandIn, first_boot, instance_services, launch_template_user_data
+from tests.standins.cloud_init import RoleMetadataStandIn, boot_fleet_instance, instance_services
 from tests.standins.github_api import GitHubStandin, Runner
 
 pytestmark = pytest.mark.lab
@@ -154,20 +154,12 @@ def joining(lab: LabState, endpoint: Endpoint,  # noqa: F811
 
 def boot_instance(fleet: Joining) -> float:
     """A fresh lab host plays the fleet's running instance; the cloud-init stand-in runs its user-data. Seconds."""
-    played = map_fleet_to_lab(fleet.ec2, NAME, [fleet.host])
-    assert len(played) == 1
-    fleet.instance_id = played[0].instance_id
-    archfleet("lab", "reset", fleet.host.name, check=True)
-    fleet.timeline["reset"] = time.time()
-    fleet.refresh_known_hosts()
-    script = launch_template_user_data(fleet.ec2, fleet.instance_id)
-    assert TOKEN not in script and fleet.standin.pat not in script
-    boot = first_boot(fleet.host, script)
-    fleet.timeline["booted"] = time.time()
-    assert boot.returncode == 0, boot.output[-4000:]
-    assert "archfleet-boot: joined" in boot.output, boot.output[-4000:]
-    assert TOKEN not in boot.output and fleet.standin.pat not in boot.output
-    return boot.seconds
+    booted = boot_fleet_instance(fleet.ec2, NAME, fleet.host, fleet.known_hosts)
+    fleet.instance_id = booted.instance_id
+    fleet.timeline["reset"], fleet.timeline["booted"] = booted.fresh, booted.booted
+    assert TOKEN not in booted.script and fleet.standin.pat not in booted.script
+    assert TOKEN not in booted.boot.output and fleet.standin.pat not in booted.boot.output
+    return booted.boot.seconds
 
 
 def sync_statuses(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
