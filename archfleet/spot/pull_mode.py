@@ -27,11 +27,16 @@ STOOD = ("updated", "unchanged")  # archfleet.sync.report's words (spot/ sits be
 PULL_ROW = "(pull agent)"  # verify's row of a pull-mode instance, judged from its tags (not reached over SSH)
 
 
-def pull_fleet_of_host(fleet: Fleet, host: str) -> SpotFleetSpec | None:
-    """The ``converge: pull`` spot fleet a host of the inventory is an instance of, if any."""
+def spot_fleet_of_host(fleet: Fleet, host: str) -> SpotFleetSpec | None:
+    """The spot fleet a host of the inventory is an instance of (``inventories/ec2.py``'s host data ``ec2_fleet``)."""
     entry = fleet.hosts.get_host(host, None) if fleet.hosts is not None else None
     name = entry.data.get("ec2_fleet") if entry is not None else None
-    spec = fleet.spot_fleets.get(str(name)) if name else None
+    return fleet.spot_fleets.get(str(name)) if name else None
+
+
+def pull_fleet_of_host(fleet: Fleet, host: str) -> SpotFleetSpec | None:
+    """The ``converge: pull`` spot fleet a host of the inventory is an instance of, if any."""
+    spec = spot_fleet_of_host(fleet, host)
     return spec if spec is not None and spec.pulls else None
 
 

@@ -40,6 +40,7 @@ from archfleet.spot.connection import AwsClient, connect, ssm_client
 from archfleet.spot.discovery import tagged_instances
 from archfleet.spot.fleets import SSM_STANDARD_LIMIT, delete_named_parameters, fleet_parameters, store_parameters
 from archfleet.spot.joining import JoiningHost, joining_host
+from archfleet.spot.pull_mode import spot_fleet_of_host
 from archfleet.spot.user_data import RELEASE_TAG, release_pointer, releases_path
 
 if TYPE_CHECKING:
@@ -227,10 +228,8 @@ class _Report(Protocol):
 
 
 def fleet_of_host(fleet: Fleet, host: str) -> SpotFleetSpec | None:
-    """The user-data spot fleet a host of the inventory is an instance of (``inventories/ec2.py``'s host data)."""
-    entry = fleet.hosts.get_host(host, None) if fleet.hosts is not None else None
-    name = entry.data.get("ec2_fleet") if entry is not None else None
-    spec = fleet.spot_fleets.get(str(name)) if name else None
+    """The user-data spot fleet a host of the inventory is an instance of."""
+    spec = spot_fleet_of_host(fleet, host)
     return spec if spec is not None and spec.user_data else None
 
 
